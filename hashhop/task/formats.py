@@ -64,9 +64,7 @@ def sample_from_text(prompt: str, completion: str) -> Sample:
     by_key: dict[str, tuple[str, bool, int]] = {}
     for line, (key, value, last) in enumerate(links):
         if key in by_key:
-            raise HashHopError(
-                f"hash {key} starts two prompt lines ({by_key[key][2] + 1} and {line + 1}): not a valid HashHop prompt"
-            )
+            raise HashHopError(f"hash {key} starts two prompt lines ({by_key[key][2] + 1} and {line + 1}): not a valid HashHop prompt")
         by_key[key] = (value, last, line)
     line_offsets = [0]
     for key, value, last in links:

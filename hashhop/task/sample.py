@@ -49,9 +49,7 @@ class HasQueries:
 
     @property
     def completion(self) -> str:
-        return format_completion(
-            self.hops, self.chain_of_thought, [(c.query, c.answer(self.chain_of_thought)) for c in self.queries]
-        )
+        return format_completion(self.hops, self.chain_of_thought, [(c.query, c.answer(self.chain_of_thought)) for c in self.queries])
 
     @property
     def targets(self) -> dict[str, str]:

@@ -49,9 +49,7 @@ def resolve_alphabet(alphabet: str) -> str:
     if len(set(chars)) != len(chars):
         raise HashHopError(f"alphabet {alphabet!r} repeats characters: list each character once")
     if not 2 <= len(chars) <= MAX_ALPHABET:
-        raise HashHopError(
-            f"alphabet {alphabet!r} has {len(chars)} characters: use 2 to {MAX_ALPHABET}, or a name: {', '.join(ALPHABETS)}"
-        )
+        raise HashHopError(f"alphabet {alphabet!r} has {len(chars)} characters: use 2 to {MAX_ALPHABET}, or a name: {', '.join(ALPHABETS)}")
     return chars
 
 

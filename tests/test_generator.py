@@ -1,0 +1,160 @@
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hashhop.errors import HashHopError
+from hashhop.task import generator
+from hashhop.task.formats import parse_prompt, sample_from_text
+from hashhop.task.generator import EOL_JSON, Problem, generate, plan
+from hashhop.task.spec import ALPHABETS, HashHopSpec
+from hashhop.task.tokens import get_tokenizer
+
+specs = st.builds(
+    HashHopSpec,
+    context_tokens=st.integers(300, 12_000),
+    tokenizer=st.just("chars"),
+    hops=st.integers(1, 4),
+    chain_of_thought=st.booleans(),
+    hash_length=st.integers(4, 20),
+    alphabet=st.sampled_from(list(ALPHABETS)),
+    num_queries=st.integers(1, 3),
+    seed=st.integers(0, 2**63),
+)
+
+
+def check_invariants(spec: HashHopSpec, sample) -> None:
+    links = parse_prompt(sample.prompt)
+    hashes = {h for key, value, _ in links for h in (key, value)}
+    num_chains = len(links) // spec.hops
+    assert len(links) == num_chains * spec.hops == sample.num_lines
+    # all hashes distinct: each chain contributes hops + 1 new ones
+    assert len(hashes) == num_chains * (spec.hops + 1)
+    alphabet = set(spec.alphabet_chars)
+    assert all(len(h) == spec.hash_length and set(h) <= alphabet for h in hashes)
+    # the queried chains: exactly hops links each, found where the sample says they are
+    assert len(sample.queries) == spec.num_queries
+    assert len({c.query for c in sample.queries}) == spec.num_queries
+    for chain in sample.queries:
+        assert len(chain.hashes) == spec.hops + 1 and len(chain.lines) == spec.hops
+        for hop, (line, offset) in enumerate(zip(chain.lines, chain.offsets)):
+            key, value, last = links[line]
+            assert (key, value, last) == (chain.hashes[hop], chain.hashes[hop + 1], hop == spec.hops - 1)
+            assert sample.prompt.startswith(f"{key} = ", offset)
+    # the parse of our own text gives back the same queries, positions and completion
+    reparsed = sample_from_text(sample.prompt, sample.completion)
+    assert reparsed.prompt == sample.prompt and reparsed.completion == sample.completion
+    assert [c.lines for c in reparsed.queries] == [c.lines for c in sample.queries]
+    assert [c.offsets for c in reparsed.queries] == [c.offsets for c in sample.queries]
+
+
+@given(spec=specs)
+@settings(max_examples=80, deadline=None)
+def test_invariants_and_exact_character_size(spec):
+    try:
+        sample = generate(spec)
+    except HashHopError as err:  # too small for one chain, or fewer chains than queries
+        assert "too small" in str(err) or "queries need" in str(err)
+        assert spec.context_tokens < spec.num_queries * spec.chain_chars()
+        return
+    check_invariants(spec, sample)
+    # exact: never over the target, and one more chain would not fit
+    assert len(sample.prompt) == sample.prompt_tokens <= spec.context_tokens
+    assert len(sample.prompt) + spec.chain_chars() > spec.context_tokens
+    assert generate(spec).prompt == sample.prompt  # deterministic
+
+
+@pytest.mark.parametrize("tokenizer", ["cl100k_base", "o200k_base"])
+@pytest.mark.parametrize("target", [700, 5_000, 40_000])
+def test_exact_token_size(tokenizer, target):
+    spec = HashHopSpec(context_tokens=target, tokenizer=tokenizer, hops=2, num_queries=1, seed=target)
+    problem = plan(spec)
+    counted = get_tokenizer(tokenizer).count(problem.prompt)  # whole, not chunked
+    assert counted == problem.prompt_tokens <= target
+    # one more chain would not fit
+    assert counted + get_tokenizer(tokenizer).count(problem.chain_text(problem.num_chains)) > target
+    check_invariants(spec, problem.sample())
+
+
+def test_one_million_cl100k_tokens_within_a_tenth_of_a_percent():
+    problem = plan(HashHopSpec(context_tokens=1_000_000, tokenizer="cl100k_base", hops=2, hash_length=16))
+    counted = get_tokenizer("cl100k_base").count(problem.prompt)
+    assert counted <= 1_000_000
+    assert (1_000_000 - counted) / 1_000_000 < 0.001
+
+
+def test_chunk_boundaries_do_not_change_the_text(monkeypatch):
+    spec = HashHopSpec(context_tokens=20_000, tokenizer="chars", hops=3, seed=5)
+    whole = plan(spec).prompt
+    monkeypatch.setattr(generator, "LINES_PER_CHUNK", 7)
+    assert plan(spec).prompt == whole
+    json_text = b"".join(plan(spec).prompt_chunks(eol=EOL_JSON)).decode()
+    assert json_text == json.dumps(whole)[1:-1]
+
+
+def test_queried_chains_are_drawn_at_random():
+    # Magic's generator always queries the first chains it made; here every chain is equally likely.
+    counts = [0] * 20
+    spec = HashHopSpec(context_tokens=20 * HashHopSpec(hops=1).chain_chars(), tokenizer="chars", hops=1, num_queries=1)
+    for seed in range(600):
+        problem = Problem(HashHopSpec(**{**spec.to_dict(), "seed": seed}), 20)
+        chain_index = problem.all_chains().index(list(problem.queries[0].hashes))
+        counts[chain_index] += 1
+    assert min(counts) > 10 and max(counts) < 55  # expected 30 each
+
+
+def test_seed_changes_everything():
+    a = generate(HashHopSpec(context_tokens=3000, tokenizer="chars", seed=1))
+    b = generate(HashHopSpec(context_tokens=3000, tokenizer="chars", seed=2))
+    assert set(parse_prompt(a.prompt)).isdisjoint(parse_prompt(b.prompt))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(hops=0), "hops must be"),
+        (dict(num_queries=0), "queries must be"),
+        (dict(hash_length=0), "hash length must be"),
+        (dict(alphabet="ab cd"), "cannot hold"),
+        (dict(alphabet="aa"), "repeats"),
+        (dict(alphabet="a"), "2 to 94"),
+        (dict(context_tokens=0), "context size"),
+    ],
+)
+def test_bad_specs_are_refused(kwargs, message):
+    with pytest.raises(HashHopError, match=message):
+        HashHopSpec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(context_tokens=20, tokenizer="chars"), "too small for one chain"),
+        (dict(context_tokens=20), "too small for one chain"),
+        (dict(context_tokens=1000, tokenizer="chars", num_queries=50), "50 queries need 50 chains"),
+        (dict(context_tokens=10_000, tokenizer="chars", hash_length=2, alphabet="hex"), "distinct hashes"),
+        (dict(context_tokens=100_000, hash_length=3, alphabet="hex"), "distinct hashes"),
+        (dict(tokenizer="no-such-tokenizer"), "unknown tokenizer"),
+    ],
+)
+def test_impossible_problems_are_refused(kwargs, message):
+    with pytest.raises(HashHopError, match=message):
+        plan(HashHopSpec(**kwargs))
+
+
+def test_hugging_face_tokenizer_json(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator([generate(HashHopSpec(context_tokens=20_000, tokenizer="chars")).prompt], trainer)
+    path = str(tmp_path / "tokenizer.json")
+    tokenizer.save(path)
+    spec = HashHopSpec(context_tokens=3_000, tokenizer=path, hops=2, num_queries=2)
+    problem = plan(spec)
+    counted = get_tokenizer(path).count(problem.prompt)
+    assert counted == problem.prompt_tokens <= 3_000
+    assert counted + get_tokenizer(path).count(problem.chain_text(problem.num_chains)) > 3_000
+    assert get_tokenizer(str(tmp_path)).count(problem.prompt) == counted  # a folder holding tokenizer.json works too
