@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -134,10 +135,175 @@ def summary(problem: Problem, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _size_list(text: str) -> tuple[int, ...]:
+    return tuple(_size(part) for part in text.split(",") if part.strip())
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers, e.g. 1,2,3") from None
+
+
+_COT = {"both": (False, True), "on": (True,), "off": (False,)}
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on a HashHop grid",
+        description="Run a model on a grid of HashHop cells (context length x hops x chain of thought). Results are appended "
+        "to --output as they arrive; run the same command again to resume after any interruption.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="openai:NAME (any OpenAI-compatible server), hf:PATH|FILE.gguf|smollm2 (in-process)")
+    p.add_argument("--base-url", default=None, help="server URL for openai: models (default $OPENAI_BASE_URL, else api.openai.com)")
+    p.add_argument("--api-key", default=None, help="API key (default $OPENAI_API_KEY); never written anywhere")
+    p.add_argument("--endpoint", choices=("chat", "completions"), default="chat", help="which endpoint openai: models use")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="size prompts with this tokenizer: cl100k_base, o200k_base, a tokenizer.json, server (the server's tokenize "
+        "endpoint) or estimate:CHARS_PER_TOKEN; default: the model's own when known, else the server's",
+    )
+    p.add_argument(
+        "--max-context", type=_size, default=None, metavar="TOKENS", help="the model's context window (default: from the model when known)"
+    )
+    p.add_argument(
+        "--template", default="auto", help="chat, native (Magic's completion format), auto (chat for chat models) or a JSON file"
+    )
+    p.add_argument(
+        "--lengths", type=_size_list, default=(1000, 4000), metavar="L1,L2,..", help="HashHop prompt lengths in the model's tokens"
+    )
+    p.add_argument("--hops", type=_int_list, default=(1, 2), metavar="H1,H2,..", help="hop counts")
+    p.add_argument("--cot", choices=tuple(_COT), default="both", help="chain of thought on, off or both")
+    p.add_argument("--samples", type=int, default=2, help="problems per cell")
+    p.add_argument("--queries", type=int, default=2, help="queries per problem (one request each)")
+    p.add_argument("--hash-length", type=int, default=16, help="characters per hash")
+    p.add_argument("--seed", type=int, default=0, help="grid seed")
+    p.add_argument(
+        "--overflow",
+        choices=("error", "skip", "shrink"),
+        default="error",
+        help="a cell that does not fit the model's context: stop before spending, skip it (reported), or shrink its prompt",
+    )
+    p.add_argument("--max-answer-tokens", type=int, default=None, help="output tokens per request (default: sized to the answer)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
+    p.add_argument("--retries", type=int, default=5, help="retries per request on 429, 5xx, timeouts and broken responses")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="per-request timeout")
+    p.add_argument("-o", "--output", default=None, metavar="RESULTS.jsonl", help="results file (default: results/<model>.jsonl)")
+    p.add_argument("--cache", default=None, metavar="PATH", help="response cache (default: ~/.cache/hashhop/responses.sqlite)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
+    p.add_argument("--dry-run", action="store_true", help="print the requests, tokens and cost the grid would take, and stop")
+    p.add_argument("--price-in", type=float, default=None, metavar="USD", help="price per 1M input tokens, for the dry run's cost")
+    p.add_argument("--price-out", type=float, default=None, metavar="USD", help="price per 1M output tokens, for the dry run's cost")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args) -> int:
+    import asyncio
+    import re
+
+    from hashhop.harness import Grid, RunOptions, build_items, default_cache_path, dry_run, read_results, run_items
+    from hashhop.report import aggregate, markdown
+    from hashhop.runners import RunnerOptions, make_runner
+    from hashhop.templates import load_template
+
+    for name in ("samples", "queries", "concurrency", "hash_length"):
+        if getattr(args, name) < 1:
+            raise HashHopError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.retries < 0 or args.timeout <= 0:
+        raise HashHopError("--retries must be >= 0 and --timeout > 0")
+    if not args.lengths or not args.hops:
+        raise HashHopError("--lengths and --hops need at least one value each")
+    if min(args.hops) < 1:
+        raise HashHopError("--hops values must be >= 1")
+    output = args.output or os.path.join("results", re.sub(r"[^A-Za-z0-9._-]+", "_", args.model) + ".jsonl")
+    template = None if args.template == "auto" else load_template(args.template)  # cheap checks before any network
+    options = RunnerOptions(
+        base_url=args.base_url,
+        api_key=args.api_key,
+        endpoint=args.endpoint,
+        timeout_s=args.timeout,
+        max_context_tokens=args.max_context,
+        tokenizer=args.tokenizer,
+    )
+    runner = make_runner(args.model, options)
+    if hasattr(runner, "resolve_tokenizer"):
+        runner.resolve_tokenizer()
+    if template is None:
+        template = load_template("chat" if runner.chat else "native")
+    grid = Grid(
+        lengths=args.lengths,
+        hops=args.hops,
+        cot=_COT[args.cot],
+        samples=args.samples,
+        queries=args.queries,
+        hash_length=args.hash_length,
+        seed=args.seed,
+    )
+    items = build_items(grid, runner, template, args.overflow, args.max_answer_tokens)
+    if args.dry_run:
+        print(f"{args.model}: {len(grid.cells())} cells, sized with {runner.tokenizer}, template {template.name}\n")
+        print(dry_run(items, args.price_in, args.price_out))
+        return 0
+    run_options = RunOptions(
+        concurrency=args.concurrency,
+        max_attempts=args.retries + 1,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        cache_path=None if args.no_cache else (args.cache or default_cache_path()),
+    )
+    if args.output is None:
+        os.makedirs("results", exist_ok=True)
+    stats = asyncio.run(run_items(items, runner, template, output, run_options))
+    ids = {item.id for item in items}
+    records = [r for r in read_results(output) if r["id"] in ids]
+    print(markdown(aggregate(records), runner.name))
+    print(
+        f"\n{stats.answered} answered ({stats.cached} from cache), {stats.already_done} already done, {stats.skipped} skipped, "
+        f"{stats.failed} failed, {stats.retries} retries; results in {output}",
+        file=sys.stderr,
+    )
+    if stats.failed:
+        print(f"{stats.failed} request(s) failed after retries: run the same command again to retry only those", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="summarise a results file: markdown, CSV, heatmap, curves, HTML",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("results", help="a results file written by hashhop eval")
+    p.add_argument("--out", default=None, help="folder for the report (default: RESULTS without .jsonl, plus _report)")
+    p.add_argument("--threshold", type=float, default=0.8, help="accuracy that defines the effective context length")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args) -> int:
+    from hashhop.harness import read_results
+    from hashhop.report import aggregate, markdown, write_report
+
+    if not 0 < args.threshold <= 1:
+        raise HashHopError("--threshold must be in (0, 1]")
+    records = read_results(args.results)
+    out = args.out or os.path.splitext(args.results)[0] + "_report"
+    paths = write_report(records, out, args.threshold)
+    print(markdown(aggregate(records), ", ".join(sorted({r["model"] for r in records})), args.threshold))
+    print("\nwrote " + ", ".join(paths), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hashhop", description="HashHop: long-context data, evaluation and models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
+    _add_eval(sub)
+    _add_report(sub)
     return parser
 
 

@@ -1,14 +1,29 @@
-"""Scoring: exact match per query, parsed robustly out of a model's text."""
+"""Scoring: exact match per query, links right along a chain, and a diagnosis of every wrong answer.
+
+A model's text is reduced to the hashes it gave after the queried key; that list is compared with
+the chain. Outcomes:
+
+* ``correct``        the answer is exactly the expected one;
+* ``stopped_early``  the last hash given is an earlier hash of the right chain (too few hops);
+* ``other_chain``    the last hash given is a hash of the prompt, but of another chain;
+* ``hallucinated``   the last hash given is not in the prompt at all;
+* ``empty``          the model said nothing; ``unparseable``: it said something with no hash in it.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-from hashhop.task.sample import Sample
+from hashhop.task.sample import Chain
 
-# `KEY = 'ANSWER'` anywhere in a line; quotes may be straight or curly, spaces around '=' optional.
+OUTCOMES = ("correct", "stopped_early", "other_chain", "hallucinated", "empty", "unparseable")
+
+# `KEY = 'ANSWER'` anywhere in a line; quotes may be straight, curly or double, spaces around '=' optional.
 _ANSWER_RE = re.compile(r"(\S+?)\s*=\s*['‘’\"]([^'‘’\"\n]*)['‘’\"]")
+_QUOTES = "'‘’\"`"
 
 
 def parse_answers(text: str) -> dict[str, str]:
@@ -19,23 +34,127 @@ def parse_answers(text: str) -> dict[str, str]:
     return answers
 
 
+@lru_cache(maxsize=64)
+def _hash_re(alphabet: str, length: int) -> re.Pattern:
+    chars = re.escape(alphabet).replace("-", r"\-")
+    return re.compile(rf"(?<![{chars}])[{chars}]{{{length}}}(?![{chars}])")
+
+
+def extract_hashes(text: str, query: str, alphabet: str, length: int, prefilled: bool = False) -> list[str]:
+    """The hashes a model gave as its answer to ``query``, in order.
+
+    ``prefilled``: the request ended with ``QUERY = '`` (the native completion format), so the
+    answer is the text up to the closing quote or the end of the line. Otherwise the answer is
+    the quoted text after ``QUERY =`` if there is one, else every hash-shaped word after the last
+    mention of the query (or in the whole text), so chatty output still scores.
+    """
+    finder = _hash_re(alphabet, length)
+    if prefilled:
+        end = min((i for i in (text.find(q) for q in _QUOTES + "\n") if i >= 0), default=len(text))
+        return finder.findall(text[:end])
+    quoted = parse_answers(text).get(query)
+    if quoted is not None:
+        return finder.findall(quoted)
+    after = text.rsplit(query, 1)[-1] if query in text else text
+    return [h for h in finder.findall(after) if h != query]
+
+
 @dataclass(frozen=True)
 class QueryScore:
     query: str
     expected: str
-    predicted: str | None
-    correct: bool
+    given: tuple[str, ...]  # the hashes the model gave
+    outcome: str
+    links_right: int  # leading links of the chain the model got right (chain of thought), 0 or hops otherwise
+
+    @property
+    def correct(self) -> bool:
+        return self.outcome == "correct"
+
+    @property
+    def predicted(self) -> str | None:
+        return " = ".join(self.given) if self.given else None
 
 
-def score_text(sample: Sample, text: str) -> list[QueryScore]:
-    """Exact match of each queried chain's answer in ``text`` (a completion or a model's output)."""
+def score_answer(
+    chain: Chain,
+    chain_of_thought: bool,
+    text: str,
+    prompt_hashes: set[str] | frozenset[str],
+    alphabet: str,
+    prefilled: bool = False,
+) -> QueryScore:
+    """Score one model answer to the query of ``chain``."""
+    length = len(chain.query)
+    given = tuple(extract_hashes(text, chain.query, alphabet, length, prefilled))
+    expected_hashes = chain.hashes[1:] if chain_of_thought else chain.hashes[-1:]
+    expected = chain.answer(chain_of_thought)
+    links_right = 0
+    if chain_of_thought:
+        for got, want in zip(given, expected_hashes):
+            if got != want:
+                break
+            links_right += 1
+    if given == expected_hashes:
+        outcome = "correct"
+        links_right = len(chain.hashes) - 1
+    elif not given:
+        outcome = "empty" if not text.strip() else "unparseable"
+    elif given[-1] in chain.hashes[:-1]:
+        outcome = "stopped_early"
+    elif given[-1] in prompt_hashes:
+        outcome = "other_chain"
+    else:
+        outcome = "hallucinated"
+    return QueryScore(chain.query, expected, given, outcome, links_right)
+
+
+def prompt_hash_set(prompt: str) -> frozenset[str]:
+    """Every hash of a prompt in Magic's format (the words either side of `` = ``)."""
+    return frozenset(re.findall(r"[^\s=']+", prompt))
+
+
+def score_text(sample, text: str) -> list[QueryScore]:
+    """Score a whole completion (every query's ``KEY = 'ANSWER'`` line in one text) against a sample."""
+    alphabet = sample.spec.alphabet_chars if sample.spec is not None else _alphabet_of(sample)
+    hashes = prompt_hash_set(sample.prompt)
     answers = parse_answers(text)
     scores = []
-    for query, expected in sample.targets.items():
-        predicted = answers.get(query)
-        scores.append(QueryScore(query, expected, predicted, predicted == expected))
+    for chain in sample.queries:
+        line = f"{chain.query} = '{answers[chain.query]}'" if chain.query in answers else ""
+        scores.append(score_answer(chain, sample.chain_of_thought, line, hashes, alphabet))
     return scores
+
+
+def _alphabet_of(sample) -> str:
+    return "".join(sorted({ch for chain in sample.queries for h in chain.hashes for ch in h}))
 
 
 def accuracy(scores: list[QueryScore]) -> float:
     return sum(s.correct for s in scores) / len(scores) if scores else 0.0
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion (sound at 0% and 100%, unlike the normal one)."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# RULER's convention adapted: a length counts as handled when accuracy there reaches the threshold.
+EFFECTIVE_THRESHOLD = 0.8
+
+
+def effective_length(accuracy_by_length: dict[int, float], threshold: float = EFFECTIVE_THRESHOLD) -> int | None:
+    """The longest length at which accuracy, there and at every shorter tested length, is >= threshold
+    (None when even the shortest fails)."""
+    best = None
+    for length in sorted(accuracy_by_length):
+        if accuracy_by_length[length] < threshold:
+            break
+        best = length
+    return best

@@ -121,13 +121,83 @@ def _load_ranks(name: str, sha256: str) -> dict[bytes, int]:
     return ranks
 
 
+class EstimateTokenizer:
+    """A calibrated estimate, for models whose tokenizer is not at hand: ``ceil(chars / chars_per_token)``."""
+
+    def __init__(self, chars_per_token: float) -> None:
+        self.chars_per_token = chars_per_token
+        self.name = f"estimate:{chars_per_token:g}"
+
+    def count(self, text: str) -> int:
+        return -(-len(text) * 1000 // round(self.chars_per_token * 1000))
+
+
+class ServerTokenizer:
+    """The tokenize endpoint of a running inference server (llama.cpp, llama-cpp-python, vLLM, SGLang)."""
+
+    # (path, body builder, reply reader); the first that answers is used.
+    _ENDPOINTS = (
+        ("/extras/tokenize", lambda text, model: {"input": text, "model": model}, lambda r: len(r["tokens"])),
+        ("/tokenize", lambda text, model: {"content": text, "add_special": False}, lambda r: len(r["tokens"])),
+        ("/tokenize", lambda text, model: {"model": model, "prompt": text, "add_special_tokens": False}, lambda r: r["count"]),
+    )
+
+    def __init__(self, base_url: str, model: str = "", headers: dict | None = None, timeout_s: float = 60.0) -> None:
+        import httpx
+
+        # Servers mount tokenize beside /v1, not under it.
+        self.root = base_url.rstrip("/").removesuffix("/v1")
+        self.name = f"server:{self.root}"
+        self._client = httpx.Client(timeout=timeout_s, headers=headers or {})
+        self._model = model
+        self._endpoint = None
+        for endpoint in self._ENDPOINTS:
+            try:
+                reply = self._client.post(self.root + endpoint[0], json=endpoint[1]("probe text", model))
+                if reply.status_code == 200 and endpoint[2](reply.json()) > 0:
+                    self._endpoint = endpoint
+                    break
+            except Exception:  # noqa: BLE001 - any failure means: not this endpoint
+                continue
+        if self._endpoint is None:
+            raise HashHopError(
+                f"the server at {self.root} has no tokenize endpoint hashhop knows: pass --tokenizer "
+                "(cl100k_base, o200k_base, a tokenizer.json, or estimate:CHARS_PER_TOKEN)"
+            )
+
+    def count(self, text: str) -> int:
+        path, body, read = self._endpoint
+        reply = self._client.post(self.root + path, json=body(text, self._model))
+        reply.raise_for_status()
+        return read(reply.json())
+
+
 KNOWN = ("chars", *_TIKTOKEN)
+_REGISTERED: dict[str, Tokenizer] = {}
+
+
+def register_tokenizer(name: str, tokenizer: Tokenizer) -> None:
+    """Make ``tokenizer`` resolvable by ``name`` (how a runner lends its model's tokenizer to sizing)."""
+    _REGISTERED[name] = tokenizer
+
+
+def get_tokenizer(name: str) -> Tokenizer:
+    """The tokenizer called ``name``: "chars", "cl100k_base", "o200k_base", a tokenizer.json path,
+    "estimate:CHARS_PER_TOKEN", or a name a runner registered."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    return _build_tokenizer(ALIASES.get(name, name))
 
 
 @functools.lru_cache(maxsize=8)
-def get_tokenizer(name: str) -> Tokenizer:
-    """The tokenizer called ``name``: "chars", "cl100k_base", "o200k_base" or a tokenizer.json path."""
-    name = ALIASES.get(name, name)
+def _build_tokenizer(name: str) -> Tokenizer:
+    if name.startswith("estimate:"):
+        try:
+            ratio = float(name.split(":", 1)[1])
+            assert ratio > 0
+        except (ValueError, AssertionError):
+            raise HashHopError(f"tokenizer {name!r}: write estimate:CHARS_PER_TOKEN with a positive number, e.g. estimate:1.5") from None
+        return EstimateTokenizer(ratio)
     if name == "chars":
         return CharTokenizer()
     if name in _TIKTOKEN:

@@ -1,0 +1,110 @@
+"""The one interface every model backend implements, and the registry that names them.
+
+A runner turns a :class:`Request` into a :class:`Reply`. It also says how to size prompts for its
+model (``tokenizer``: a name :func:`hashhop.task.tokens.get_tokenizer` resolves) and how much context
+the model takes (``max_context_tokens``, None when unknown). Runners raise :class:`TransientError`
+for what is worth retrying (rate limits, server errors, timeouts, broken responses) and
+:class:`PermanentError` for what is not; the harness owns retries, concurrency and caching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hashhop.errors import HashHopError
+
+
+@dataclass(frozen=True)
+class Request:
+    """One model call: chat ``messages`` or a raw ``prompt`` (for completion endpoints / base models)."""
+
+    max_tokens: int
+    messages: tuple[tuple[str, str], ...] | None = None  # ((role, content), ...)
+    prompt: str | None = None
+    stop: tuple[str, ...] = ()
+
+    def payload(self) -> dict:
+        """What identifies the request for caching (no credentials, no transport details)."""
+        body: dict = {"max_tokens": self.max_tokens, "stop": list(self.stop)}
+        if self.messages is not None:
+            body["messages"] = [{"role": r, "content": c} for r, c in self.messages]
+        else:
+            body["prompt"] = self.prompt
+        return body
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class TransientError(Exception):
+    """Worth retrying: 429, 5xx, timeouts, cut-off or malformed responses."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentError(Exception):
+    """Not worth retrying: the request itself is wrong (400, 401, 404, prompt too long...)."""
+
+
+@dataclass
+class RunnerOptions:
+    base_url: str | None = None
+    api_key: str | None = None
+    endpoint: str = "chat"  # chat | completions
+    timeout_s: float = 120.0
+    max_context_tokens: int | None = None
+    tokenizer: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Runner(Protocol):
+    name: str  # what results record as the model
+    chat: bool  # requests carry messages (True) or a raw prompt (False)
+    tokenizer: str  # how to size prompts for this model
+    max_context_tokens: int | None
+
+    async def complete(self, request: Request) -> Reply: ...
+
+    async def aclose(self) -> None: ...
+
+
+_RUNNERS: dict[str, Callable[[str, RunnerOptions], Runner]] = {}
+
+
+def register_runner(prefix: str):
+    """Register a runner factory for models named ``prefix:NAME`` (e.g. ``openai:gpt-4o``)."""
+
+    def decorate(factory):
+        _RUNNERS[prefix] = factory
+        return factory
+
+    return decorate
+
+
+def runner_prefixes() -> list[str]:
+    _load_builtin_runners()
+    return sorted(_RUNNERS)
+
+
+def make_runner(model: str, options: RunnerOptions | None = None) -> Runner:
+    """The runner for ``model``: ``openai:NAME``, ``hf:PATH|smollm2``, or any registered prefix."""
+    _load_builtin_runners()
+    prefix, sep, name = model.partition(":")
+    if not sep or prefix not in _RUNNERS:
+        raise HashHopError(f"unknown model {model!r}: name it PREFIX:NAME with PREFIX one of {', '.join(sorted(_RUNNERS))}")
+    if not name:
+        raise HashHopError(f"model {model!r} names no model after '{prefix}:'")
+    return _RUNNERS[prefix](name, options or RunnerOptions())
+
+
+def _load_builtin_runners() -> None:
+    # Importing registers them; kept lazy so `hashhop generate` never imports HTTP or torch code.
+    from hashhop.runners import hf, openai  # noqa: F401

@@ -1,0 +1,112 @@
+"""OpenAI-compatible HTTP runner: OpenAI, vLLM, SGLang, llama.cpp server, Ollama (chat or completions).
+
+Base URL: ``--base-url`` or ``$OPENAI_BASE_URL`` (default https://api.openai.com/v1). Key:
+``--api-key`` or ``$OPENAI_API_KEY``; it is sent in a header and never stored anywhere else."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+
+from hashhop.errors import HashHopError
+from hashhop.runners.base import PermanentError, Reply, Request, RunnerOptions, TransientError, register_runner
+from hashhop.task.tokens import ServerTokenizer, register_tokenizer
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# OpenAI model families and the encodings they use (for sizing without a tokenize endpoint).
+_ENCODINGS = (
+    ("gpt-4o", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5", "cl100k_base"),
+)
+
+
+class OpenAIRunner:
+    def __init__(self, model: str, options: RunnerOptions) -> None:
+        self.model = model
+        self.name = f"openai:{model}"
+        self.base_url = (options.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise HashHopError(f"base URL {self.base_url!r} is not an http(s) URL: pass --base-url http://HOST:PORT/v1")
+        api_key = options.api_key or os.environ.get("OPENAI_API_KEY")
+        if self.base_url == DEFAULT_BASE_URL and not api_key:
+            raise HashHopError("no API key for api.openai.com: set OPENAI_API_KEY or pass --api-key")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if options.endpoint not in ("chat", "completions"):
+            raise HashHopError(f"unknown endpoint {options.endpoint!r}: use chat or completions")
+        self.chat = options.endpoint == "chat"
+        self.max_context_tokens = options.max_context_tokens
+        self.timeout_s = options.timeout_s
+        self.tokenizer = options.tokenizer or self._default_tokenizer()
+        self._client: httpx.AsyncClient | None = None
+
+    def _default_tokenizer(self) -> str:
+        for prefix, encoding in _ENCODINGS:
+            if self.model.startswith(prefix):
+                return encoding
+        return "server"
+
+    def resolve_tokenizer(self) -> str:
+        """The tokenizer name to size with; "server" asks the server's tokenize endpoint."""
+        if self.tokenizer == "server":
+            tokenizer = ServerTokenizer(self.base_url, self.model, headers=self._headers)
+            register_tokenizer(tokenizer.name, tokenizer)
+            self.tokenizer = tokenizer.name
+        return self.tokenizer
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, headers=self._headers, limits=limits)
+        return self._client
+
+    async def complete(self, request: Request) -> Reply:
+        body = {"model": self.model, "temperature": 0, **request.payload()}
+        if not body["stop"]:
+            del body["stop"]
+        path = "/chat/completions" if request.messages is not None else "/completions"
+        try:
+            response = await self._http().post(self.base_url + path, json=body)
+        except httpx.TimeoutException as err:
+            raise TransientError(f"timeout after {self.timeout_s:g} s ({type(err).__name__})") from None
+        except httpx.TransportError as err:
+            raise TransientError(f"connection failed: {type(err).__name__}: {err}") from None
+        status = response.status_code
+        if status == 429 or status >= 500 or status == 408:
+            raise TransientError(f"HTTP {status}", retry_after_s=_retry_after(response))
+        if status >= 400:
+            raise PermanentError(f"HTTP {status}: {response.text[:200]}")
+        if "json" not in response.headers.get("content-type", ""):
+            raise TransientError(f"response is {response.headers.get('content-type') or 'untyped'}, not JSON")
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            text = choice["message"]["content"] if request.messages is not None else choice["text"]
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+            raise TransientError(f"malformed response ({type(err).__name__})") from None
+        usage = data.get("usage") or {}
+        return Reply(text or "", usage.get("prompt_tokens"), usage.get("completion_tokens"))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+@register_runner("openai")
+def _make(model: str, options: RunnerOptions) -> OpenAIRunner:
+    return OpenAIRunner(model, options)
