@@ -272,6 +272,51 @@ def _run_eval(args) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write an evaluation grid as a dataset (JSONL or Parquet) for other tools",
+        description="Write every request of a grid (the same ids, prompts and sizing as hashhop eval) as rows "
+        "that datasets.load_dataset reads, with the expected answer and what is needed to score it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("-o", "--output", required=True, metavar="GRID.jsonl|GRID.parquet")
+    p.add_argument("--tokenizer", default="cl100k_base", help="what the lengths count (as for hashhop generate)")
+    p.add_argument("--template", default="chat", help="chat, native or a JSON template file")
+    p.add_argument("--lengths", type=_size_list, default=(1000, 4000), metavar="L1,L2,..")
+    p.add_argument("--hops", type=_int_list, default=(1, 2), metavar="H1,H2,..")
+    p.add_argument("--cot", choices=tuple(_COT), default="both")
+    p.add_argument("--samples", type=int, default=2)
+    p.add_argument("--queries", type=int, default=2)
+    p.add_argument("--hash-length", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args) -> int:
+    from hashhop.export import grid_rows
+    from hashhop.harness import Grid
+    from hashhop.task.formats import check_writable, format_for, write_rows
+
+    if min(args.samples, args.queries, args.hash_length, *(args.hops or (0,))) < 1 or not args.lengths:
+        raise HashHopError("--samples, --queries, --hash-length and --hops must be >= 1, and --lengths non-empty")
+    fmt = format_for(args.output, None)
+    check_writable(args.output)
+    grid = Grid(
+        lengths=args.lengths,
+        hops=args.hops,
+        cot=_COT[args.cot],
+        samples=args.samples,
+        queries=args.queries,
+        hash_length=args.hash_length,
+        seed=args.seed,
+    )
+    rows = grid_rows(grid, tokenizer=args.tokenizer, template=args.template)
+    write_rows(rows, args.output, fmt)
+    print(f"wrote {len(rows)} rows ({len(grid.cells())} cells) to {args.output}", file=sys.stderr)
+    return 0
+
+
 def _add_report(sub) -> None:
     p = sub.add_parser(
         "report",
@@ -303,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_generate(sub)
     _add_eval(sub)
+    _add_export(sub)
     _add_report(sub)
     return parser
 

@@ -315,7 +315,7 @@ async def run_items(items: list[Item], runner: Runner, template: Template, resul
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc=f"eval {runner.name}", unit="req")
-    semaphore = asyncio.Semaphore(max(1, options.concurrency))
+    semaphore = asyncio.Semaphore(max(1, min(options.concurrency, getattr(runner, "max_concurrency", options.concurrency))))
     identity = cache_identity(runner)
 
     async def one(item: Item) -> None:

@@ -41,22 +41,26 @@ def _hash_re(alphabet: str, length: int) -> re.Pattern:
 
 
 def extract_hashes(text: str, query: str, alphabet: str, length: int, prefilled: bool = False) -> list[str]:
-    """The hashes a model gave as its answer to ``query``, in order.
+    """The strings a model gave as its answer to ``query``, in order (``H2 = H3`` gives two).
 
     ``prefilled``: the request ended with ``QUERY = '`` (the native completion format), so the
     answer is the text up to the closing quote or the end of the line. Otherwise the answer is
     the quoted text after ``QUERY =`` if there is one, else every hash-shaped word after the last
-    mention of the query (or in the whole text), so chatty output still scores.
+    mention of the query (or in the whole text), so chatty output still scores. Words of a quoted
+    answer count whatever their shape: a wrong-length string is an answer, just not in the prompt.
     """
-    finder = _hash_re(alphabet, length)
     if prefilled:
         end = min((i for i in (text.find(q) for q in _QUOTES + "\n") if i >= 0), default=len(text))
-        return finder.findall(text[:end])
+        return _words(text[:end])
     quoted = parse_answers(text).get(query)
     if quoted is not None:
-        return finder.findall(quoted)
+        return _words(quoted)
     after = text.rsplit(query, 1)[-1] if query in text else text
-    return [h for h in finder.findall(after) if h != query]
+    return [h for h in _hash_re(alphabet, length).findall(after) if h != query]
+
+
+def _words(answer: str) -> list[str]:
+    return [w.strip(" `*.,;") for w in answer.split("=") if w.strip(" `*.,;")]
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,9 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
 
 
 # RULER's convention adapted: a length counts as handled when accuracy there reaches the threshold.

@@ -81,13 +81,21 @@ class FaultServer:
                     time.sleep(server.delay_s)
                 if self.path.endswith("/chat/completions"):
                     text = solve(body["messages"][-1]["content"])
-                    reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
+                    reply = {
+                        "object": "chat.completion",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    }
                 else:
                     text = solve(body["prompt"])
                     for stop in body.get("stop") or []:
                         text = text.split(stop)[0]
-                    reply = {"choices": [{"text": text}]}
-                reply["usage"] = {"prompt_tokens": 1, "completion_tokens": 1}
+                    reply = {"object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": "stop"}]}
+                reply.update(
+                    id=f"hh-{server.requests}",
+                    created=int(time.time()),
+                    model=body.get("model", "fake"),
+                    usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                )
                 if fault == "cut_json":
                     data = json.dumps(reply).encode()[:25]
                     return self._send_raw(200, data, "application/json")

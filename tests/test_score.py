@@ -18,3 +18,36 @@ def test_score_is_exact_match_per_query():
     assert [s.correct for s in scores] == [False, True, True]
     assert scores[0].predicted == first.hashes[1]
     assert [s.predicted for s in score_text(sample, "no idea")] == [None, None, None]
+
+
+def test_outcomes_are_diagnosed():
+    from hashhop.score import prompt_hash_set, score_answer
+
+    sample = generate(HashHopSpec(context_tokens=3000, tokenizer="chars", hops=3, chain_of_thought=False, num_queries=2))
+    chain, other = sample.queries
+    hashes = prompt_hash_set(sample.prompt)
+    letters = sample.spec.alphabet_chars
+
+    def outcome(text, cot=False, prefilled=False):
+        return score_answer(chain, cot, text, hashes, letters, prefilled).outcome
+
+    assert outcome(f"{chain.query} = '{chain.hashes[-1]}'") == "correct"
+    assert outcome(f"{chain.query} = '{chain.hashes[2]}'") == "stopped_early"
+    assert outcome(f"{chain.query} = '{other.hashes[-1]}'") == "other_chain"
+    assert outcome(f"{chain.query} = 'abcdefghijklmnopqrstu'") == "hallucinated"
+    assert outcome("") == "empty"
+    assert outcome("I am not sure.") == "unparseable"
+    assert outcome(f"{chain.hashes[-1]}' and more", prefilled=True) == "correct"
+    cot = score_answer(chain, True, f"{chain.query} = '{chain.hashes[1]} = {chain.hashes[2]} = {other.hashes[0]}'", hashes, letters)
+    assert cot.outcome == "other_chain" and cot.links_right == 2
+
+
+def test_wilson_interval_and_effective_length():
+    from hashhop.score import effective_length, wilson_interval
+
+    low, high = wilson_interval(0, 10)
+    assert low == 0 and 0.25 < high < 0.35
+    low, high = wilson_interval(10, 10)
+    assert high == 1 and 0.65 < low < 0.75
+    assert effective_length({1000: 1.0, 4000: 0.9, 16000: 0.5, 64000: 0.9}) == 4000
+    assert effective_length({1000: 0.2}) is None

@@ -48,7 +48,7 @@ class HFRunner:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-            self._model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, **kwargs)
+            self._model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
         except OSError as err:
             raise HashHopError(f"cannot load Hugging Face model {name!r}: {str(err).splitlines()[0][:160]}") from None
         self._model.eval()
@@ -60,6 +60,7 @@ class HFRunner:
         self.tokenizer = options.tokenizer or f"hf:{name}"
         if options.tokenizer is None:
             register_tokenizer(self.tokenizer, _Adapter(self._tokenizer, self.tokenizer))
+        self.max_concurrency = 1  # CPU-bound: one generation at a time
         self._lock = asyncio.Lock()
 
     def _generate(self, request: Request) -> Reply:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -174,19 +175,41 @@ def write_samples(samples: Iterable[SampleLike], path: str, fmt: str, progress: 
         if fmt == "parquet":
             raise HashHopError("parquet cannot stream to stdout: give an output file")
         return _write(samples, sys.stdout.buffer, fmt, progress)
+    with atomic_output(path) as handle:
+        return _write(samples, handle, fmt, progress)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str):
+    """A binary file handle whose content appears at ``path`` only when the block finishes without error."""
     folder = os.path.dirname(os.path.abspath(path))
     handle = tempfile.NamedTemporaryFile("wb", dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial", delete=False)
     try:
         with handle:
-            count = _write(samples, handle, fmt, progress)
+            yield handle
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(handle.name, 0o666 & ~umask)  # temporary files are private; the result is not
         os.replace(handle.name, path)
-        return count
     except BaseException:
         os.unlink(handle.name)
         raise
+
+
+def write_rows(rows: list[dict], path: str, fmt: str) -> None:
+    """Plain rows (one schema) as JSONL or Parquet, atomically."""
+    check_writable(path)
+    if fmt == "text":
+        raise HashHopError("rows are written as jsonl or parquet, not text")
+    with atomic_output(path) as handle:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows), handle)
+        else:
+            for row in rows:
+                handle.write(json.dumps(row).encode() + b"\n")
 
 
 def _write(samples: Iterable[SampleLike], handle: IO[bytes], fmt: str, progress: bool) -> int:
