@@ -249,6 +249,8 @@ def _run_eval(args) -> int:
         print(f"{args.model}: {len(grid.cells())} cells, sized with {runner.tokenizer}, template {template.name}\n")
         print(dry_run(items, args.price_in, args.price_out))
         return 0
+    if hasattr(runner, "check_ready"):
+        runner.check_ready()
     run_options = RunOptions(
         concurrency=args.concurrency,
         max_attempts=args.retries + 1,

@@ -62,9 +62,7 @@ def test_inspect_ai_entry_point(tmp_path):
     with FaultServer() as server:
         env = {**os.environ, "FAKE_BASE_URL": server.base_url, "FAKE_API_KEY": "x"}
         cmd = [
-            sys.executable,
-            "-m",
-            "inspect_ai",
+            os.path.join(os.path.dirname(sys.executable), "inspect"),
             "eval",
             "hashhop/hashhop",
             "--model",

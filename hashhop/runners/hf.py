@@ -59,7 +59,9 @@ class HFRunner:
         self.max_context_tokens = options.max_context_tokens or config_window
         self.tokenizer = options.tokenizer or f"hf:{name}"
         if options.tokenizer is None:
-            register_tokenizer(self.tokenizer, _Adapter(self._tokenizer, self.tokenizer))
+            backend = getattr(self._tokenizer, "backend_tokenizer", None)
+            adapter = HFTokenizer(backend, self.tokenizer) if backend is not None else _SlowTokenizer(self._tokenizer, self.tokenizer)
+            register_tokenizer(self.tokenizer, adapter)
         self.max_concurrency = 1  # CPU-bound: one generation at a time
         self._lock = asyncio.Lock()
 
@@ -95,20 +97,15 @@ class HFRunner:
         return None
 
 
-class _Adapter:
-    """A transformers tokenizer seen through hashhop's Tokenizer protocol."""
+class _SlowTokenizer:
+    """A transformers tokenizer without a fast backend, seen through hashhop's Tokenizer protocol."""
 
     def __init__(self, tokenizer, name: str) -> None:
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        self._fast = HFTokenizer.__new__(HFTokenizer)
-        self._fast._tokenizer = backend
-        self._slow = tokenizer if backend is None else None
+        self._tokenizer = tokenizer
         self.name = name
 
     def count(self, text: str) -> int:
-        if self._slow is not None:
-            return len(self._slow(text, add_special_tokens=False).input_ids)
-        return self._fast.count(text)
+        return len(self._tokenizer(text, add_special_tokens=False).input_ids)
 
 
 @register_runner("hf")

@@ -36,8 +36,7 @@ class OpenAIRunner:
         if not self.base_url.startswith(("http://", "https://")):
             raise HashHopError(f"base URL {self.base_url!r} is not an http(s) URL: pass --base-url http://HOST:PORT/v1")
         api_key = options.api_key or os.environ.get("OPENAI_API_KEY")
-        if self.base_url == DEFAULT_BASE_URL and not api_key:
-            raise HashHopError("no API key for api.openai.com: set OPENAI_API_KEY or pass --api-key")
+        self.missing_key = self.base_url == DEFAULT_BASE_URL and not api_key
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         if options.endpoint not in ("chat", "completions"):
             raise HashHopError(f"unknown endpoint {options.endpoint!r}: use chat or completions")
@@ -60,6 +59,11 @@ class OpenAIRunner:
             register_tokenizer(tokenizer.name, tokenizer)
             self.tokenizer = tokenizer.name
         return self.tokenizer
+
+    def check_ready(self) -> None:
+        """Fail before a run (not before a dry run) when the requests could not succeed."""
+        if self.missing_key:
+            raise HashHopError("no API key for api.openai.com: set OPENAI_API_KEY or pass --api-key")
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:

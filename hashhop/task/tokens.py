@@ -84,12 +84,19 @@ class TiktokenTokenizer:
 
 
 class HFTokenizer:
-    def __init__(self, path: str) -> None:
+    """A Hugging Face ``tokenizers`` tokenizer (what ``tokenizer.json`` holds, and what fast
+    transformers tokenizers run on)."""
+
+    def __init__(self, tokenizer, name: str) -> None:
+        self._tokenizer = tokenizer
+        self.name = name
+
+    @classmethod
+    def from_file(cls, path: str) -> HFTokenizer:
         from tokenizers import Tokenizer as _Tokenizer
 
-        self.name = path
         try:
-            self._tokenizer = _Tokenizer.from_file(path)
+            return cls(_Tokenizer.from_file(path), path)
         except Exception as err:  # the library raises a bare Exception on bad files
             raise HashHopError(
                 f"cannot read Hugging Face tokenizer {path!r} ({str(err).splitlines()[0][:120]}): pass a valid tokenizer.json"
@@ -154,22 +161,27 @@ class ServerTokenizer:
         for endpoint in self._ENDPOINTS:
             try:
                 reply = self._client.post(self.root + endpoint[0], json=endpoint[1]("probe text", model))
-                if reply.status_code == 200 and endpoint[2](reply.json()) > 0:
+                if reply.status_code == 200 and endpoint[2](reply.json()) >= 0:
                     self._endpoint = endpoint
                     break
             except Exception:  # noqa: BLE001 - any failure means: not this endpoint
                 continue
+        if self._endpoint is not None:
+            self._offset = self._raw_count("")  # a BOS token some servers add to every call
         if self._endpoint is None:
             raise HashHopError(
                 f"the server at {self.root} has no tokenize endpoint hashhop knows: pass --tokenizer "
                 "(cl100k_base, o200k_base, a tokenizer.json, or estimate:CHARS_PER_TOKEN)"
             )
 
-    def count(self, text: str) -> int:
+    def _raw_count(self, text: str) -> int:
         path, body, read = self._endpoint
         reply = self._client.post(self.root + path, json=body(text, self._model))
         reply.raise_for_status()
         return read(reply.json())
+
+    def count(self, text: str) -> int:
+        return self._raw_count(text) - self._offset
 
 
 KNOWN = ("chars", *_TIKTOKEN)
@@ -203,7 +215,7 @@ def _build_tokenizer(name: str) -> Tokenizer:
     if name in _TIKTOKEN:
         return TiktokenTokenizer(name)
     if os.path.isfile(name):
-        return HFTokenizer(name)
+        return HFTokenizer.from_file(name)
     if os.path.isdir(name) and os.path.isfile(os.path.join(name, "tokenizer.json")):
-        return HFTokenizer(os.path.join(name, "tokenizer.json"))
+        return HFTokenizer.from_file(os.path.join(name, "tokenizer.json"))
     raise HashHopError(f"unknown tokenizer {name!r}: use one of {', '.join(KNOWN)} or the path of a Hugging Face tokenizer.json")
