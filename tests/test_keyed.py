@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,14 +61,17 @@ def test_small_space_is_used_completely():
     assert sorted(family.strings(np.arange(27))) == sorted(a + b + c for a in "abc" for b in "abc" for c in "abc")
 
 
-def test_hash_characters_are_uniform():
-    family = HashFamily(ALPHABETS["letters"], 16, 3)
+@pytest.mark.parametrize("alphabet, length", [("letters", 16), ("letters", 8), ("letters", 6), ("letters", 12), ("letters", 20),
+                                              ("hex", 9), ("hex", 12), ("digits", 11), ("alnum", 24)])
+def test_hash_characters_are_uniform(alphabet, length):
+    family = HashFamily(ALPHABETS[alphabet], length, 3)
+    radix = len(ALPHABETS[alphabet])
     digits = family.digits(np.arange(100_000, dtype=np.uint64))
-    for position in (0, 7, 8, 15):
-        counts = np.bincount(digits[:, position], minlength=52)
-        expected = len(digits) / 52
+    for position in range(length):
+        counts = np.bincount(digits[:, position], minlength=radix)
+        expected = len(digits) / radix
         chi2 = ((counts - expected) ** 2 / expected).sum()
-        assert chi2 < 110, position  # 51 degrees of freedom: p < 1e-5 beyond this
-    # consecutive indices give unrelated hashes: about 1/52 of positions agree
+        assert chi2 < radix + 8 * np.sqrt(2 * radix), position  # ~5.6 standard deviations of chi-square
+    # consecutive indices give unrelated hashes: about 1/radix of positions agree
     agree = (digits[1:] == digits[:-1]).mean()
-    assert abs(agree - 1 / 52) < 0.002
+    assert abs(agree - 1 / radix) < 0.003

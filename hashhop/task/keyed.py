@@ -183,7 +183,9 @@ class HashFamily:
                     acc = mix64(words[w] ^ key) if acc is None else mix64(acc ^ words[w])
             f = _digits4(acc, radix)
             if self._word_digits[target] > 4:
-                f |= _digits4(mix64(acc + key), radix) << U64(16)
+                f |= _digits4(mix64(acc + key), radix) << U64(16)  # bytes 2, 3, 6, 7
+            else:
+                f = (f & U64(0xFFFF)) | ((f >> U64(16)) & U64(0xFFFF0000))  # bytes 4, 5 -> 2, 3
             f &= U64((1 << (8 * self._word_digits[target])) - 1)
             s = words[target] + f
             # Per byte: s >= radix  <=>  s + (0x80 - radix) has its top bit set (no carries: s < 2*radix <= 0x80 + ...).
