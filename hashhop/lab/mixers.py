@@ -1,0 +1,409 @@
+"""Sequence mixers behind one interface, in plain PyTorch that runs on a CPU.
+
+Every mixer maps (batch, length, d_model) to the same shape causally, and reports
+``state_bytes(length)``: what it must keep per sequence to continue generating after ``length``
+tokens (fp32): the KV cache for attention, the recurrent state for the others. Build one with
+``make_mixer(MixerConfig(name=...))``; add one with ``@register_mixer("name")``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hashhop.errors import HashHopError
+
+FP32 = 4
+
+
+@dataclass(frozen=True)
+class MixerConfig:
+    name: str = "attention"
+    d_model: int = 64
+    n_heads: int = 2
+    positions: str = "rope"  # attention: rope | alibi | none
+    window: int = 64  # sliding_window
+    conv_kernel: int = 4  # short_conv, hybrid, mamba
+    state_dim: int = 16  # s4d and mamba: states per channel
+    expand: int = 2  # mamba
+    chunk: int = 64  # linear_attention, deltanet
+    inner: str = "attention"  # hybrid: the mixer after the short convolution
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+_MIXERS: dict[str, Callable[[MixerConfig], nn.Module]] = {}
+
+
+def register_mixer(name: str):
+    def decorate(factory):
+        _MIXERS[name] = factory
+        return factory
+
+    return decorate
+
+
+def mixer_names() -> list[str]:
+    return sorted(_MIXERS)
+
+
+def make_mixer(cfg: MixerConfig) -> nn.Module:
+    if cfg.name not in _MIXERS:
+        raise HashHopError(f"unknown mixer {cfg.name!r}: use one of {', '.join(mixer_names())}")
+    if cfg.d_model % cfg.n_heads:
+        raise HashHopError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}: pick sizes that divide")
+    return _MIXERS[cfg.name](cfg)
+
+
+# -- attention ---------------------------------------------------------------------------------
+def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """RoPE on (batch, heads, length, head_dim), rotating feature pairs (i, i + head_dim/2)."""
+    _, _, length, dim = x.shape
+    half = dim // 2
+    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * freqs[None]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half : 2 * half]
+    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return torch.cat([rotated, x[..., 2 * half :]], dim=-1) if dim % 2 else rotated
+
+
+def alibi_bias(heads: int, length: int, device) -> torch.Tensor:
+    """ALiBi: a per-head linear penalty on distance, with the causal mask folded in."""
+    slopes = torch.tensor([2 ** (-8 * (h + 1) / heads) for h in range(heads)], device=device)
+    pos = torch.arange(length, device=device)
+    distance = (pos[:, None] - pos[None, :]).float()
+    bias = -slopes[:, None, None] * distance[None]
+    return bias.masked_fill(distance[None] < 0, float("-inf"))
+
+
+@register_mixer("attention")
+class Attention(nn.Module):
+    """Causal softmax attention (scaled_dot_product_attention), with RoPE, ALiBi or no positions."""
+
+    def __init__(self, cfg: MixerConfig) -> None:
+        super().__init__()
+        if cfg.positions not in ("rope", "alibi", "none"):
+            raise HashHopError(f"unknown positions {cfg.positions!r}: use rope, alibi or none")
+        self.cfg = cfg
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def _heads(self, x: torch.Tensor):
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.cfg.n_heads, self.cfg.head_dim).permute(2, 0, 3, 1, 4)
+        if self.cfg.positions == "rope":
+            q, k = rotary(q), rotary(k)
+        return q, k, v
+
+    def attend(self, q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
+        if mask is None and self.cfg.positions != "alibi":
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        bias = alibi_bias(self.cfg.n_heads, q.shape[2], q.device) if self.cfg.positions == "alibi" else 0.0
+        if mask is not None:
+            bias = bias + torch.zeros_like(mask, dtype=q.dtype).masked_fill(~mask, float("-inf"))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        y = self.attend(*self._heads(x), self.mask(t, x.device))
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    def mask(self, length: int, device) -> torch.Tensor | None:
+        return None
+
+    def state_bytes(self, length: int) -> int:
+        return 2 * length * self.cfg.d_model * FP32
+
+
+@register_mixer("sliding_window")
+class SlidingWindowAttention(Attention):
+    """Attention to the last ``window`` tokens only: a fixed-size KV cache."""
+
+    def mask(self, length: int, device) -> torch.Tensor:
+        pos = torch.arange(length, device=device)
+        distance = pos[:, None] - pos[None, :]
+        return (distance >= 0) & (distance < self.cfg.window)
+
+    def state_bytes(self, length: int) -> int:
+        return 2 * min(length, self.cfg.window) * self.cfg.d_model * FP32
+
+
+# -- convolutions ------------------------------------------------------------------------------
+class CausalConv(nn.Module):
+    """Depthwise causal convolution over the sequence."""
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.conv = nn.Conv1d(channels, channels, kernel, groups=channels, padding=kernel - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, t, c)
+        return self.conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)
+
+
+@register_mixer("short_conv")
+class BaseConv(nn.Module):
+    """BaseConv (Zoology): a linear projection gated by a short causal convolution."""
+
+    def __init__(self, cfg: MixerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.conv = CausalConv(cfg.d_model, cfg.conv_kernel)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.proj(x) * self.conv(x))
+
+    def state_bytes(self, length: int) -> int:
+        return (self.cfg.conv_kernel - 1) * self.cfg.d_model * FP32
+
+
+@register_mixer("s4d")
+class S4D(nn.Module):
+    """A linear time-invariant diagonal state space model (S4D-Lin), run as a long FFT convolution."""
+
+    def __init__(self, cfg: MixerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, n = cfg.d_model, cfg.state_dim
+        self.log_dt = nn.Parameter(torch.rand(d) * (math.log(0.1) - math.log(0.001)) + math.log(0.001))
+        self.log_a_real = nn.Parameter(torch.log(0.5 * torch.ones(d, n)))
+        self.a_imag = nn.Parameter(math.pi * torch.arange(n).float().repeat(d, 1))
+        self.c = nn.Parameter(torch.randn(d, n, 2) * 0.5**0.5)
+        self.skip = nn.Parameter(torch.randn(d))
+        self.out = nn.Linear(d, d)
+
+    def kernel(self, length: int) -> torch.Tensor:
+        dt = self.log_dt.exp()[:, None]
+        a = -self.log_a_real.exp() + 1j * self.a_imag
+        dta = a * dt
+        c = torch.view_as_complex(self.c) * (dta.exp() - 1.0) / a
+        powers = dta[..., None] * torch.arange(length, device=dta.device)
+        return 2 * torch.einsum("dn,dnl->dl", c, powers.exp()).real
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        k = self.kernel(t)
+        u = x.transpose(1, 2)
+        y = torch.fft.irfft(torch.fft.rfft(u, n=2 * t) * torch.fft.rfft(k, n=2 * t), n=2 * t)[..., :t]
+        y = y + u * self.skip[:, None]
+        return self.out(F.gelu(y.transpose(1, 2)))
+
+    def state_bytes(self, length: int) -> int:
+        return self.cfg.d_model * self.cfg.state_dim * 2 * FP32  # complex states
+
+
+# -- linear attention and DeltaNet ---------------------------------------------------------------
+class _Recurrent(nn.Module):
+    """Shared projections of the linear-attention family: per-head q, k, v of head_dim."""
+
+    def __init__(self, cfg: MixerConfig, beta: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.beta = nn.Linear(cfg.d_model, cfg.n_heads) if beta else None
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.norm = nn.LayerNorm(cfg.head_dim)
+
+    def split(self, x: torch.Tensor):
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.cfg.n_heads, self.cfg.head_dim).permute(2, 0, 3, 1, 4)
+        return q, k, v  # (b, h, t, dh)
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        b, h, t, dh = y.shape
+        return self.out(self.norm(y).transpose(1, 2).reshape(b, t, h * dh))
+
+    def state_bytes(self, length: int) -> int:
+        return self.cfg.n_heads * self.cfg.head_dim * self.cfg.head_dim * FP32
+
+
+def _chunks(t: int, size: int):
+    for start in range(0, t, size):
+        yield slice(start, min(start + size, t))
+
+
+@register_mixer("linear_attention")
+class LinearAttention(_Recurrent):
+    """Causal linear attention with the elu+1 feature map, chunkwise: exact within a chunk, a
+    (head_dim x head_dim) state across chunks."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split(x)
+        q, k = F.elu(q) + 1, F.elu(k) + 1
+        b, h, t, dh = q.shape
+        state = q.new_zeros(b, h, dh, dh)
+        norm = q.new_zeros(b, h, dh)
+        out = []
+        for part in _chunks(t, self.cfg.chunk):
+            qc, kc, vc = q[:, :, part], k[:, :, part], v[:, :, part]
+            scores = (qc @ kc.transpose(-1, -2)).tril()
+            num = qc @ state + scores @ vc
+            den = (qc * norm[:, :, None]).sum(-1) + scores.sum(-1)
+            out.append(num / (den[..., None] + 1e-6))
+            state = state + kc.transpose(-1, -2) @ vc
+            norm = norm + kc.sum(2)
+        return self.merge(torch.cat(out, dim=2))
+
+    def state_bytes(self, length: int) -> int:
+        return super().state_bytes(length) + self.cfg.n_heads * self.cfg.head_dim * FP32
+
+
+def delta_rule_recurrent(q, k, v, beta):
+    """Reference DeltaNet: S <- S - beta (S k - v) k^T, o = S q; one step at a time."""
+    b, h, t, dk = k.shape
+    state = q.new_zeros(b, h, v.shape[-1], dk)
+    out = []
+    for i in range(t):
+        ki, vi, bi = k[:, :, i], v[:, :, i], beta[:, :, i, None]
+        state = state - bi[..., None] * ((state @ ki[..., None]).squeeze(-1) - vi)[..., None] * ki[:, :, None, :]
+        out.append((state @ q[:, :, i, :, None]).squeeze(-1))
+    return torch.stack(out, dim=2)
+
+
+def delta_rule_chunkwise(q, k, v, beta, chunk: int):
+    """DeltaNet in chunks (the WY/UT form of Yang et al. 2024): per chunk, T = (I + tril(diag(b) K K^T, -1))^-1 diag(b),
+    W = T K, U = T V; pseudo-values V' = U - W S^T; O = Q S^T + tril(Q K^T) V'; S <- S + V'^T K."""
+    b, h, t, dk = k.shape
+    state = q.new_zeros(b, h, v.shape[-1], dk)
+    out = []
+    for part in _chunks(t, chunk):
+        qc, kc, vc, bc = q[:, :, part], k[:, :, part], v[:, :, part], beta[:, :, part]
+        c = kc.shape[2]
+        eye = torch.eye(c, device=q.device, dtype=q.dtype)
+        lower = (bc[..., None] * (kc @ kc.transpose(-1, -2))).tril(-1)
+        t_mat = torch.linalg.solve_triangular(eye + lower, torch.diag_embed(bc), upper=False)
+        w, u = t_mat @ kc, t_mat @ vc
+        pseudo = u - w @ state.transpose(-1, -2)
+        out.append(qc @ state.transpose(-1, -2) + (qc @ kc.transpose(-1, -2)).tril() @ pseudo)
+        state = state + pseudo.transpose(-1, -2) @ kc
+    return torch.cat(out, dim=2)
+
+
+@register_mixer("deltanet")
+class DeltaNet(_Recurrent):
+    """DeltaNet: linear attention whose state is corrected by the delta rule (keys L2-normalised,
+    a learned write strength beta per token and head). Chunkwise on CPU; flash-linear-attention's
+    kernel on CUDA when installed."""
+
+    def __init__(self, cfg: MixerConfig) -> None:
+        super().__init__(cfg, beta=True)
+        self.conv = CausalConv(3 * cfg.d_model, cfg.conv_kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        qkv = F.silu(self.conv(self.qkv(x)))
+        q, k, v = qkv.view(b, t, 3, self.cfg.n_heads, self.cfg.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        beta = torch.sigmoid(self.beta(x)).transpose(1, 2)  # (b, h, t)
+        fast = _fla_delta_rule() if x.is_cuda else None
+        if fast is not None:
+            y = fast(q, k, v, beta)
+        else:
+            y = delta_rule_chunkwise(q, k, v, beta, self.cfg.chunk)
+        return self.merge(y)
+
+
+def _fla_delta_rule():
+    try:
+        from fla.ops.delta_rule import chunk_delta_rule
+    except ImportError:
+        return None
+
+    def run(q, k, v, beta):
+        # fla takes (batch, length, heads, dim)
+        o, _ = chunk_delta_rule(*(x.transpose(1, 2).contiguous() for x in (q, k, v)), beta.transpose(1, 2).contiguous())
+        return o.transpose(1, 2)
+
+    return run
+
+
+# -- selective state space (Mamba) ---------------------------------------------------------------
+def selective_scan(u, delta, a, b, c, d):
+    """Reference selective scan: h_t = exp(delta_t a) h_{t-1} + delta_t b_t u_t; y_t = c_t . h_t + d u_t.
+    u, delta: (batch, channels, length); a: (channels, states); b, c: (batch, states, length)."""
+    batch, channels, length = u.shape
+    decay = torch.exp(delta[..., None] * a[None, :, None, :])  # (batch, channels, length, states)
+    drive = (delta * u)[..., None] * b.transpose(1, 2)[:, None]  # (batch, channels, length, states)
+    h = u.new_zeros(batch, channels, a.shape[1])
+    ys = []
+    for i in range(length):
+        h = decay[:, :, i] * h + drive[:, :, i]
+        ys.append((h * c[:, None, :, i]).sum(-1))
+    return torch.stack(ys, dim=-1) + u * d[None, :, None]
+
+
+@register_mixer("mamba")
+class Mamba(nn.Module):
+    """A Mamba block: expand, short causal conv, input-dependent (delta, B, C) selective scan, SiLU gate.
+    The reference scan on CPU; mamba-ssm's fused kernel on CUDA when installed."""
+
+    def __init__(self, cfg: MixerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        inner, n = cfg.expand * cfg.d_model, cfg.state_dim
+        self.dt_rank = max(1, math.ceil(cfg.d_model / 16))
+        self.in_proj = nn.Linear(cfg.d_model, 2 * inner, bias=False)
+        self.conv = CausalConv(inner, cfg.conv_kernel)
+        self.x_proj = nn.Linear(inner, self.dt_rank + 2 * n, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, inner)
+        dt = torch.exp(torch.rand(inner) * (math.log(0.1) - math.log(0.001)) + math.log(0.001))
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+        self.a_log = nn.Parameter(torch.log(torch.arange(1, n + 1).float()).repeat(inner, 1))
+        self.d = nn.Parameter(torch.ones(inner))
+        self.out_proj = nn.Linear(inner, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.cfg.state_dim
+        u, z = self.in_proj(x).chunk(2, dim=-1)
+        u = F.silu(self.conv(u))
+        dt, b, c = self.x_proj(u).split([self.dt_rank, n, n], dim=-1)
+        delta = F.softplus(self.dt_proj(dt)).transpose(1, 2)
+        a = -self.a_log.exp()
+        scan = _mamba_scan() if x.is_cuda else None
+        args = (u.transpose(1, 2), delta, a, b.transpose(1, 2), c.transpose(1, 2), self.d)
+        y = scan(*args) if scan is not None else selective_scan(*args)
+        return self.out_proj(y.transpose(1, 2) * F.silu(z))
+
+    def state_bytes(self, length: int) -> int:
+        inner = self.cfg.expand * self.cfg.d_model
+        return (inner * self.cfg.state_dim + inner * (self.cfg.conv_kernel - 1)) * FP32
+
+
+def _mamba_scan():
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except ImportError:
+        return None
+    return lambda u, delta, a, b, c, d: selective_scan_fn(u, delta, a, b.contiguous(), c.contiguous(), d.float())
+
+
+# -- hybrids -----------------------------------------------------------------------------------
+@register_mixer("hybrid")
+class Hybrid(nn.Module):
+    """A short causal convolution in front of any mixer (``inner``): local features (the previous few
+    tokens) for the mixer to match on, as in the induction circuits of H3 and Based."""
+
+    def __init__(self, cfg: MixerConfig) -> None:
+        super().__init__()
+        if cfg.inner == "hybrid":
+            raise HashHopError("a hybrid's inner mixer cannot be another hybrid")
+        self.conv = CausalConv(cfg.d_model, cfg.conv_kernel)
+        self.inner = make_mixer(MixerConfig(**{**cfg.__dict__, "name": cfg.inner}))
+        self.cfg = cfg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + self.conv(x))
+
+    def state_bytes(self, length: int) -> int:
+        return self.inner.state_bytes(length) + (self.cfg.conv_kernel - 1) * self.cfg.d_model * FP32
