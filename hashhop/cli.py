@@ -221,6 +221,8 @@ def _run_eval(args) -> int:
     if min(args.hops) < 1:
         raise HashHopError("--hops values must be >= 1")
     output = args.output or os.path.join("results", re.sub(r"[^A-Za-z0-9._-]+", "_", args.model) + ".jsonl")
+    if os.path.isdir(output):
+        raise HashHopError(f"results path {output} is a folder: name a file")
     template = None if args.template == "auto" else load_template(args.template)  # cheap checks before any network
     options = RunnerOptions(
         base_url=args.base_url,
@@ -337,6 +339,8 @@ def _run_report(args) -> int:
 
     if not 0 < args.threshold <= 1:
         raise HashHopError("--threshold must be in (0, 1]")
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise HashHopError(f"--out {args.out} is a file: name a folder for the report")
     records = read_results(args.results)
     out = args.out or os.path.splitext(args.results)[0] + "_report"
     paths = write_report(records, out, args.threshold)

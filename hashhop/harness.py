@@ -73,6 +73,12 @@ class Item:
     status: str = "todo"  # todo | skipped
     note: str = ""
 
+    @property
+    def fingerprint(self) -> str:
+        """What makes two runs' answers to this id comparable: the problem and its sizing."""
+        key = json.dumps([self.seed, self.prompt_tokens, self.chain.hashes if self.chain else None, self.status])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
 
 def item_id(length: int, hops: int, cot: bool, sample: int, query: int) -> str:
     return f"L{length}-h{hops}-{'cot' if cot else 'skip'}-s{sample}-q{query}"
@@ -107,23 +113,30 @@ def build_items(
                 answer_budget = max_answer_tokens or _answer_budget(tokenizer, chain, cot, template)
                 request = template.request(sample.prompt, chain, hops, cot, answer_budget, runner.chat)
                 total = sample.prompt_tokens + overhead + answer_budget
-                items.append(
-                    Item(
-                        item_id(length, hops, cot, s, q),
-                        length,
-                        hops,
-                        cot,
-                        s,
-                        q,
-                        seed,
-                        sample,
-                        chain,
-                        request,
-                        sample.prompt_tokens,
-                        total,
-                        note=note,
-                    )
+                item = Item(
+                    item_id(length, hops, cot, s, q),
+                    length,
+                    hops,
+                    cot,
+                    s,
+                    q,
+                    seed,
+                    sample,
+                    chain,
+                    request,
+                    sample.prompt_tokens,
+                    total,
+                    note=note,
                 )
+                window = runner.max_context_tokens
+                if window is not None and total > window:  # the probe's estimate was short for this query
+                    if overflow == "error":
+                        raise HashHopError(
+                            f"{item.id} needs {total:,} tokens, over the model's {window:,}: "
+                            "use --overflow skip or shrink, or shorter lengths"
+                        )
+                    item.status, item.note = "skipped", f"needs {total:,} tokens, over the model's {window:,}"
+                items.append(item)
     return items
 
 
@@ -151,9 +164,12 @@ def _sized_problem(grid, runner, template, tokenizer_name, length, hops, s, over
     message = f"cell length {length:,} + template {overhead:,} + answer {answer:,} tokens exceeds the model's {window:,}-token context"
     if overflow == "error":
         raise HashHopError(f"{message}: drop the length, or pass --overflow skip or --overflow shrink")
-    if overflow == "skip" or room < 1:
+    if overflow == "skip":
         return None, message
-    return plan(replace(spec, context_tokens=room)).sample(), f"shrunk to {room:,} tokens: {message}"
+    try:
+        return plan(replace(spec, context_tokens=room)).sample(), f"shrunk to {room:,} tokens: {message}"
+    except HashHopError as err:  # too little room for even one chain per query
+        return None, f"{message}; shrinking leaves no room ({err})"
 
 
 def _overhead_tokens(template: Template, runner: Runner, tokenizer, sample: Sample) -> int:
@@ -197,17 +213,24 @@ class ResultsFile:
         with open(self.path, "rb+") as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
-            if size == 0:
-                return
-            handle.seek(max(0, size - (1 << 20)))
-            tail = handle.read()
-            if tail.endswith(b"\n"):
-                return
-            cut = tail.rfind(b"\n")
-            handle.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+            end = size
+            while end > 0:  # find the last newline, however long the cut line is
+                start = max(0, end - (1 << 20))
+                handle.seek(start)
+                block = handle.read(end - start)
+                if end == size and block.endswith(b"\n"):
+                    return
+                cut = block.rfind(b"\n")
+                if cut >= 0:
+                    handle.truncate(start + cut + 1)
+                    return
+                end = start
+            handle.truncate(0)  # a single unfinished line: no record at all
 
     def append(self, record: dict) -> None:
-        os.write(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
+        data = memoryview((json.dumps(record, ensure_ascii=False) + "\n").encode())
+        while data:  # a short write (a full disk, a signal) must not leave half a line before the next
+            data = data[os.write(self._fd, data) :]
         if time.monotonic() - self._last_sync > 1.0:  # survive an OS crash too, within a second
             os.fsync(self._fd)
             self._last_sync = time.monotonic()
@@ -217,20 +240,30 @@ class ResultsFile:
         os.close(self._fd)
 
 
+RECORD_FIELDS = ("id", "model", "template", "status", "length", "hops", "cot")
+
+
 def read_results(path: str) -> list[dict]:
     """The records of a results file, the last record of each id winning (a retried error)."""
+    if os.path.isdir(path):
+        raise HashHopError(f"{path} is a folder, not a results file")
     if not os.path.exists(path):
         raise HashHopError(f"no results file at {path}")
     latest: dict[str, dict] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.endswith("\n"):
-                break  # an unfinished last line: no record
-            try:
-                record = json.loads(line)
-                latest[record["id"]] = record
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise HashHopError(f"{path}:{number}: not a hashhop results record") from None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.endswith("\n"):
+                    break  # an unfinished last line: no record
+                try:
+                    record = json.loads(line)
+                    if not all(key in record for key in RECORD_FIELDS):
+                        raise KeyError
+                    latest[record["id"]] = record
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise HashHopError(f"{path}:{number}: not a hashhop results record (written by hashhop eval)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise HashHopError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
     return list(latest.values())
 
 
@@ -244,10 +277,13 @@ def default_cache_path() -> str:
 
 class ResponseCache:
     def __init__(self, path: str) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._db = sqlite3.connect(path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, reply TEXT NOT NULL)")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._db = sqlite3.connect(path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, reply TEXT NOT NULL)")
+        except (OSError, sqlite3.Error) as err:
+            raise HashHopError(f"cannot use {path} as the response cache ({err}): pass --cache FILE or --no-cache") from None
 
     @staticmethod
     def key(model: str, request: Request) -> str:
@@ -295,7 +331,7 @@ def cache_identity(runner: Runner) -> str:
 async def run_items(items: list[Item], runner: Runner, template: Template, results_path: str, options: RunOptions) -> RunStats:
     """Answer every item not already in ``results_path``; append one record per item."""
     stats = RunStats(total=len(items))
-    done = set()
+    done: dict[str, str | None] = {}
     if os.path.exists(results_path):
         for record in read_results(results_path):
             if record.get("model") != runner.name or record.get("template") != template.name:
@@ -304,7 +340,12 @@ async def run_items(items: list[Item], runner: Runner, template: Template, resul
                     "resume only with the same model and template, or write to another file"
                 )
             if record["status"] in ("ok", "skipped"):
-                done.add(record["id"])
+                done[record["id"]] = record.get("fingerprint")
+    for item in items:
+        if item.id in done and done[item.id] != item.fingerprint:
+            raise HashHopError(
+                f"{results_path} answered {item.id} for another grid (seed, sizing or tokenizer differ): write this grid to another file"
+            )
     results = ResultsFile(results_path)
     cache = ResponseCache(options.cache_path) if options.cache_path else None
     todo = [item for item in items if item.id not in done]
@@ -340,6 +381,9 @@ async def run_items(items: list[Item], runner: Runner, template: Template, resul
                         await asyncio.sleep(min(options.backoff_cap_s, delay) * (0.5 + random.random()))
                 except PermanentError as err:
                     error = str(err)
+                    break
+                except Exception as err:  # noqa: BLE001 - a runner bug must cost one item, not the run
+                    error = f"{type(err).__name__}: {err}"[:300]
                     break
             latency = time.perf_counter() - started
         if reply is None:
@@ -411,6 +455,7 @@ def _record(
         "prompt_tokens": item.prompt_tokens,
         "request_tokens": item.request_tokens,
         "tokenizer": runner.tokenizer,
+        "fingerprint": item.fingerprint,
     }
     if item.chain is not None and item.sample is not None:
         record["expected"] = item.chain.answer(item.cot)

@@ -36,7 +36,7 @@ def parse_answers(text: str) -> dict[str, str]:
 
 @lru_cache(maxsize=64)
 def _hash_re(alphabet: str, length: int) -> re.Pattern:
-    chars = re.escape(alphabet).replace("-", r"\-")
+    chars = re.escape(alphabet)
     return re.compile(rf"(?<![{chars}])[{chars}]{{{length}}}(?![{chars}])")
 
 

@@ -54,7 +54,7 @@ class Template:
         }
         try:
             return self.user.format(**fields_)
-        except (KeyError, IndexError, ValueError) as err:
+        except (KeyError, IndexError, ValueError, AttributeError) as err:
             raise HashHopError(f"template {self.name}: bad field {err} (known: {', '.join(fields_)})") from None
 
 
@@ -79,5 +79,15 @@ def load_template(name: str) -> Template:
     if not isinstance(data, dict) or "user" not in data or set(data) - known:
         raise HashHopError(f"template file {name} must be a JSON object with 'user' and optionally {', '.join(sorted(known - {'user'}))}")
     data.setdefault("name", name)
-    data["stop"] = tuple(data.get("stop", ()))
+    stop = data.get("stop", [])
+    types_ok = (
+        isinstance(data["user"], str)
+        and isinstance(data.get("system") or "", str)
+        and isinstance(stop, list)
+        and all(isinstance(s, str) for s in stop)
+        and isinstance(data.get("native", False), bool)
+    )
+    if not types_ok:
+        raise HashHopError(f"template file {name}: user and system are strings, stop a list of strings, native true or false")
+    data["stop"] = tuple(stop)
     return Template(**data)

@@ -155,10 +155,19 @@ def test_overflow_policies():
 
 def test_results_file_repairs_a_cut_line(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_bytes(b'{"id": "a", "status": "ok"}\n{"id": "b", "sta')
+    whole = json.dumps({"id": "a", "model": "m", "template": "chat", "status": "ok", "length": 1, "hops": 1, "cot": False}) + "\n"
+    path.write_bytes(whole.encode() + b'{"id": "b", "sta')
     ResultsFile(str(path)).close()
-    assert path.read_bytes() == b'{"id": "a", "status": "ok"}\n'
+    assert path.read_bytes() == whole.encode()
     assert [r["id"] for r in read_results(str(path))] == ["a"]
+    long_cut = tmp_path / "long.jsonl"  # a cut line longer than the 1 MiB read-back block
+    long_cut.write_bytes(whole.encode() + b'{"response": "' + b"x" * (3 << 20))
+    ResultsFile(str(long_cut)).close()
+    assert long_cut.read_bytes() == whole.encode()
+    foreign = tmp_path / "notes.jsonl"
+    foreign.write_text('{"something": "else"}\n')
+    with pytest.raises(Exception, match="not a hashhop results record"):
+        read_results(str(foreign))
 
 
 @pytest.mark.parametrize(

@@ -61,8 +61,20 @@ def test_small_space_is_used_completely():
     assert sorted(family.strings(np.arange(27))) == sorted(a + b + c for a in "abc" for b in "abc" for c in "abc")
 
 
-@pytest.mark.parametrize("alphabet, length", [("letters", 16), ("letters", 8), ("letters", 6), ("letters", 12), ("letters", 20),
-                                              ("hex", 9), ("hex", 12), ("digits", 11), ("alnum", 24)])
+@pytest.mark.parametrize(
+    "alphabet, length",
+    [
+        ("letters", 16),
+        ("letters", 8),
+        ("letters", 6),
+        ("letters", 12),
+        ("letters", 20),
+        ("hex", 9),
+        ("hex", 12),
+        ("digits", 11),
+        ("alnum", 24),
+    ],
+)
 def test_hash_characters_are_uniform(alphabet, length):
     family = HashFamily(ALPHABETS[alphabet], length, 3)
     radix = len(ALPHABETS[alphabet])

@@ -136,16 +136,18 @@ def hashhop_tokens(cfg: TaskConfig, batch: int, generator: torch.Generator) -> t
     if cfg.num_queries > chains:
         raise HashHopError(f"{cfg.num_queries} queries need at least as many chains (num_pairs={chains})")
     hashes = _choice_no_replace(generator, batch, cfg.vocab_size - _FIRST_HASH, n_hashes, offset=_FIRST_HASH).view(batch, chains, hops + 1)
-    links = torch.stack([hashes[:, :, :-1], torch.full_like(hashes[:, :, :-1], _EQ), hashes[:, :, 1:],
-                         torch.full_like(hashes[:, :, :-1], _NL)], dim=-1).view(batch, chains * hops, 4)
+    links = torch.stack(
+        [hashes[:, :, :-1], torch.full_like(hashes[:, :, :-1], _EQ), hashes[:, :, 1:], torch.full_like(hashes[:, :, :-1], _NL)], dim=-1
+    ).view(batch, chains * hops, 4)
     order = torch.rand(batch, chains * hops, generator=generator).argsort(dim=1)
     links = links.gather(1, order[:, :, None].expand(-1, -1, 4)).reshape(batch, -1)
     queried = torch.rand(batch, chains, generator=generator).argsort(dim=1)[:, : cfg.num_queries]
     chosen = hashes.gather(1, queried[:, :, None].expand(-1, -1, hops + 1))
     answer = chosen[:, :, 1:] if cfg.chain_of_thought else chosen[:, :, -1:]
     a_len = answer.shape[-1]
-    query_block = torch.cat([torch.full((batch, cfg.num_queries, 1), _Q), chosen[:, :, :1], torch.full((batch, cfg.num_queries, 1), _SEP),
-                             answer], dim=-1)
+    query_block = torch.cat(
+        [torch.full((batch, cfg.num_queries, 1), _Q), chosen[:, :, :1], torch.full((batch, cfg.num_queries, 1), _SEP), answer], dim=-1
+    )
     seq = torch.cat([links, query_block.reshape(batch, -1)], dim=1)
     targets = torch.full_like(seq, IGNORE)
     block = 3 + a_len
@@ -166,9 +168,16 @@ def hashhop_chars(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
     rows, masks = [], []
     for seed in seeds:
-        spec = HashHopSpec(context_tokens=cfg.seq_len, tokenizer="chars", hops=cfg.hops, chain_of_thought=cfg.chain_of_thought,
-                           hash_length=cfg.hash_length, num_queries=cfg.num_queries, seed=seed,
-                           alphabet=cfg.extra.get("alphabet", "letters"))
+        spec = HashHopSpec(
+            context_tokens=cfg.seq_len,
+            tokenizer="chars",
+            hops=cfg.hops,
+            chain_of_thought=cfg.chain_of_thought,
+            hash_length=cfg.hash_length,
+            num_queries=cfg.num_queries,
+            seed=seed,
+            alphabet=cfg.extra.get("alphabet", "letters"),
+        )
         problem = plan(spec)
         text = problem.prompt + "\n\n" + problem.completion
         data = np.frombuffer(text.encode("ascii"), dtype=np.uint8)

@@ -49,8 +49,9 @@ class HFRunner:
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
             self._model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
-        except OSError as err:
-            raise HashHopError(f"cannot load Hugging Face model {name!r}: {str(err).splitlines()[0][:160]}") from None
+        except Exception as err:  # transformers raises OSError, ValueError, ImportError... for models it cannot load
+            first = (str(err).splitlines() or [type(err).__name__])[0][:160]
+            raise HashHopError(f"cannot load Hugging Face model {name!r}: {first}") from None
         self._model.eval()
         self._torch = torch
         self.name = f"hf:{name}"

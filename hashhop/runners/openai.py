@@ -5,7 +5,6 @@ Base URL: ``--base-url`` or ``$OPENAI_BASE_URL`` (default https://api.openai.com
 
 from __future__ import annotations
 
-import json
 import os
 
 import httpx
@@ -15,6 +14,7 @@ from hashhop.runners.base import PermanentError, Reply, Request, RunnerOptions, 
 from hashhop.task.tokens import ServerTokenizer, register_tokenizer
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_REASONING = ("o1", "o3", "o4", "gpt-5")
 # OpenAI model families and the encodings they use (for sizing without a tokenize endpoint).
 _ENCODINGS = (
     ("gpt-4o", "o200k_base"),
@@ -75,6 +75,9 @@ class OpenAIRunner:
         body = {"model": self.model, "temperature": 0, **request.payload()}
         if not body["stop"]:
             del body["stop"]
+        if self.model.startswith(_REASONING):  # these take max_completion_tokens and no temperature
+            body["max_completion_tokens"] = body.pop("max_tokens")
+            del body["temperature"]
         path = "/chat/completions" if request.messages is not None else "/completions"
         try:
             response = await self._http().post(self.base_url + path, json=body)
@@ -93,7 +96,7 @@ class OpenAIRunner:
             data = response.json()
             choice = data["choices"][0]
             text = choice["message"]["content"] if request.messages is not None else choice["text"]
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+        except (ValueError, KeyError, IndexError, TypeError) as err:  # ValueError: bad JSON or bad encoding
             raise TransientError(f"malformed response ({type(err).__name__})") from None
         usage = data.get("usage") or {}
         return Reply(text or "", usage.get("prompt_tokens"), usage.get("completion_tokens"))

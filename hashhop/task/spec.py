@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from dataclasses import asdict, dataclass, fields
@@ -32,6 +33,8 @@ def parse_size(text: str | int) -> int:
     if not match:
         raise HashHopError(f"cannot read size {text!r}: use a number such as 4096, 100k, 1M, 1.5M or 3e8")
     value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    if not math.isfinite(value) or value > 1e15:
+        raise HashHopError(f"size {text!r} is too large: sizes go up to 1e15")
     if value != int(value):
         raise HashHopError(f"size {text!r} is not a whole number")
     return int(value)
@@ -80,8 +83,8 @@ class HashHopSpec:
             raise HashHopError(f"hash length must be a whole number >= 1, got {self.hash_length!r}")
         if not isinstance(self.context_tokens, int) or self.context_tokens < 1:
             raise HashHopError(f"context size must be a whole number >= 1, got {self.context_tokens!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise HashHopError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise HashHopError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
         resolve_alphabet(self.alphabet)
 
     @property

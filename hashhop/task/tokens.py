@@ -175,10 +175,15 @@ class ServerTokenizer:
             )
 
     def _raw_count(self, text: str) -> int:
+        import httpx
+
         path, body, read = self._endpoint
-        reply = self._client.post(self.root + path, json=body(text, self._model))
-        reply.raise_for_status()
-        return read(reply.json())
+        try:
+            reply = self._client.post(self.root + path, json=body(text, self._model))
+            reply.raise_for_status()
+            return read(reply.json())
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
+            raise HashHopError(f"the tokenize endpoint of {self.root} failed ({type(err).__name__}: {str(err)[:100]})") from None
 
     def count(self, text: str) -> int:
         return self._raw_count(text) - self._offset
@@ -206,9 +211,11 @@ def _build_tokenizer(name: str) -> Tokenizer:
     if name.startswith("estimate:"):
         try:
             ratio = float(name.split(":", 1)[1])
-            assert ratio > 0
+            assert 0.01 <= ratio <= 100
         except (ValueError, AssertionError):
-            raise HashHopError(f"tokenizer {name!r}: write estimate:CHARS_PER_TOKEN with a positive number, e.g. estimate:1.5") from None
+            raise HashHopError(
+                f"tokenizer {name!r}: write estimate:CHARS_PER_TOKEN with a number from 0.01 to 100, e.g. estimate:1.5"
+            ) from None
         return EstimateTokenizer(ratio)
     if name == "chars":
         return CharTokenizer()

@@ -1,0 +1,284 @@
+"""The training loop: AdamW with warmup and cosine decay, on-the-fly batches, periodic evaluation,
+early stop at a target accuracy, safetensors checkpoints, metrics as JSONL and CSV, and resume.
+
+Data parallel under ``torchrun`` (gloo on CPU, NCCL on GPU): every rank draws the same global batch
+from the step's seed and trains on its slice; the loss is normalised by the global number of answer
+tokens, so N processes take exactly the steps one process takes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from hashhop.errors import HashHopError
+from hashhop.lab.config import RunConfig
+from hashhop.lab.model import LM
+from hashhop.lab.tasks import IGNORE, eval_config, make_batch, task_vocab
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def maybe_init_distributed() -> None:
+    """Join the torchrun process group when launched by torchrun."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def batch_for(cfg: RunConfig, step: int, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The global batch of a step: the same on every rank and every run with this seed."""
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + stream * 7_919_977 + step)
+    return make_batch(cfg.task, cfg.batch_size, generator)
+
+
+def answer_runs(targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Label each position with the id (>= 1) of the answer it belongs to: a maximal run of labelled
+    positions is one answer (one query). Returns (ids with 0 where unlabelled, number of answers)."""
+    labelled = targets != IGNORE
+    starts = labelled & ~F.pad(labelled[:, :-1], (1, 0), value=False)
+    ids = torch.cumsum(starts.flatten(), 0).view_as(targets) * labelled
+    return ids, int(starts.sum())
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, cfg: RunConfig, batches: int, task=None, stream: int = 1) -> dict:
+    """Token accuracy and exact match per answer (every token of a query's answer right) on fresh batches."""
+    task = task or eval_config(cfg.task)
+    eval_cfg = replace(cfg, task=task)
+    model.eval()
+    correct_tokens = total_tokens = exact = answers = 0
+    loss_sum = 0.0
+    for i in range(batches):
+        inputs, targets = batch_for(eval_cfg, i, stream=stream)
+        device = next(model.parameters()).device
+        inputs, targets = inputs.to(device), targets.to(device)
+        logits = model(inputs)
+        labelled = targets != IGNORE
+        loss_sum += F.cross_entropy(logits[labelled], targets[labelled], reduction="sum").item()
+        right = (logits.argmax(-1) == targets) & labelled
+        correct_tokens += int(right.sum())
+        total_tokens += int(labelled.sum())
+        ids, count = answer_runs(targets)
+        wrong = torch.bincount(ids[labelled & ~right].flatten(), minlength=count + 1)[1:]
+        exact += int((wrong == 0).sum())
+        answers += count
+    model.train()
+    return {
+        "loss": loss_sum / max(1, total_tokens),
+        "token_accuracy": correct_tokens / max(1, total_tokens),
+        "exact_match": exact / max(1, answers),
+        "answers": answers,
+    }
+
+
+def lr_at(cfg: RunConfig, step: int) -> float:
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    progress = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def build_model(cfg: RunConfig) -> LM:
+    model_cfg = replace(cfg.model, vocab_size=task_vocab(cfg.task))
+    torch.manual_seed(cfg.seed)
+    return LM(model_cfg)
+
+
+def _optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas)
+
+
+# -- checkpoints (safetensors only: no pickle) ---------------------------------------------------
+def save_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        names = {id(p): n for n, p in model.named_parameters()}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                for key, value in optimizer.state.get(p, {}).items():
+                    if torch.is_tensor(value):
+                        tensors[f"optim.{names[id(p)]}.{key}"] = value.detach().contiguous().cpu().reshape(value.shape)
+    tmp = path + ".partial"
+    save_file(tensors, tmp, metadata={"meta": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """Load weights (and optimiser moments) into ``model``; a corrupt or mismatched file is a one-line error."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get("meta", "{}"))
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    except FileNotFoundError:
+        raise HashHopError(f"no checkpoint at {path}") from None
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise HashHopError(f"checkpoint {path} is corrupt or not safetensors ({str(err).splitlines()[0][:100]})") from None
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        raise HashHopError(
+            f"checkpoint {path} does not fit this model ({str(err).splitlines()[1 if len(str(err).splitlines()) > 1 else 0].strip()[:120]})"
+        ) from None
+    if optimizer is not None:
+        params = dict(model.named_parameters())
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                name, state_key = key[len("optim.") :].rsplit(".", 1)
+                optimizer.state[params[name]][state_key] = value
+    return meta
+
+
+def train(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
+    """Train one run into ``out_dir/cfg.name``; a finished run is not redone, an interrupted one resumes."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rank, world = _dist()
+    run_dir = os.path.join(out_dir, cfg.name)
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as handle:
+            summary = json.load(handle)
+        if summary.get("config") == json.loads(json.dumps(cfg.to_dict())):
+            return summary
+        raise HashHopError(f"{run_dir} holds a finished run of another config: use another name or out dir")
+    if cfg.batch_size % world:
+        raise HashHopError(f"batch size {cfg.batch_size} does not divide over {world} processes")
+    if rank == 0:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "config.json"), "w") as handle:
+            handle.write(cfg.to_json())
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    model = build_model(cfg).to(device)
+    optimizer = _optimizer(model, cfg)
+    ckpt = os.path.join(run_dir, "checkpoint.safetensors")
+    start, elapsed_s, history = 0, 0.0, []
+    if os.path.exists(ckpt):
+        meta = load_checkpoint(ckpt, model, optimizer)
+        start, elapsed_s = meta["step"], meta.get("elapsed_s", 0.0)
+        history = _read_metrics(os.path.join(run_dir, "metrics.jsonl"), start)
+    ddp = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name, unit="step", leave=False)
+    tokens_seen, t0 = 0, time.perf_counter()
+    reached = None
+    step = start
+    for step in range(start, cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        inputs, targets = batch_for(cfg, step)
+        n_labelled = int((targets != IGNORE).sum())
+        shard = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
+        inputs, targets = inputs[shard].to(device), targets[shard].to(device)
+        logits = ddp(inputs)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum") * world / max(1, n_labelled)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        tokens_seen += inputs.numel() * world
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item() / world:.3f}")
+        last = step + 1 == cfg.steps
+        if (step + 1) % cfg.eval_every == 0 or last:
+            now = time.perf_counter()
+            result = evaluate(model, cfg, cfg.eval_batches)
+            record = {
+                "step": step + 1,
+                "train_loss": loss.item() / world,
+                "lr": lr_at(cfg, step),
+                **result,
+                "tokens_per_s": tokens_seen / max(1e-9, now - t0),
+                "elapsed_s": elapsed_s + now - t0,
+            }
+            history.append(record)
+            if rank == 0:
+                with open(metrics_path, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                save_checkpoint(ckpt, model, optimizer, {"step": step + 1, "elapsed_s": record["elapsed_s"]})
+            if cfg.target_accuracy is not None and result["exact_match"] >= cfg.target_accuracy:
+                reached = record
+                break
+    if bar is not None:
+        bar.close()
+    final = history[-1] if history else {}
+    lengths = {}
+    for length in cfg.eval_lengths:
+        lengths[str(length)] = evaluate(model, cfg, cfg.eval_batches, task=eval_config(cfg.task, seq_len=length), stream=2)["exact_match"]
+    summary = {
+        "name": cfg.name,
+        "config": json.loads(json.dumps(cfg.to_dict())),
+        "params": model.num_params(),
+        "state_bytes": model.state_bytes(cfg.task.seq_len),
+        "steps": final.get("step", step + 1),
+        "exact_match": final.get("exact_match"),
+        "token_accuracy": final.get("token_accuracy"),
+        "reached_target_step": reached["step"] if reached else None,
+        "reached_target_s": reached["elapsed_s"] if reached else None,
+        "tokens_per_s": final.get("tokens_per_s"),
+        "elapsed_s": final.get("elapsed_s"),
+        "length_generalisation": lengths,
+    }
+    if rank == 0:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, os.path.join(run_dir, "model.safetensors"))
+        _write_csv(history, os.path.join(run_dir, "metrics.csv"))
+        with open(summary_path + ".partial", "w") as handle:
+            json.dump(summary, handle, indent=2)
+        os.replace(summary_path + ".partial", summary_path)
+        if os.path.exists(ckpt):
+            os.remove(ckpt)
+        log(
+            f"{cfg.name}: exact match {summary['exact_match']:.3f} after {summary['steps']} steps "
+            f"({summary['elapsed_s']:.0f} s, {summary['tokens_per_s']:.0f} tokens/s)"
+        )
+    return summary
+
+
+def _read_metrics(path: str, up_to_step: int) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
+    kept = [r for r in records if r["step"] <= up_to_step]
+    with open(path, "w") as handle:  # drop evaluations after the checkpoint: they will be redone
+        handle.writelines(json.dumps(r) + "\n" for r in kept)
+    return kept
+
+
+def _write_csv(history: list[dict], path: str) -> None:
+    if not history:
+        return
+    keys = list(history[0])
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
