@@ -37,8 +37,8 @@ def main() -> None:
     try:
         runner = make_runner("openai:fake", RunnerOptions(base_url=base_url, tokenizer="cl100k_base"))
         template = load_template("chat")
-        samples = max(1, args.requests // (2 * 2 * 10))
-        grid = Grid(lengths=(200,), hops=(1, 2), cot=(False, True), samples=samples, queries=10)
+        samples = max(1, args.requests // (2 * 2 * 5))
+        grid = Grid(lengths=(400,), hops=(1, 2), cot=(False, True), samples=samples, queries=5)
         items = build_items(grid, runner, template)
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "r.jsonl")

@@ -11,6 +11,7 @@ import functools
 import gzip
 import hashlib
 import importlib.util
+import json
 import os
 from typing import Protocol
 
@@ -150,18 +151,16 @@ class ServerTokenizer:
     )
 
     def __init__(self, base_url: str, model: str = "", headers: dict | None = None, timeout_s: float = 60.0) -> None:
-        import httpx
-
         # Servers mount tokenize beside /v1, not under it.
         self.root = base_url.rstrip("/").removesuffix("/v1")
         self.name = f"server:{self.root}"
-        self._client = httpx.Client(timeout=timeout_s, headers=headers or {})
+        self._headers = {"content-type": "application/json", **(headers or {})}
+        self._timeout_s = timeout_s
         self._model = model
         self._endpoint = None
         for endpoint in self._ENDPOINTS:
             try:
-                reply = self._client.post(self.root + endpoint[0], json=endpoint[1]("probe text", model))
-                if reply.status_code == 200 and endpoint[2](reply.json()) >= 0:
+                if endpoint[2](self._post(endpoint[0], endpoint[1]("probe text", model))) >= 0:
                     self._endpoint = endpoint
                     break
             except Exception:  # noqa: BLE001 - any failure means: not this endpoint
@@ -174,15 +173,18 @@ class ServerTokenizer:
                 "(cl100k_base, o200k_base, a tokenizer.json, or estimate:CHARS_PER_TOKEN)"
             )
 
-    def _raw_count(self, text: str) -> int:
-        import httpx
+    def _post(self, path: str, body: dict) -> dict:
+        import urllib.request
 
+        request = urllib.request.Request(self.root + path, data=json.dumps(body).encode(), headers=self._headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self._timeout_s) as reply:
+            return json.loads(reply.read())
+
+    def _raw_count(self, text: str) -> int:
         path, body, read = self._endpoint
         try:
-            reply = self._client.post(self.root + path, json=body(text, self._model))
-            reply.raise_for_status()
-            return read(reply.json())
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
+            return read(self._post(path, body(text, self._model)))
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise HashHopError(f"the tokenize endpoint of {self.root} failed ({type(err).__name__}: {str(err)[:100]})") from None
 
     def count(self, text: str) -> int:
