@@ -1,0 +1,171 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hashhop.errors import HashHopError
+from hashhop.lab.config import RunConfig, load_configs
+from hashhop.lab.experiments import smoke
+from hashhop.lab.sweep import run_sweep, with_learning_rates
+from hashhop.lab.train import build_model, load_checkpoint, train
+
+
+def tiny(**changes) -> RunConfig:
+    return smoke()[0].replace(**changes)
+
+
+def test_training_learns_associative_recall(tmp_path):
+    cfg = RunConfig.from_dict(
+        {
+            "name": "ar",
+            "task": {"name": "ar", "seq_len": 20, "vocab_size": 12},
+            "steps": 300,
+            "batch_size": 32,
+            "eval_every": 100,
+            "model": {"mixer": {"name": "hybrid", "inner": "attention", "positions": "none", "d_model": 32, "n_heads": 2}, "n_layers": 2},
+            "optim": {"lr": 0.003, "warmup_steps": 40},
+        }
+    )
+    summary = train(cfg, str(tmp_path), progress=False)
+    assert summary["exact_match"] > 0.9  # chance is 1/5
+    run = tmp_path / "ar"
+    assert (run / "model.safetensors").exists() and (run / "metrics.csv").exists()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_early_stop_and_finished_runs_are_not_redone(tmp_path):
+    cfg = tiny(name="stop", target_accuracy=0.0, steps=1000)
+    summary = train(cfg, str(tmp_path), progress=False)
+    assert summary["steps"] == cfg.eval_every and summary["reached_target_step"] == cfg.eval_every
+    again = train(cfg, str(tmp_path), progress=False)
+    assert again == summary
+    with pytest.raises(HashHopError, match="another config"):
+        train(cfg.replace(steps=5), str(tmp_path), progress=False)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from hashhop.lab import train as train_module
+
+    cfg = tiny(name="resume", steps=30, eval_every=10)
+    train(cfg, str(tmp_path / "a"), progress=False)
+    real_evaluate, calls = train_module.evaluate, []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # dies at step 30, after the step-20 checkpoint
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, str(tmp_path / "b"), progress=False)
+    assert (tmp_path / "b" / "resume" / "checkpoint.safetensors").exists()
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    summary = train(cfg, str(tmp_path / "b"), progress=False)
+    assert summary["steps"] == 30
+    a = load_file(str(tmp_path / "a" / "resume" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "resume" / "model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "resume" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 30]
+
+
+def test_lr_sweep_names_and_resume(tmp_path):
+    configs = with_learning_rates(smoke(), [1e-3, 3e-3])
+    assert [c.name for c in configs] == [
+        "smoke-attention-lr0.001",
+        "smoke-attention-lr0.003",
+        "smoke-short_conv-lr0.001",
+        "smoke-short_conv-lr0.003",
+    ]
+    first = run_sweep(configs[:2], str(tmp_path), progress=False, log=lambda _: None)
+    both = run_sweep(configs, str(tmp_path), progress=False, log=lambda _: None)
+    assert both[:2] == first
+
+
+def test_checkpoints_are_safetensors_and_corruption_is_a_clear_error(tmp_path):
+    cfg = tiny(name="ckpt")
+    train(cfg, str(tmp_path), progress=False)
+    path = tmp_path / "ckpt" / "model.safetensors"
+    model = build_model(cfg)
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path)))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(HashHopError, match="corrupt or not safetensors"):
+        load_checkpoint(str(bad), model)
+    other = build_model(cfg.replace(**{"model.mixer.d_model": 64}))
+    from hashhop.lab.train import save_checkpoint
+
+    save_checkpoint(str(tmp_path / "other.safetensors"), other, None, {"step": 0})
+    with pytest.raises(HashHopError, match="does not fit this model"):
+        load_checkpoint(str(tmp_path / "other.safetensors"), model)
+
+
+def test_config_files(tmp_path):
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps([c.to_dict() for c in smoke()]))
+    assert load_configs(str(path)) == smoke()
+    path.write_text(json.dumps({"name": "x", "model": {"mixer": {"nme": "attention"}}}))
+    with pytest.raises(HashHopError, match="unknown config field"):
+        load_configs(str(path))
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is missing")
+def test_torchrun_two_processes_match_one(tmp_path):
+    cfg = tiny(name="ddp", steps=12, eval_every=12, batch_size=8).to_dict()
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    one = subprocess.run(
+        [sys.executable, "-m", "hashhop.cli", "lab", "run", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            "-m",
+            "hashhop.cli",
+            "lab",
+            "run",
+            str(tmp_path / "cfg.json"),
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "one" / "ddp" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "ddp" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+
+
+def test_lab_cli_bad_input(tmp_path):
+    def lab(*args):
+        return subprocess.run([sys.executable, "-m", "hashhop.cli", "lab", *args], capture_output=True, text=True, timeout=120)
+
+    for args, message in [
+        (["run", "nonexistent"], "neither a config file nor an experiment"),
+        (["run", "smoke", "--set", "model.mixer.name=nope"], "unknown mixer"),
+        (["run", "smoke", "--set", "model.mixer.n_heads=3"], "not divisible"),
+        (["run", "smoke", "--set", "nofield=1"], "no config field"),
+        (["plot", str(tmp_path)], "holds no finished runs"),
+    ]:
+        result = lab(*args)
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
