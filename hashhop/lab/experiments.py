@@ -23,25 +23,33 @@ def _run(
 
 
 def h3_ar(steps: int = 1500) -> list[RunConfig]:
-    """H3's associative recall (vocab 20, length 40, 2 layers, d_model 32): attention vs a linear
-    time-invariant SSM (S4D) and a short convolution."""
+    """H3's associative recall (vocab 20, length 40, 2 layers, d_model 32): attention (behind a short
+    convolution, and alone with RoPE) vs a linear time-invariant SSM (S4D, alone and behind a short
+    convolution) and a gated short convolution (BaseConv)."""
     task = TaskConfig(name="ar", seq_len=40, vocab_size=20)
     mixers = {
-        "attention": MixerConfig(name="attention", d_model=32, n_heads=2, positions="rope"),
+        "conv-attention": MixerConfig(name="hybrid", inner="attention", positions="none", d_model=32, n_heads=2),
+        "attention-rope": MixerConfig(name="attention", d_model=32, n_heads=2, positions="rope"),
         "s4d": MixerConfig(name="s4d", d_model=32, n_heads=2, state_dim=32),
+        "conv-s4d": MixerConfig(name="hybrid", inner="s4d", d_model=32, n_heads=2, state_dim=32),
         "short_conv": MixerConfig(name="short_conv", d_model=32, n_heads=2),
     }
     return [_run(f"ar-{name}", task, mixer, lr=3e-3, steps=steps, eval_batches=8) for name, mixer in mixers.items()]
 
 
 def mqar(steps: int = 2000, vocab: int = 512) -> list[RunConfig]:
-    """Zoology's MQAR at sequence 64, 4 pairs, d_model 64, 2 layers: attention vs gated short
-    convolution (BaseConv), linear attention, S4D and Mamba."""
+    """Zoology's MQAR at sequence 64, 4 pairs, d_model 64, 2 layers (vocabulary 512, not 8192, to fit a
+    CPU): attention vs gated short convolution (BaseConv), linear attention, S4D, Mamba and DeltaNet."""
     task = TaskConfig(name="mqar", seq_len=64, vocab_size=vocab, num_pairs=4)
-    names = {"attention": {}, "short_conv": {}, "linear_attention": {}, "s4d": {"state_dim": 32}, "mamba": {}}
-    return [
-        _run(f"mqar-{n}", task, MixerConfig(name=n, d_model=64, n_heads=2, **extra), lr=3e-3, steps=steps) for n, extra in names.items()
-    ]
+    mixers = {
+        "conv-attention": {"name": "hybrid", "inner": "attention", "positions": "none"},
+        "short_conv": {"name": "short_conv"},
+        "linear_attention": {"name": "linear_attention"},
+        "s4d": {"name": "s4d", "state_dim": 32},
+        "mamba": {"name": "mamba"},
+        "deltanet": {"name": "deltanet"},
+    }
+    return [_run(f"mqar-{n}", task, MixerConfig(d_model=64, n_heads=2, **extra), lr=3e-3, steps=steps) for n, extra in mixers.items()]
 
 
 def hashhop_mixers(steps: int = 3000, seq_len: int = 320, hash_length: int = 4) -> list[RunConfig]:
