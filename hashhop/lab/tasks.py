@@ -179,10 +179,11 @@ def hashhop_chars(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
             alphabet=cfg.extra.get("alphabet", "letters"),
         )
         problem = plan(spec)
-        text = problem.prompt + "\n\n" + problem.completion
+        prompt = problem.prompt
+        text = prompt + "\n\n" + problem.completion
         data = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
         mask = np.zeros(len(data), dtype=bool)
-        offset = text.index("\n\n", len(problem.prompt) + 2)  # after "COMPLETION:\nHops=H"
+        offset = text.index("\n\n", len(prompt) + 2)  # after "COMPLETION:\nHops=H"
         offset = text.index("\n\n", offset + 2) + 2  # after "CoT=..."
         for chain in problem.queries:
             answer = chain.answer(cfg.chain_of_thought)

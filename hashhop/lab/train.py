@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import torch
@@ -188,10 +189,15 @@ def train(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dic
     tokens_seen, t0 = 0, time.perf_counter()
     reached = None
     step = start
+    # The next batch is made on a thread while this one trains (torch releases the GIL in its kernels).
+    prefetch = ThreadPoolExecutor(1)
+    upcoming = prefetch.submit(batch_for, cfg, start)
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
-        inputs, targets = batch_for(cfg, step)
+        inputs, targets = upcoming.result()
+        if step + 1 < cfg.steps:
+            upcoming = prefetch.submit(batch_for, cfg, step + 1)
         n_labelled = int((targets != IGNORE).sum())
         shard = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
         inputs, targets = inputs[shard].to(device), targets[shard].to(device)
@@ -226,6 +232,7 @@ def train(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dic
             if cfg.target_accuracy is not None and result["exact_match"] >= cfg.target_accuracy:
                 reached = record
                 break
+    prefetch.shutdown(cancel_futures=True)
     if bar is not None:
         bar.close()
     final = history[-1] if history else {}

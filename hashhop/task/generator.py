@@ -10,6 +10,7 @@ Nothing is stored per line, so any prompt line is computed on its own and genera
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -38,10 +39,16 @@ R = TypeVar("R")
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = _WORKERS, ahead: int = 4) -> Iterator[R]:
-    """``map`` on a thread pool, in order, with at most ``ahead`` results in flight (bounded memory)."""
+    """``map`` on a thread pool, in order, with at most ``ahead`` results in flight (bounded memory).
+    A single item runs inline: starting threads costs more than small problems take."""
+    items = iter(items)
+    head = list(itertools.islice(items, 2))
+    if len(head) < 2:
+        yield from map(fn, head)
+        return
     with ThreadPoolExecutor(workers) as pool:
         pending: deque = deque()
-        for item in items:
+        for item in itertools.chain(head, items):
             pending.append(pool.submit(fn, item))
             if len(pending) >= ahead:
                 yield pending.popleft().result()
