@@ -378,6 +378,15 @@ def _add_lab(sub) -> None:
     plot = lab.add_parser("plot", help="plots of a run folder: curves, accuracy vs state size and vs length")
     plot.add_argument("run_dir")
     plot.set_defaults(run=_run_lab_plot)
+    ev = lab.add_parser(
+        "eval",
+        help="length generalisation of a trained HashHop model, per depth, scored like hashhop eval",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ev.add_argument("run_dir", help="a finished run folder (config.json + model.safetensors)")
+    ev.add_argument("--lengths", type=_size_list, required=True, metavar="L1,L2,..", help="prompt lengths in characters")
+    ev.add_argument("--samples", type=int, default=8, help="problems per length")
+    ev.set_defaults(run=_run_lab_eval)
     table = lab.add_parser("table", help="a markdown table of a run folder (with the best learning rate per cell)")
     table.add_argument("run_dir")
     table.set_defaults(run=_run_lab_table)
@@ -442,6 +451,15 @@ def _run_lab_plot(args) -> int:
     from hashhop.lab.plot import plot_runs
 
     print("wrote " + ", ".join(plot_runs(args.run_dir)), file=sys.stderr)
+    return 0
+
+
+def _run_lab_eval(args) -> int:
+    from hashhop.lab.evaluate import depth_table, evaluate_lengths
+
+    if args.samples < 1:
+        raise HashHopError("--samples must be at least 1")
+    print(depth_table(evaluate_lengths(args.run_dir, list(args.lengths), args.samples)))
     return 0
 
 

@@ -121,7 +121,7 @@ def save_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Op
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
+def load_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, prefix: str = "model.") -> dict:
     """Load weights (and optimiser moments) into ``model``; a corrupt or mismatched file is a one-line error."""
     from safetensors import safe_open
 
@@ -133,7 +133,7 @@ def load_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Op
         raise HashHopError(f"no checkpoint at {path}") from None
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise HashHopError(f"checkpoint {path} is corrupt or not safetensors ({str(err).splitlines()[0][:100]})") from None
-    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix) and not k.startswith("optim.")}
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
