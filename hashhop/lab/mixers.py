@@ -328,18 +328,32 @@ def _fla_delta_rule():
 
 
 # -- selective state space (Mamba) ---------------------------------------------------------------
-def selective_scan(u, delta, a, b, c, d):
-    """Reference selective scan: h_t = exp(delta_t a) h_{t-1} + delta_t b_t u_t; y_t = c_t . h_t + d u_t.
-    u, delta: (batch, channels, length); a: (channels, states); b, c: (batch, states, length)."""
+def selective_scan_sequential(u, delta, a, b, c, d):
+    """Reference selective scan, one step at a time: h_t = exp(delta_t a) h_{t-1} + delta_t b_t u_t;
+    y_t = c_t . h_t + d u_t. u, delta: (batch, channels, length); a: (channels, states); b, c: (batch, states, length)."""
     batch, channels, length = u.shape
     decay = torch.exp(delta[..., None] * a[None, :, None, :])  # (batch, channels, length, states)
-    drive = (delta * u)[..., None] * b.transpose(1, 2)[:, None]  # (batch, channels, length, states)
+    drive = (delta * u)[..., None] * b.transpose(1, 2)[:, None]
     h = u.new_zeros(batch, channels, a.shape[1])
     ys = []
     for i in range(length):
         h = decay[:, :, i] * h + drive[:, :, i]
         ys.append((h * c[:, None, :, i]).sum(-1))
     return torch.stack(ys, dim=-1) + u * d[None, :, None]
+
+
+def selective_scan(u, delta, a, b, c, d):
+    """The same scan in log2(length) parallel steps (Hillis-Steele over the associative pairs
+    (decay, drive)): h_t = decay_t h_{t-1} + drive_t composes as (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2)."""
+    decay = torch.exp(delta[..., None] * a[None, :, None, :])  # (batch, channels, length, states)
+    h = (delta * u)[..., None] * b.transpose(1, 2)[:, None]
+    length = u.shape[-1]
+    step = 1
+    while step < length:
+        h = torch.cat([h[:, :, :step], h[:, :, step:] + decay[:, :, step:] * h[:, :, :-step]], dim=2)
+        decay = torch.cat([decay[:, :, :step], decay[:, :, step:] * decay[:, :, :-step]], dim=2)
+        step *= 2
+    return (h * c.transpose(1, 2)[:, None]).sum(-1) + u * d[None, :, None]
 
 
 @register_mixer("mamba")

@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from hashhop.errors import HashHopError
-from hashhop.lab.mixers import MixerConfig, delta_rule_chunkwise, delta_rule_recurrent, make_mixer, mixer_names, selective_scan
+from hashhop.lab.mixers import (
+    MixerConfig,
+    delta_rule_chunkwise,
+    delta_rule_recurrent,
+    make_mixer,
+    mixer_names,
+    selective_scan,
+    selective_scan_sequential,
+)
 from hashhop.lab.model import LM, ModelConfig
 
 
@@ -54,6 +62,14 @@ def test_linear_attention_chunk_size_does_not_matter():
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 50, 32)
     assert torch.allclose(a(x), b(x), atol=1e-5)
+
+
+def test_parallel_selective_scan_equals_the_sequential_one():
+    torch.manual_seed(4)
+    u, delta = torch.randn(2, 6, 37), torch.rand(2, 6, 37)
+    a = -torch.rand(6, 5) * 3
+    b, c, d = torch.randn(2, 5, 37), torch.randn(2, 5, 37), torch.randn(6)
+    assert torch.allclose(selective_scan(u, delta, a, b, c, d), selective_scan_sequential(u, delta, a, b, c, d), atol=1e-5)
 
 
 def test_selective_scan_matches_a_closed_form_for_constant_inputs():

@@ -174,17 +174,30 @@ def test_lab_cli_bad_input(tmp_path):
 def test_depth_evaluation_scores_with_the_harness_scorer(tmp_path):
     from hashhop.lab.evaluate import depth_table, evaluate_lengths
 
-    cfg = RunConfig.from_dict({"name": "hh", "task": {"name": "hashhop_chars", "seq_len": 120, "hash_length": 4, "num_queries": 2},
-                               "model": {"mixer": {"name": "hybrid", "inner": "attention", "positions": "none", "d_model": 32,
-                                                   "n_heads": 2}}, "steps": 4, "batch_size": 4, "eval_every": 4, "eval_batches": 1})
+    cfg = RunConfig.from_dict(
+        {
+            "name": "hh",
+            "task": {"name": "hashhop_chars", "seq_len": 120, "hash_length": 4, "num_queries": 2},
+            "model": {"mixer": {"name": "hybrid", "inner": "attention", "positions": "none", "d_model": 32, "n_heads": 2}},
+            "steps": 4,
+            "batch_size": 4,
+            "eval_every": 4,
+            "eval_batches": 1,
+        }
+    )
     train(cfg, str(tmp_path), progress=False)
     rows = evaluate_lengths(str(tmp_path / "hh"), [120, 240], samples=2)
     assert [r["length"] for r in rows] == [120, 240]
     assert all(r["answers"] == 4 and sum(r["outcomes"].values()) == 4 for r in rows)
     assert "| 240 | 4 |" in depth_table(rows)
-    result = subprocess.run([sys.executable, "-m", "hashhop.cli", "lab", "eval", str(tmp_path / "hh"), "--lengths", "120",
-                             "--samples", "1"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "hashhop.cli", "lab", "eval", str(tmp_path / "hh"), "--lengths", "120", "--samples", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
-    bad = subprocess.run([sys.executable, "-m", "hashhop.cli", "lab", "eval", str(tmp_path), "--lengths", "120"],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "hashhop.cli", "lab", "eval", str(tmp_path), "--lengths", "120"], capture_output=True, text=True, timeout=300
+    )
     assert bad.returncode == 2 and "not a finished run folder" in bad.stderr
