@@ -149,6 +149,40 @@ def _int_list(text: str) -> tuple[int, ...]:
 _COT = {"both": (False, True), "on": (True,), "off": (False,)}
 
 
+def _add_grid_args(p) -> None:
+    """The grid options shared by eval and export."""
+    p.add_argument(
+        "--lengths", type=_size_list, default=(1000, 4000), metavar="L1,L2,..", help="HashHop prompt lengths in the model's tokens"
+    )
+    p.add_argument("--hops", type=_int_list, default=(1, 2), metavar="H1,H2,..", help="hop counts")
+    p.add_argument("--cot", choices=tuple(_COT), default="both", help="chain of thought on, off or both")
+    p.add_argument("--samples", type=int, default=2, help="problems per cell")
+    p.add_argument("--queries", type=int, default=2, help="queries per problem (one request each)")
+    p.add_argument("--hash-length", type=int, default=16, help="characters per hash")
+    p.add_argument("--seed", type=int, default=0, help="grid seed")
+
+
+def _grid(args):
+    from hashhop.harness import Grid
+
+    for name in ("samples", "queries", "hash_length"):
+        if getattr(args, name) < 1:
+            raise HashHopError(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.lengths or not args.hops:
+        raise HashHopError("--lengths and --hops need at least one value each")
+    if min(args.hops) < 1:
+        raise HashHopError("--hops values must be >= 1")
+    return Grid(
+        lengths=args.lengths,
+        hops=args.hops,
+        cot=_COT[args.cot],
+        samples=args.samples,
+        queries=args.queries,
+        hash_length=args.hash_length,
+        seed=args.seed,
+    )
+
+
 def _add_eval(sub) -> None:
     p = sub.add_parser(
         "eval",
@@ -173,15 +207,7 @@ def _add_eval(sub) -> None:
     p.add_argument(
         "--template", default="auto", help="chat, native (Magic's completion format), auto (chat for chat models) or a JSON file"
     )
-    p.add_argument(
-        "--lengths", type=_size_list, default=(1000, 4000), metavar="L1,L2,..", help="HashHop prompt lengths in the model's tokens"
-    )
-    p.add_argument("--hops", type=_int_list, default=(1, 2), metavar="H1,H2,..", help="hop counts")
-    p.add_argument("--cot", choices=tuple(_COT), default="both", help="chain of thought on, off or both")
-    p.add_argument("--samples", type=int, default=2, help="problems per cell")
-    p.add_argument("--queries", type=int, default=2, help="queries per problem (one request each)")
-    p.add_argument("--hash-length", type=int, default=16, help="characters per hash")
-    p.add_argument("--seed", type=int, default=0, help="grid seed")
+    _add_grid_args(p)
     p.add_argument(
         "--overflow",
         choices=("error", "skip", "shrink"),
@@ -206,20 +232,16 @@ def _run_eval(args) -> int:
     import asyncio
     import re
 
-    from hashhop.harness import Grid, RunOptions, build_items, default_cache_path, dry_run, read_results, run_items
+    from hashhop.harness import RunOptions, build_items, default_cache_path, dry_run, read_results, run_items
     from hashhop.report import aggregate, markdown
     from hashhop.runners import RunnerOptions, make_runner
     from hashhop.templates import load_template
 
-    for name in ("samples", "queries", "concurrency", "hash_length"):
-        if getattr(args, name) < 1:
-            raise HashHopError(f"--{name.replace('_', '-')} must be at least 1")
+    grid = _grid(args)
+    if args.concurrency < 1:
+        raise HashHopError("--concurrency must be at least 1")
     if args.retries < 0 or args.timeout <= 0:
         raise HashHopError("--retries must be >= 0 and --timeout > 0")
-    if not args.lengths or not args.hops:
-        raise HashHopError("--lengths and --hops need at least one value each")
-    if min(args.hops) < 1:
-        raise HashHopError("--hops values must be >= 1")
     output = args.output or os.path.join("results", re.sub(r"[^A-Za-z0-9._-]+", "_", args.model) + ".jsonl")
     if os.path.isdir(output):
         raise HashHopError(f"results path {output} is a folder: name a file")
@@ -237,15 +259,6 @@ def _run_eval(args) -> int:
         runner.resolve_tokenizer()
     if template is None:
         template = load_template("chat" if runner.chat else "native")
-    grid = Grid(
-        lengths=args.lengths,
-        hops=args.hops,
-        cot=_COT[args.cot],
-        samples=args.samples,
-        queries=args.queries,
-        hash_length=args.hash_length,
-        seed=args.seed,
-    )
     items = build_items(grid, runner, template, args.overflow, args.max_answer_tokens)
     if args.dry_run:
         print(f"{args.model}: {len(grid.cells())} cells, sized with {runner.tokenizer}, template {template.name}\n")
@@ -287,34 +300,17 @@ def _add_export(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="GRID.jsonl|GRID.parquet")
     p.add_argument("--tokenizer", default="cl100k_base", help="what the lengths count (as for hashhop generate)")
     p.add_argument("--template", default="chat", help="chat, native or a JSON template file")
-    p.add_argument("--lengths", type=_size_list, default=(1000, 4000), metavar="L1,L2,..")
-    p.add_argument("--hops", type=_int_list, default=(1, 2), metavar="H1,H2,..")
-    p.add_argument("--cot", choices=tuple(_COT), default="both")
-    p.add_argument("--samples", type=int, default=2)
-    p.add_argument("--queries", type=int, default=2)
-    p.add_argument("--hash-length", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    _add_grid_args(p)
     p.set_defaults(run=_run_export)
 
 
 def _run_export(args) -> int:
     from hashhop.export import grid_rows
-    from hashhop.harness import Grid
     from hashhop.task.formats import check_writable, format_for, write_rows
 
-    if min(args.samples, args.queries, args.hash_length, *(args.hops or (0,))) < 1 or not args.lengths:
-        raise HashHopError("--samples, --queries, --hash-length and --hops must be >= 1, and --lengths non-empty")
+    grid = _grid(args)
     fmt = format_for(args.output, None)
     check_writable(args.output)
-    grid = Grid(
-        lengths=args.lengths,
-        hops=args.hops,
-        cot=_COT[args.cot],
-        samples=args.samples,
-        queries=args.queries,
-        hash_length=args.hash_length,
-        seed=args.seed,
-    )
     rows = grid_rows(grid, tokenizer=args.tokenizer, template=args.template)
     write_rows(rows, args.output, fmt)
     print(f"wrote {len(rows)} rows ({len(grid.cells())} cells) to {args.output}", file=sys.stderr)
