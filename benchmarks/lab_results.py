@@ -9,6 +9,7 @@ section of benchmarks/RESULTS.md with the table and the command.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 
@@ -20,6 +21,7 @@ from hashhop.lab.plot import plot_runs  # noqa: E402
 from hashhop.lab.sweep import run_sweep, summary_table  # noqa: E402
 
 RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs", "lab")
+PLOTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plots")
 PUBLISHED = {
     "h3_ar": "Published (berlino/seq_icl reproduction of H3): Transformer 100.0, H3 98.2, S4D 32.4, LSTM 36.2, chance 25.",
     "mqar": "Published (Zoology figure 2, sequence 64, 4 pairs, d_model 64): attention 0.97-0.99, BaseConv 0.69, Hyena 0.51, "
@@ -35,7 +37,11 @@ def run_experiment(name: str) -> None:
     configs = EXPERIMENTS[name]()
     started = time.perf_counter()
     summaries = run_sweep(configs, out, progress=sys.stderr.isatty())
-    plots = plot_runs(out)
+    plots = []
+    os.makedirs(os.path.join(PLOTS, name), exist_ok=True)
+    for path in plot_runs(out):  # the runs are not committed; their plots are
+        plots.append(os.path.join(PLOTS, name, os.path.basename(path)))
+        shutil.copyfile(path, plots[-1])
     lines = [
         f"## Lab: {name}",
         "",
@@ -92,9 +98,34 @@ def throughput() -> None:
     update_section("lab_throughput", "\n".join(lines))
 
 
+def hashhop_depth() -> None:
+    """Length generalisation and depth of the 1-hop HashHop attention model (greedy answers, harness scorer)."""
+    from hashhop.lab.evaluate import depth_table, evaluate_lengths
+
+    run = os.path.join(RUNS, "hashhop_attention", "hashhop1-attention-to-99")
+    rows = evaluate_lengths(run, [320, 1280, 5120], samples=8)
+    table = depth_table(rows)
+    print(table)
+    lines = [
+        "## Lab: 1-hop HashHop attention model at 1x, 4x and 16x its training length",
+        "",
+        "Command: `hashhop lab eval benchmarks/runs/lab/hashhop_attention/hashhop1-attention-to-99 --lengths 320,1280,5120 --samples 8` "
+        "(via `python benchmarks/lab_results.py hashhop_depth`)",
+        "",
+        "Trained on 320-character prompts (4-character hashes, 4 queries); answers decoded greedily and scored by the "
+        "harness's scorer; exact match per depth quarter of the queried link.",
+        "",
+        table,
+    ]
+    update_section("lab_hashhop_depth", "\n".join(lines))
+
+
 def main() -> None:
-    for part in sys.argv[1:] or ["h3_ar", "mqar", "three_tasks", "hashhop_mixers", "hashhop_attention", "throughput"]:
-        throughput() if part == "throughput" else run_experiment(part)
+    for part in sys.argv[1:] or ["h3_ar", "mqar", "three_tasks", "hashhop_mixers", "hashhop_attention", "hashhop_depth", "throughput"]:
+        if part in ("throughput", "hashhop_depth"):
+            {"throughput": throughput, "hashhop_depth": hashhop_depth}[part]()
+        else:
+            run_experiment(part)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def hashhop_mixers(steps: int = 3000, seq_len: int = 320, hash_length: int = 4) 
     ]
 
 
-def three_tasks(steps: int = 1500, seq_len: int = 256) -> list[RunConfig]:
+def three_tasks(steps: int = 1000, seq_len: int = 256) -> list[RunConfig]:
     """Magic's critique made measurable: a fixed-state model (DeltaNet) and attention on the induction-head task,
     needle in a haystack and HashHop (one token per hash), all at the same context length."""
     tasks = {
