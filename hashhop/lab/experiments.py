@@ -95,6 +95,11 @@ def three_tasks(steps: int = 1000, seq_len: int = 256) -> list[RunConfig]:
     return [_run(f"{t}-{m}", task, mixer, steps=steps, target_accuracy=0.99) for t, task in tasks.items() for m, mixer in mixers.items()]
 
 
+def hashhop_tokens_attention(steps: int = 3000, seq_len: int = 256) -> list[RunConfig]:
+    """The three-task comparison's HashHop cell for attention, trained past the 1000 steps of ``three_tasks``."""
+    return [c.replace(name=f"{c.name}-{steps}", steps=steps) for c in three_tasks(steps, seq_len) if c.name == "hashhop-attention"]
+
+
 def hashhop_attention(steps: int = 6000, seq_len: int = 320, hash_length: int = 4) -> list[RunConfig]:
     """The 1-hop HashHop attention model trained to 99% exact match (time to target)."""
     task = TaskConfig(name="hashhop_chars", seq_len=seq_len, hops=1, hash_length=hash_length, num_queries=4)
@@ -120,4 +125,5 @@ EXPERIMENTS = {
     "hashhop_mixers": hashhop_mixers,
     "three_tasks": three_tasks,
     "hashhop_attention": hashhop_attention,
+    "hashhop_tokens_attention": hashhop_tokens_attention,
 }
