@@ -191,7 +191,11 @@ def _add_eval(sub) -> None:
         "to --output as they arrive; run the same command again to resume after any interruption.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="openai:NAME (any OpenAI-compatible server), hf:PATH|FILE.gguf|smollm2 (in-process)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="openai:NAME (any OpenAI-compatible server), hf:PATH|FILE.gguf|smollm2 (in-process), builtin:ltm (this project's model)",
+    )
     p.add_argument("--base-url", default=None, help="server URL for openai: models (default $OPENAI_BASE_URL, else api.openai.com)")
     p.add_argument("--api-key", default=None, help="API key (default $OPENAI_API_KEY); never written anywhere")
     p.add_argument("--endpoint", choices=("chat", "completions"), default="chat", help="which endpoint openai: models use")
@@ -224,6 +228,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the requests, tokens and cost the grid would take, and stop")
     p.add_argument("--price-in", type=float, default=None, metavar="USD", help="price per 1M input tokens, for the dry run's cost")
     p.add_argument("--price-out", type=float, default=None, metavar="USD", help="price per 1M output tokens, for the dry run's cost")
+    p.add_argument("--report", default=None, metavar="DIR", help="also write the report (markdown, CSV, heatmap, curves, HTML) to DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_eval)
 
@@ -278,6 +283,11 @@ def _run_eval(args) -> int:
     ids = {item.id for item in items}
     records = [r for r in read_results(output) if r["id"] in ids]
     print(markdown(aggregate(records), runner.name))
+    if args.report:
+        from hashhop.report import write_report
+
+        paths = write_report(records, args.report)
+        print("wrote " + ", ".join(paths), file=sys.stderr)
     print(
         f"\n{stats.answered} answered ({stats.cached} from cache), {stats.already_done} already done, {stats.skipped} skipped, "
         f"{stats.failed} failed, {stats.retries} retries; results in {output}",
@@ -472,6 +482,45 @@ def _run_lab_table(args) -> int:
     return 0
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the built-in LTM model (builtin:ltm) on short HashHop contexts",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    from hashhop.ltm.train import WEIGHTS, TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="problems per step")
+    p.add_argument("--context-chars", type=int, default=d.context_chars, help="training context size (at most 16384)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=WEIGHTS, help="weights file (a model card and a .json summary go next to it)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    import shlex
+
+    from hashhop.ltm.train import TrainConfig, train
+
+    if args.steps < 1 or args.batch_size < 1 or not 100 <= args.context_chars <= 16384 or args.lr <= 0:
+        raise HashHopError("--steps and --batch-size must be >= 1, --context-chars 100..16384, --lr > 0")
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, context_chars=args.context_chars, lr=args.lr, seed=args.seed)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    check_writable(args.out)
+    command = "hashhop train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else "hashhop train"
+    summary = train(cfg, out=args.out, progress=not args.no_progress and sys.stderr.isatty(), command=command.strip())
+    final = summary["final"]
+    print(
+        f"trained {summary['parameters']:,} parameters in {summary['train_seconds']} s: final batch loss {final['loss']:.4f}, "
+        f"exact match {final['exact']:.3f}; wrote {args.out}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hashhop", description="HashHop: long-context data, evaluation and models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -480,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_report(sub)
     _add_lab(sub)
+    _add_train(sub)
     return parser
 
 

@@ -141,7 +141,19 @@ def hashhop_tokens(cfg: TaskConfig, batch: int, generator: torch.Generator) -> t
     ).view(batch, chains * hops, 4)
     order = torch.rand(batch, chains * hops, generator=generator).argsort(dim=1)
     links = links.gather(1, order[:, :, None].expand(-1, -1, 4)).reshape(batch, -1)
-    queried = torch.rand(batch, chains, generator=generator).argsort(dim=1)[:, : cfg.num_queries]
+    active = torch.full((batch, 1), chains)
+    min_chains = int(cfg.extra.get("min_pairs", chains))
+    if min_chains < chains:
+        # A mixture of difficulties (Zoology trains on mixed sizes): row r keeps its first ``active[r]`` chains
+        # and blanks the other links to padding, so easy rows give a retrieval signal from the first steps.
+        if not cfg.num_queries <= min_chains <= chains:
+            raise HashHopError(f"min_pairs must be between num_queries ({cfg.num_queries}) and num_pairs ({chains})")
+        active = torch.randint(min_chains, chains + 1, (batch, 1), generator=generator)
+        link_chain = torch.arange(chains).repeat_interleave(hops).expand(batch, -1).gather(1, order)
+        blank = (link_chain >= active).repeat_interleave(4, dim=1)
+        links = links.masked_fill(blank, 0)
+    scores = torch.rand(batch, chains, generator=generator) + (torch.arange(chains) >= active).float()
+    queried = scores.argsort(dim=1)[:, : cfg.num_queries]
     chosen = hashes.gather(1, queried[:, :, None].expand(-1, -1, hops + 1))
     answer = chosen[:, :, 1:] if cfg.chain_of_thought else chosen[:, :, -1:]
     a_len = answer.shape[-1]
@@ -225,5 +237,6 @@ def make_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tuple
 
 def eval_config(cfg: TaskConfig, **changes) -> TaskConfig:
     """The same task as evaluated (``ar`` is scored on its final answer only), optionally resized."""
-    extra = {**cfg.extra, "eval": True} if cfg.name == "ar" else cfg.extra
+    extra = {**cfg.extra, "eval": True} if cfg.name == "ar" else dict(cfg.extra)
+    extra.pop("min_pairs", None)  # a training curriculum; always scored at full size
     return replace(cfg, extra=extra, **changes)

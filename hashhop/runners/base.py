@@ -107,4 +107,4 @@ def make_runner(model: str, options: RunnerOptions | None = None) -> Runner:
 
 def _load_builtin_runners() -> None:
     # Importing registers them; kept lazy so `hashhop generate` never imports HTTP or torch code.
-    from hashhop.runners import hf, openai  # noqa: F401
+    from hashhop.runners import builtin, hf, openai  # noqa: F401

@@ -1,0 +1,224 @@
+"""The LTM reference model: a character-level memory network that answers multi-hop lookups over a
+context of any length with a fixed amount of work per query.
+
+How it reads (``docs/ltm.md`` has the diagram and the reasoning):
+
+* **Words.** The text is cut into words (runs of letters and digits) and the separators after them,
+  like a tokenizer's pre-tokenizer. A learned character encoder maps a word's characters to a unit
+  vector (its key); a second one maps the separator after a word to a scalar (its role score: is
+  this word followed by `` = '`` or by ``'\\n``?). Both are local: the key of a word depends on that
+  word alone, so prefill is a constant amount of work per character.
+* **Memory.** Every context word is an entry: its key, its role score and, as value, a learned
+  mixture of the keys of its neighbours (``value_offsets``; training puts the weight on the next word).
+* **Hops.** A query word's key reads the memory by content (softmax of ``tau * q.k + role``); the
+  read value, normalised, is the next query. Hop ``d`` is ``d`` reads in a row, so a two-hop answer is
+  composed from two one-hop lookups by construction rather than learnt from scratch.
+* **Answer.** A small controller reads the completion header (``Hops=2``, ``CoT=False``) through the
+  same content addressing and chooses, per answer slot, which hop depth to copy and whether another
+  slot follows (`` = ``). The answer's characters are copied from the words the read points at:
+  a mixture of pointers, decoded character by character (each character conditioned on the ones
+  already written), so the model is an ordinary character-level language model over the answer.
+
+Trained with the full softmax over the memory (this file, ``dense`` reads); at long contexts the
+engine (:mod:`hashhop.ltm.engine`) reads the same memory through an index of the keys' sign codes,
+scoring only the entries whose code matches, which gives the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hashhop.ltm.text import END
+
+CHARS = 128
+
+
+@dataclass(frozen=True)
+class LTMConfig:
+    d_char: int = 32  # character embedding width
+    d_key: int = 64  # key width; the engine's index code is the key's 64 sign bits
+    max_word_chars: int = 32  # a word's first 32 characters make its key
+    separator_chars: int = 4  # characters after a word that make its role score
+    max_hops: int = 4  # deepest read the controller can choose
+    max_slots: int = 4  # most hashes an answer can hold (chain of thought: one per hop)
+    value_offsets: tuple[int, ...] = (-1, 0, 1, 2)  # neighbours a value can come from
+    controller_width: int = 64
+    tau_init: float = 10.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LTMConfig:
+        data = json.loads(text)
+        data["value_offsets"] = tuple(data["value_offsets"])
+        return cls(**data)
+
+
+@dataclass
+class Memory:
+    """Entries as tensors with leading batch dims (B, N): everything a read needs, dense."""
+
+    keys: torch.Tensor  # (B, N, d)
+    roles: torch.Tensor  # (B, N)
+    mask: torch.Tensor  # (B, N) bool, True where an entry exists
+    neighbour_keys: torch.Tensor  # (B, N, O, d), zero where the neighbour does not exist
+    neighbour_chars: torch.Tensor  # (B, N, O, W), END-padded words
+    neighbour_mask: torch.Tensor  # (B, N, O) bool
+
+
+@dataclass
+class Reads:
+    """The reads of one query word at depths 1..max_hops: attention over the memory per depth."""
+
+    attention: list[torch.Tensor] = field(default_factory=list)  # each (B, Q, N)
+
+
+class LTM(nn.Module):
+    def __init__(self, cfg: LTMConfig | None = None) -> None:
+        cfg = cfg or LTMConfig()
+        super().__init__()
+        self.cfg = cfg
+        width = cfg.max_word_chars
+        self.char_embed = nn.Embedding(CHARS, cfg.d_char, padding_idx=END)
+        # A per-position projection of each character: a convolution whose kernel spans the whole word.
+        self.word_proj = nn.Parameter(torch.randn(width, cfg.d_char, cfg.d_key) / (cfg.d_char * width) ** 0.5)
+        self.word_out = nn.Linear(cfg.d_key, cfg.d_key)
+        self.sep_embed = nn.Embedding(CHARS, cfg.d_char, padding_idx=END)
+        self.sep_proj = nn.Parameter(torch.randn(cfg.separator_chars, cfg.d_char, cfg.d_char) / (cfg.d_char * cfg.separator_chars) ** 0.5)
+        self.sep_out = nn.Linear(cfg.d_char, 1)
+        self.log_tau = nn.Parameter(torch.tensor(float(cfg.tau_init)).log())
+        self.offset_logits = nn.Parameter(torch.zeros(len(cfg.value_offsets)))
+        # The controller's two learnt questions to the completion header (which word follows "Hops", "CoT").
+        self.header_queries = nn.Parameter(torch.randn(2, cfg.d_key) / cfg.d_key**0.5)
+        # Its own, soft temperature: a sharp read at a random word at init would pass no gradient to the other words.
+        self.log_header_tau = nn.Parameter(torch.tensor(0.0))
+        self.controller = nn.Sequential(
+            nn.Linear(2 * cfg.d_key, cfg.controller_width),
+            nn.GELU(),
+            nn.Linear(cfg.controller_width, cfg.max_slots * (cfg.max_hops + 1)),
+        )
+
+    # -- local encoders -------------------------------------------------------------------------
+    def encode(self, chars: torch.Tensor) -> torch.Tensor:
+        """(..., W) character codes of words -> (..., d_key) unit keys; all-END rows give zero."""
+        width = self.cfg.max_word_chars
+        chars = chars[..., :width]
+        x = self.char_embed(chars)  # (..., W, c)
+        h = torch.einsum("...wc,wcd->...d", x, self.word_proj[: chars.shape[-1]])
+        key = F.normalize(self.word_out(F.gelu(h)), dim=-1)
+        return key * (chars[..., :1] != END)
+
+    def role(self, separators: torch.Tensor) -> torch.Tensor:
+        """(..., S) separator codes -> (...) role scores."""
+        x = self.sep_embed(separators[..., : self.cfg.separator_chars])
+        h = torch.einsum("...sc,scd->...d", x, self.sep_proj[: x.shape[-2]])
+        return self.sep_out(F.gelu(h)).squeeze(-1)
+
+    @property
+    def tau(self) -> torch.Tensor:
+        return self.log_tau.exp()
+
+    def offset_weights(self) -> torch.Tensor:
+        return self.offset_logits.softmax(-1)
+
+    # -- reads ----------------------------------------------------------------------------------
+    def read(self, query: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
+        """One content-addressed read. query (B, Q, d) -> attention (B, Q, N), next query (B, Q, d)."""
+        scores = self.tau * torch.einsum("bqd,bnd->bqn", query, memory.keys) + memory.roles[:, None, :]
+        scores = scores.masked_fill(~memory.mask[:, None, :], float("-inf"))
+        attention = torch.nan_to_num(scores.softmax(-1), nan=0.0)  # an empty memory reads nothing
+        values = torch.einsum("bnod,o->bnd", memory.neighbour_keys, self.offset_weights())
+        return attention, F.normalize(torch.einsum("bqn,bnd->bqd", attention, values), dim=-1)
+
+    def hops(self, query: torch.Tensor, memory: Memory) -> list[torch.Tensor]:
+        """Attention of the reads at depth 1..max_hops, each read's value being the next query."""
+        attentions = []
+        for _ in range(self.cfg.max_hops):
+            attention, query = self.read(query, memory)
+            attentions.append(attention)
+        return attentions
+
+    def control(self, header_keys: torch.Tensor, header_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Completion-header words (B, M, d) -> per-slot hop-depth log-probabilities (B, J, D) and
+        continue logits (B, J): whether another `` = HASH`` follows slot j."""
+        cfg = self.cfg
+        scores = self.log_header_tau.exp() * torch.einsum("hd,bmd->bhm", self.header_queries, header_keys)
+        next_exists = torch.zeros_like(header_mask)
+        next_exists[:, :-1] = header_mask[:, 1:]
+        scores = scores.masked_fill(~next_exists[:, None, :], float("-inf"))
+        attention = torch.nan_to_num(scores.softmax(-1), nan=0.0)
+        following = torch.zeros_like(header_keys)
+        following[:, :-1] = header_keys[:, 1:]
+        features = torch.einsum("bhm,bmd->bhd", attention, following).flatten(1)
+        out = self.controller(features).view(-1, cfg.max_slots, cfg.max_hops + 1)
+        return out[..., :-1].log_softmax(-1), out[..., -1]
+
+    def components(self, attentions: list[torch.Tensor], depth_logp: torch.Tensor) -> torch.Tensor:
+        """Log-weights of every copy source per slot: (B, Q, J, D, N, O) over (depth, entry, offset)."""
+        attention = torch.stack(attentions, dim=2)  # (B, Q, D, N)
+        offsets = self.offset_weights()
+        logw = attention.clamp_min(1e-30).log()[:, :, None, :, :, None] + offsets.log()[None, None, None, None, None, :]
+        logw = logw + depth_logp[:, None, :, :, None, None]
+        return logw.masked_fill(attention[:, :, None, :, :, None] == 0, float("-inf"))
+
+
+def word_logprob(logw: torch.Tensor, memory: Memory, target: torch.Tensor) -> torch.Tensor:
+    """log P(target word) under the mixture of pointers. logw (B, Q, J, D, N, O), target (B, Q, J, W)."""
+    chars = memory.neighbour_chars  # (B, N, O, W)
+    width = min(chars.shape[-1], target.shape[-1])
+    same = (chars[:, None, None, :, :, :width] == target[:, :, :, None, None, :width]).all(-1)  # (B, Q, J, N, O)
+    same = same & memory.neighbour_mask[:, None, None]
+    logw = logw.masked_fill(~same[:, :, :, None], float("-inf"))
+    return logw.flatten(3).logsumexp(-1)
+
+
+def char_logprobs(logw: torch.Tensor, chars: torch.Tensor, valid: torch.Tensor, prefix: list[int]) -> torch.Tensor:
+    """log P(next character | characters written so far in this slot) for one slot of one query.
+
+    logw (S,) source log-weights, chars (S, W) their words, valid (S,) bool. Returns (CHARS,); the END
+    code is the probability that the word is complete."""
+    keep = valid.clone()
+    for k, code in enumerate(prefix):
+        keep &= chars[:, k] == code if k < chars.shape[1] else torch.zeros_like(keep)
+    position = len(prefix)
+    nxt = chars[:, position] if position < chars.shape[1] else torch.full_like(chars[:, 0], END)
+    weights = logw.masked_fill(~keep, float("-inf"))
+    if torch.isinf(weights).all():  # nothing to copy (an empty read): the word ends here
+        out = torch.full((CHARS,), float("-inf"), dtype=logw.dtype)
+        out[END] = 0.0
+        return out
+    return _logsumexp_by_code(weights, nxt)
+
+
+def _logsumexp_by_code(weights: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    top = weights.max()
+    mass = torch.zeros(CHARS, dtype=weights.dtype).index_add(0, codes, (weights - top).exp())
+    return mass.log() + top - mass.sum().log()
+
+
+def greedy_answer(
+    logw: torch.Tensor, chars: torch.Tensor, valid: torch.Tensor, continue_logits: torch.Tensor
+) -> tuple[str, list[torch.Tensor]]:
+    """Greedy decoding of one query's answer. logw (J, S), chars (S, W), valid (S,), continue (J,).
+    Returns the text (without the closing quote) and the per-character log-probability rows used."""
+    text, rows = [], []
+    slots = logw.shape[0]
+    for slot in range(slots):
+        prefix: list[int] = []
+        while True:
+            row = char_logprobs(logw[slot], chars, valid, prefix)
+            rows.append(row)
+            code = int(row.argmax())
+            if code == END or len(prefix) >= chars.shape[1]:
+                break
+            prefix.append(code)
+        text.append("".join(map(chr, prefix)))
+        if slot + 1 >= slots or continue_logits[slot] <= 0 or not prefix:
+            break
+    return " = ".join(text), rows
