@@ -521,6 +521,66 @@ def _run_train(args) -> int:
     return 0
 
 
+def _add_cost(sub) -> None:
+    p = sub.add_parser(
+        "cost",
+        help="KV-cache bytes, GPUs and attention FLOPs of a transformer at a context, next to the built-in LTM",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", default="llama-3.1-405b", help="a Hugging Face config.json, or a bundled name (llama-3.1-405b)")
+    p.add_argument("--context", type=_size, default=100_000_000, metavar="TOKENS", help="context length (100M, 1e8, ...)")
+    p.add_argument("--gpu-memory", type=float, default=80e9, metavar="BYTES", help="memory per GPU (80e9: an H100 80GB)")
+    p.add_argument("--kv-bytes", type=int, default=None, help="bytes per cached value (default: from the config's dtype)")
+    p.add_argument("--no-ltm", action="store_true", help="skip measuring the built-in LTM (a 1M-token prefill, about a second)")
+    p.set_defaults(run=_run_cost)
+
+
+def _run_cost(args) -> int:
+    from hashhop.cost import load_config, measure_ltm, side_by_side
+
+    if args.context < 1 or args.gpu_memory <= 0 or (args.kv_bytes is not None and args.kv_bytes < 1):
+        raise HashHopError("--context must be >= 1 token, --gpu-memory > 0 and --kv-bytes >= 1")
+    model = load_config(args.config, args.kv_bytes)
+    ltm = None if args.no_ltm else measure_ltm(args.context)
+    print(side_by_side(model, ltm, args.context, args.gpu_memory))
+    return 0
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the built-in LTM model as an OpenAI-compatible server (completions and chat)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default="builtin:ltm", help="builtin:ltm or builtin:PATH (weights from hashhop train)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback by default)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-waiting", type=int, default=16, help="requests queued behind the running one; more get HTTP 429")
+    p.add_argument("--max-request-mb", type=float, default=1024, help="largest request body; larger get HTTP 413")
+    p.add_argument("--cache-contexts", type=int, default=4, help="prefilled contexts kept for reuse (prefix caching)")
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from hashhop.serve import ServeOptions, serve
+
+    if not 0 < args.port < 65536 or args.max_waiting < 0 or args.max_request_mb <= 0 or args.cache_contexts < 1:
+        raise HashHopError("--port 1..65535, --max-waiting >= 0, --max-request-mb > 0, --cache-contexts >= 1")
+    options = ServeOptions(
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        max_waiting=args.max_waiting,
+        max_request_bytes=int(args.max_request_mb * 2**20),
+        cache_contexts=args.cache_contexts,
+    )
+    try:
+        serve(options)
+    except OSError as err:  # port in use, no permission...
+        raise HashHopError(f"cannot serve on {args.host}:{args.port}: {err.strerror or err}") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hashhop", description="HashHop: long-context data, evaluation and models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -530,6 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_lab(sub)
     _add_train(sub)
+    _add_cost(sub)
+    _add_serve(sub)
     return parser
 
 

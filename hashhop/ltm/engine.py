@@ -180,6 +180,7 @@ class Engine:
         self.model = model.eval()
         self.cache_contexts = cache_contexts
         self._cache: dict[bytes, ContextMemory] = {}
+        self.entries_scored: list[int] = []  # candidates scored per read, for the cost accounting
 
     def prefill(self, context: np.ndarray, progress: bool = False) -> ContextMemory:
         digest = hashlib.blake2b(memoryview(context), digest_size=16).digest()
@@ -203,6 +204,7 @@ class Engine:
         reads = []
         for _ in range(model.cfg.max_hops):
             words = memory.candidates(query[0])
+            self.entries_scored.append(len(words))
             entries = memory.entries(words)
             attention, nxt = model.read(query[None], entries)
             reads.append((attention, entries))

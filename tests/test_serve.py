@@ -1,0 +1,128 @@
+"""``hashhop serve`` as a real subprocess, driven by the official ``openai`` client and by raw HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from hashhop.task.generator import plan
+from hashhop.task.sample import completion_header
+from hashhop.task.spec import HashHopSpec
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hashhop.cli", "serve", "--port", str(port), "--max-waiting", "2", "--max-request-mb", "8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read())
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _post(url: str, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict, dict]:
+    request = urllib.request.Request(url + path, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read()), dict(err.headers)
+
+
+def _problem(hops: int, cot: bool, context: int = 50_000):
+    return plan(
+        HashHopSpec(context_tokens=context, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=16, num_queries=5, seed=9)
+    )
+
+
+def test_openai_client_completions_and_chat_answer_hashhop(server):
+    client = openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list().data] == ["builtin:ltm"]
+    for hops, cot in ((1, False), (2, True), (2, False)):
+        problem = _problem(hops, cot)
+        for chain in problem.queries:
+            text = f"{problem.prompt}\n\n{completion_header(hops, cot)}{chain.query} = '"
+            out = client.completions.create(model="builtin:ltm", prompt=text, max_tokens=100, stop=["'"])
+            assert out.choices[0].text == chain.answer(cot)
+            assert out.usage.prompt_tokens == len(text)
+        chat = client.chat.completions.create(model="builtin:ltm", messages=[{"role": "user", "content": text}], max_tokens=100)
+        assert chat.choices[0].message.content == chain.answer(cot)
+
+
+def test_max_tokens_cuts_with_finish_reason_length(server):
+    problem = _problem(1, False)
+    chain = problem.queries[0]
+    client = openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0)
+    out = client.completions.create(
+        model="builtin:ltm", prompt=f"{problem.prompt}\n\n{completion_header(1, False)}{chain.query} = '", max_tokens=3
+    )
+    assert out.choices[0].text == chain.answer(False)[:3] and out.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    "path,body,status",
+    [
+        ("/v1/completions", b"{not json", 400),
+        ("/v1/completions", b"[1, 2]", 400),
+        ("/v1/completions", b'{"prompt": 5}', 400),
+        ("/v1/completions", b'{"prompt": "x", "max_tokens": -1}', 400),
+        ("/v1/completions", b'{"prompt": "x", "stop": 3}', 400),
+        ("/v1/completions", b'{"prompt": "x", "stream": true}', 400),
+        ("/v1/chat/completions", b'{"messages": []}', 400),
+        ("/v1/chat/completions", b'{"messages": [{"role": "user"}]}', 400),
+        ("/v1/nothing", b"{}", 404),
+    ],
+)
+def test_malformed_requests_get_http_errors_and_the_server_lives(server, path, body, status):
+    code, reply, _ = _post(server, path, body)
+    assert code == status and reply["error"]["message"]
+    assert urllib.request.urlopen(server + "/health", timeout=5).status == 200
+
+
+def test_too_large_and_odd_prompts(server):
+    code, reply, _ = _post(server, "/v1/completions", json.dumps({"prompt": "x" * (9 << 20)}).encode())
+    assert code == 413 and "limit" in reply["error"]["message"]
+    for prompt in ("", "free text, not HashHop", "\u00e9\u2211\x00 = '"):
+        code, reply, _ = _post(server, "/v1/completions", json.dumps({"prompt": prompt}).encode())
+        assert code == 200 and isinstance(reply["choices"][0]["text"], str)
+
+
+def test_concurrency_beyond_capacity_gets_429_then_recovers(server):
+    import concurrent.futures
+
+    problem = _problem(2, False, context=2_000_000)  # a fresh 2M context: the first request prefills for a while
+    body = json.dumps({"prompt": f"{problem.prompt}\n\n{completion_header(2, False)}{problem.queries[0].query} = '"}).encode()
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        codes = [f.result()[0] for f in [pool.submit(_post, server, "/v1/completions", body) for _ in range(12)]]
+    assert codes.count(429) >= 1 and codes.count(200) >= 1 and set(codes) <= {200, 429}
+    code, _, _ = _post(server, "/v1/completions", body)
+    assert code == 200
