@@ -153,7 +153,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     by_length = {r[0]: r for r in rows}
-    for length, acc, asked, bpt, rate, ms in dense_rows:
+    for length, acc, _asked, bpt, rate, ms in dense_rows:
         ltm = by_length[length]
         r, a = ltm[1][(2, False)]
         dense_lines.append(f"| {length:,} | LTM (indexed) | {100 * r / a:.1f}% | {ltm[3]:.2f} | {ltm[2]:,.0f} | {ltm[4]:.3f} |")
