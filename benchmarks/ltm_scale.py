@@ -82,7 +82,7 @@ def main() -> None:
     lengths = [int(parse_size(x)) for x in args.lengths.split(",")]
     dense_max = int(parse_size(args.dense_up_to))
     model = load_model(WEIGHTS)
-    engine = Engine(model)
+    engine = Engine(model, device=args.device)
     rows, dense_rows = [], []
     for length in lengths:
         accuracy, prefill_rates, bytes_per_token, decode_ms, scored, comparisons = {}, [], [], [], [], []
@@ -90,7 +90,9 @@ def main() -> None:
             problem = make_problem(length, hops, cot, args.queries, seed=1000 + t)
             data = to_bytes(problem.prompt)
             started = time.perf_counter()
-            memory = ContextMemory(model, data)
+            memory = ContextMemory(model, data, encoder=engine.encoder)
+            if args.device != "cpu":
+                torch.cuda.synchronize()
             prefill_s = time.perf_counter() - started
             prefill_rates.append(len(data) / prefill_s)
             bytes_per_token.append(memory.nbytes / len(data))
@@ -160,10 +162,11 @@ def main() -> None:
         dense_lines.append(
             f"| {length:,} | same network, full attention | {100 * acc:.1f}% | {bpt:.1f} | {rate:,.0f} | {ms:.3f} ({ms / ltm[4]:.1f}x) |"
         )
+    device = f"CUDA: {torch.cuda.get_device_name(0)} for prefill's encoder" if args.device != "cpu" else "CPU only"
     gemini = " | ".join(f"{k:,}: {v}" for k, v in GEMINI.items())
     body = f"""## LTM reference model at scale (`builtin:ltm`, {sum(p.numel() for p in model.parameters()):,} parameters)
 
-`python benchmarks/ltm_scale.py --lengths {args.lengths} --queries {args.queries} --dense-up-to {args.dense_up_to}` ({args.device})
+`python benchmarks/ltm_scale.py --lengths {args.lengths} --queries {args.queries} --dense-up-to {args.dense_up_to} --device {args.device}` ({device})
 
 Exact match per query, 16-character hashes, one problem per cell (fresh seeds, queries as listed);
 tokens are characters (the model reads characters). Prefill: cutting words, encoding them and

@@ -18,6 +18,7 @@ keeps 260+ bytes per word and scans every key at every read.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from dataclasses import dataclass
@@ -68,7 +69,11 @@ def _codes(keys: torch.Tensor) -> np.ndarray:
 class ContextMemory:
     """What the engine keeps for a prefilled context (see the module docstring)."""
 
-    def __init__(self, model: LTM, context: np.ndarray, progress: bool = False) -> None:
+    def __init__(
+        self, model: LTM, context: np.ndarray, progress: bool = False, owned: tuple[int, int] | None = None, encoder: LTM | None = None
+    ) -> None:
+        """``owned``: index only the words ``[a, b)`` (a shard; the other words are its halo). ``encoder``: a
+        copy of the model on another device (CUDA) that computes the prefill's keys."""
         cfg = model.cfg
         if cfg.d_key != 64:
             raise HashHopError("the engine's index needs d_key = 64 (one uint64 sign code per key)")
@@ -87,8 +92,14 @@ class ContextMemory:
             for lo in chunks:
                 hi = min(lo + CHUNK_WORDS, len(starts))
                 chars = gather_chars(context, starts[lo:hi], lengths[lo:hi], cfg.max_word_chars)
-                codes[lo:hi] = _codes(model.encode(torch.from_numpy(chars)))
-        self.order = np.argsort(codes, kind="stable").astype(np.uint32 if len(codes) < 2**32 else np.int64)
+                if encoder is None:
+                    codes[lo:hi] = _codes(model.encode(torch.from_numpy(chars)))
+                else:
+                    device = next(encoder.parameters()).device
+                    codes[lo:hi] = _codes(encoder.encode(torch.from_numpy(chars).to(device)).cpu())
+        first, last = owned or (0, len(starts))
+        order = np.argsort(codes[first:last], kind="stable") + first
+        self.order = order.astype(np.uint32 if len(codes) < 2**32 else np.int64)
         self.sorted_codes = codes[self.order]
 
     def __len__(self) -> int:
@@ -115,7 +126,7 @@ class ContextMemory:
 
     def entries(self, words: np.ndarray) -> Memory:
         """The dense memory of the given word indices (B = 1), recomputed from the text."""
-        return entries_from_text(self.model, self.data, self.starts, self.lengths.astype(np.int64), words)
+        return entries_from_text(self.model, self.data, self.starts, self.lengths, words)  # uint8 lengths: no O(N) cast
 
 
 def entries_from_text(model: LTM, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, words: np.ndarray) -> Memory:
@@ -176,8 +187,10 @@ def answer_from_reads(model: LTM, request: Request, reads: list[tuple[torch.Tens
 class Engine:
     """The trained model over an indexed context: ``prefill`` once, then ``answer`` any number of queries."""
 
-    def __init__(self, model: LTM, cache_contexts: int = 2) -> None:
+    def __init__(self, model: LTM, cache_contexts: int = 2, device: str = "cpu") -> None:
         self.model = model.eval()
+        # Prefill's encoder can run on a GPU; reads touch a handful of entries and stay on the CPU.
+        self.encoder = None if device == "cpu" else copy.deepcopy(model).to(device)
         self.cache_contexts = cache_contexts
         self._cache: dict[bytes, ContextMemory] = {}
         self.entries_scored: list[int] = []  # candidates scored per read, for the cost accounting
@@ -188,7 +201,7 @@ class Engine:
             check_memory(len(context))
             while len(self._cache) >= self.cache_contexts:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[digest] = ContextMemory(self.model, context, progress=progress)
+            self._cache[digest] = ContextMemory(self.model, context, progress=progress, encoder=self.encoder)
         return self._cache[digest]
 
     def answer(self, text: str | bytes) -> Answer:

@@ -34,7 +34,7 @@ WEIGHTS = os.path.join(WEIGHTS_DIR, "ltm.safetensors")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 400
+    steps: int = 800
     batch_size: int = 16
     context_chars: int = 2000  # every training context is this short (the engine is then run at 10M+)
     hash_lengths: tuple[int, ...] = (8, 16)

@@ -1,0 +1,164 @@
+"""The LTM memory sharded across processes with ``torch.distributed`` (gloo on CPU, NCCL on GPU).
+
+Each process keeps one slice of the context (cut at line ends) plus a halo of a few lines on each side,
+so every indexed word's neighbours (its value) are local; it indexes only the words that start in its
+own slice. A read sends the query to every shard; each answers with its candidates (a handful of
+entries: keys, roles, values, copy sources), all-gathered; every process then runs the same read over
+the union, which is the single-process candidate set in the same order, so answers are the same.
+
+    torchrun --nproc_per_node=2 -m hashhop.ltm.shard --context 1M --hops 2 --out answers.json
+    python -m hashhop.ltm.shard --context 1M --hops 2 --out answers.json      # one process, same answers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from hashhop.ltm.engine import ContextMemory, Engine, Request, answer_from_reads, split_request
+from hashhop.ltm.model import LTM, Memory
+from hashhop.ltm.text import find_words
+
+HALO_LINES = 3
+
+
+def _line_start_after(data: np.ndarray, position: int) -> int:
+    """The first line start at or after ``position`` (len(data) if none)."""
+    if position <= 0:
+        return 0
+    ends = np.flatnonzero(data[position - 1 : position - 1 + (1 << 20)] == 10)
+    return min(len(data), position + int(ends[0])) if len(ends) else len(data)
+
+
+def _lines_back(data: np.ndarray, position: int, lines: int) -> int:
+    window = data[max(0, position - (1 << 16)) : position]
+    ends = np.flatnonzero(window == 10)
+    return max(0, position - (1 << 16)) + int(ends[-lines - 1]) + 1 if len(ends) > lines else 0
+
+
+def _lines_forward(data: np.ndarray, position: int, lines: int) -> int:
+    ends = np.flatnonzero(data[position : position + (1 << 16)] == 10)
+    return position + int(ends[lines - 1]) + 1 if len(ends) >= lines else len(data)
+
+
+def shard_bounds(data: np.ndarray, rank: int, world: int) -> tuple[int, int]:
+    """Byte range ``[lo, hi)`` owned by ``rank``: equal slices moved to line starts."""
+    lo = _line_start_after(data, len(data) * rank // world)
+    hi = _line_start_after(data, len(data) * (rank + 1) // world) if rank + 1 < world else len(data)
+    return lo, hi
+
+
+class ShardedEngine(Engine):
+    """``Engine`` whose memory is this process's shard; reads gather candidates from every shard."""
+
+    def __init__(self, model: LTM) -> None:
+        super().__init__(model, cache_contexts=1)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+
+    def prefill(self, context: np.ndarray, progress: bool = False) -> ContextMemory:
+        lo, hi = shard_bounds(context, self.rank, self.world)
+        start, stop = _lines_back(context, lo, HALO_LINES), _lines_forward(context, hi, HALO_LINES)
+        local = np.ascontiguousarray(context[start:stop])  # this process keeps only its slice and halo
+        starts, _ = find_words(local)
+        first = int(np.searchsorted(starts, lo - start))
+        last = int(np.searchsorted(starts, hi - start))
+        return ContextMemory(self.model, local, progress=progress, owned=(first, last))
+
+    def _gather(self, entries: Memory) -> Memory:
+        count = torch.tensor([entries.keys.shape[1]])
+        counts = [torch.zeros_like(count) for _ in range(self.world)]
+        dist.all_gather(counts, count)
+        size = max(int(c) for c in counts)
+        fields = {}
+        for name, tensor in vars(entries).items():
+            t = tensor[0]
+            padded = torch.zeros((size, *t.shape[1:]), dtype=t.dtype)
+            padded[: t.shape[0]] = t
+            parts = [torch.zeros_like(padded) for _ in range(self.world)]
+            dist.all_gather(parts, padded)
+            fields[name] = torch.cat([p[: int(c)] for p, c in zip(parts, counts)])[None]
+        return Memory(**fields)
+
+    @torch.no_grad()
+    def decode(self, memory: ContextMemory, request: Request):
+        model = self.model
+        query = model.encode(torch.from_numpy(request.query))
+        reads = []
+        for _ in range(model.cfg.max_hops):
+            words = memory.candidates(query[0])
+            entries = self._gather(memory.entries(words))
+            attention, nxt = model.read(query[None], entries)
+            reads.append((attention, entries))
+            query = nxt[0]
+        return answer_from_reads(model, request, reads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hashhop.ltm.text import to_bytes
+    from hashhop.ltm.train import WEIGHTS, load_model
+    from hashhop.task.generator import plan
+    from hashhop.task.sample import completion_header
+    from hashhop.task.spec import HashHopSpec, parse_size
+
+    ap = argparse.ArgumentParser(description="Answer HashHop queries with the LTM memory sharded over torchrun processes.")
+    ap.add_argument("--context", default="1M", help="context size in characters")
+    ap.add_argument("--hops", type=int, default=2)
+    ap.add_argument("--cot", action="store_true")
+    ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    model = load_model(WEIGHTS)
+    engine = ShardedEngine(model) if distributed else Engine(model)
+    spec = HashHopSpec(
+        context_tokens=int(parse_size(args.context)),
+        tokenizer="chars",
+        hops=args.hops,
+        chain_of_thought=args.cot,
+        hash_length=16,
+        num_queries=args.queries,
+        seed=args.seed,
+    )
+    problem = plan(spec)
+    data = to_bytes(problem.prompt)
+    memory = engine.prefill(data)
+    answers = []
+    for chain in problem.queries:
+        request = split_request("\n\n" + completion_header(args.hops, args.cot) + chain.query + " = '", model.cfg.max_word_chars + 1)
+        request.context = data
+        answers.append(engine.decode(memory, request).text)
+    held = [memory.nbytes]
+    if distributed:
+        gathered = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, memory.nbytes)
+        held = gathered
+    if not distributed or dist.get_rank() == 0:
+        right = sum(a == c.answer(args.cot) for a, c in zip(answers, problem.queries))
+        result = {
+            "answers": answers,
+            "right": right,
+            "asked": len(answers),
+            "processes": len(held),
+            "bytes_per_process": held,
+            "context_chars": len(data),
+        }
+        with open(args.out, "w") as fh:
+            json.dump(result, fh)
+        print(f"{right}/{len(answers)} right with the memory on {len(held)} process(es): {', '.join(f'{b / 1e6:.1f} MB' for b in held)}")
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
