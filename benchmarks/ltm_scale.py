@@ -162,6 +162,7 @@ def main() -> None:
         dense_lines.append(
             f"| {length:,} | same network, full attention | {100 * acc:.1f}% | {bpt:.1f} | {rate:,.0f} | {ms:.3f} ({ms / ltm[4]:.1f}x) |"
         )
+    side_by_side = f"Side by side, 2 hops without chain of thought:\n\n{chr(10).join(dense_lines)}\n" if dense_rows else ""
     device = f"CUDA: {torch.cuda.get_device_name(0)} for prefill's encoder" if args.device != "cpu" else "CPU only"
     gemini = " | ".join(f"{k:,}: {v}" for k, v in GEMINI.items())
     body = f"""## LTM reference model at scale (`builtin:ltm`, {sum(p.numel() for p in model.parameters()):,} parameters)
@@ -178,10 +179,7 @@ character, index lookups and reads included. Peak RSS of the whole run: {peak_rs
 
 Decode time per token relative to {base[0]:,} tokens: {flat}.
 
-Side by side, 2 hops without chain of thought:
-
-{chr(10).join(dense_lines)}
-
+{side_by_side}
 Published, Gemini 1.5 Flash, 2 hops with chain of thought (codelion/hash-hop): {gemini}.
 A fixed-state mixer from the lab (DeltaNet, 64-wide, 2 layers) scores 0.0% on token-level HashHop at
 256 tokens (`python benchmarks/lab_results.py three_tasks`), where the same-length induction and needle tasks pass.

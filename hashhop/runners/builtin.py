@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from hashhop.errors import HashHopError
-from hashhop.runners.base import Reply, Request, RunnerOptions, register_runner
+from hashhop.runners.base import PermanentError, Reply, Request, RunnerOptions, register_runner
 
 
 class BuiltinRunner:
@@ -32,7 +32,10 @@ class BuiltinRunner:
     def _answer(self, request: Request) -> Reply:
         # A chat request (another template) still gets an answer: its last message is read as the text.
         text = request.prompt if request.prompt is not None else (request.messages[-1][1] if request.messages else "")
-        answer = self.engine.answer(text).text[: request.max_tokens]
+        try:
+            answer = self.engine.answer(text).text[: request.max_tokens]
+        except HashHopError as err:  # a context beyond this machine's memory: recorded as failed, not retried
+            raise PermanentError(str(err)) from None
         for stop in request.stop:
             if stop in answer:
                 answer = answer[: answer.index(stop)]
