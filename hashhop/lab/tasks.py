@@ -148,7 +148,11 @@ def hashhop_tokens(cfg: TaskConfig, batch: int, generator: torch.Generator) -> t
         # and blanks the other links to padding, so easy rows give a retrieval signal from the first steps.
         if not cfg.num_queries <= min_chains <= chains:
             raise HashHopError(f"min_pairs must be between num_queries ({cfg.num_queries}) and num_pairs ({chains})")
-        active = torch.randint(min_chains, chains + 1, (batch, 1), generator=generator)
+        # Log-uniform sizes: half the rows hold at most sqrt(min * max) chains, where retrieval is learnt first.
+        low, high = np.log(min_chains), np.log(chains + 1)
+        active = (
+            (low + (high - low) * torch.rand(batch, 1, generator=generator, dtype=torch.float64)).exp().long().clamp(min_chains, chains)
+        )
         link_chain = torch.arange(chains).repeat_interleave(hops).expand(batch, -1).gather(1, order)
         blank = (link_chain >= active).repeat_interleave(4, dim=1)
         links = links.masked_fill(blank, 0)

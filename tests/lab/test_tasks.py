@@ -60,6 +60,26 @@ def test_hashhop_tokens_answers_follow_the_links(cot):
         assert len(labelled) == 3 * (2 if cot else 1)
 
 
+def test_hashhop_tokens_curriculum_mixes_sizes_and_asks_only_present_chains():
+    from hashhop.lab.tasks import eval_config
+
+    cfg = TaskConfig(name="hashhop_tokens", vocab_size=600, num_pairs=40, hops=1, num_queries=4, extra={"min_pairs": 4})
+    x, y = make_batch(cfg, 64, gen())
+    sizes = []
+    for row in range(64):
+        seq = x[row].tolist()
+        links = {seq[i]: seq[i + 2] for i in range(0, 40 * 4, 4) if seq[i]}
+        sizes.append(len(links))
+        queries = seq[40 * 4 + 1 :: 4][:4]
+        answers = [int(y[row, 40 * 4 + 4 * q + 2]) for q in range(4)]
+        assert all(links[k] == v for k, v in zip(queries, answers))  # every asked chain is in the context
+    assert min(sizes) >= 4 and max(sizes) <= 40 and len(set(sizes)) > 10
+    assert sorted(sizes)[32] <= 16  # log-uniform: half the rows at most ~sqrt(4 x 41) chains
+    assert "min_pairs" not in eval_config(cfg).extra  # scored at full size
+    with pytest.raises(HashHopError, match="min_pairs"):
+        make_batch(TaskConfig(name="hashhop_tokens", vocab_size=600, num_pairs=40, num_queries=4, extra={"min_pairs": 2}), 1, gen())
+
+
 @pytest.mark.parametrize("hops, cot", [(1, False), (2, True), (2, False)])
 def test_hashhop_chars_is_the_official_format_with_answer_masks(hops, cot):
     cfg = TaskConfig(name="hashhop_chars", seq_len=300, hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2)

@@ -150,3 +150,24 @@ def test_shipped_weights_have_a_model_card():
 def test_prefill_keeps_no_key_per_word(model):
     memory = ContextMemory(model, to_bytes("a b c d e f"))
     assert len(memory) == 6 and memory.sorted_codes.dtype == np.uint64
+
+
+def test_harness_runs_the_builtin_model_and_writes_the_report(tmp_path, capsys):
+    from hashhop.cli import main
+
+    out = tmp_path / "r.jsonl"
+    args = ["eval", "--model", "builtin:ltm", "--lengths", "2k,20k", "--hops", "1,2", "--samples", "1", "--queries", "3"]
+    assert main([*args, "--no-cache", "-o", str(out), "--report", str(tmp_path / "report"), "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("| 100% |") == 8  # 2 lengths x 2 hop counts x CoT on/off, every query right
+    for name in ("summary.md", "heatmap.png", "report.html"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("bad", [["--steps", "0"], ["--context-chars", "20000"], ["--lr", "-1"], ["--out", "/proc/nope/ltm.safetensors"]])
+def test_train_command_rejects_bad_input_in_one_line(bad, capsys):
+    from hashhop.cli import main
+
+    assert main(["train", *bad, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hashhop train: error:") and "\n" not in err
