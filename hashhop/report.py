@@ -165,7 +165,7 @@ def _figures(cells: list[Cell], model: str) -> dict[str, bytes]:
         ax.set_ylabel("hops")
         ax.set_title(f"chain of thought {'on' if cot else 'off'}")
     fig.colorbar(image, ax=axes[0].tolist(), label="exact match %")
-    fig.suptitle(model)
+    fig.suptitle(model, y=1.06)  # above the panel titles (the png is saved with a tight bounding box)
     figures["heatmap.png"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
