@@ -106,6 +106,10 @@ def measure_ltm(context_tokens: float, sample_tokens: int = 1_000_000) -> LTMCos
     memory = ContextMemory(model, data)
     engine = Engine(model)
     seconds, generated = 0.0, 0
+    warm = split_request("\n\n" + completion_header(2, False) + problem.queries[0].query + " = '", model.cfg.max_word_chars + 1)
+    warm.context = data
+    engine.decode(memory, warm)  # first-call costs (allocations, lazy init) are not decode costs
+    engine.entries_scored.clear()
     for chain in problem.queries:
         request = split_request("\n\n" + completion_header(2, False) + chain.query + " = '", model.cfg.max_word_chars + 1)
         request.context = data
