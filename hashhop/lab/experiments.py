@@ -66,6 +66,7 @@ def hashhop_mixers(steps: int = 3000, seq_len: int = 320, hash_length: int = 4) 
         "sliding_window": {"positions": "none", "window": 64},
         "linear_attention": {},
         "deltanet": {},
+        "s4d": {"state_dim": 32},  # the SSM row on CPU (linear time-invariant)
     }
     # Mamba is left out of this sweep on CPU: its reference scan trains at ~0.85K tokens/s here (attention: 71K),
     # i.e. ~20 hours for these 3,000 steps. On CUDA (mamba-ssm's kernel) add "mamba": {} back to `inner`.
