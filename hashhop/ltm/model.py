@@ -27,7 +27,7 @@ scoring only the entries whose code matches, which gives the same answers.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -70,13 +70,6 @@ class Memory:
     neighbour_keys: torch.Tensor  # (B, N, O, d), zero where the neighbour does not exist
     neighbour_chars: torch.Tensor  # (B, N, O, W), END-padded words
     neighbour_mask: torch.Tensor  # (B, N, O) bool
-
-
-@dataclass
-class Reads:
-    """The reads of one query word at depths 1..max_hops: attention over the memory per depth."""
-
-    attention: list[torch.Tensor] = field(default_factory=list)  # each (B, Q, N)
 
 
 class LTM(nn.Module):
