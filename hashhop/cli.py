@@ -506,10 +506,15 @@ def _run_train(args) -> int:
 
     from hashhop.ltm.train import TrainConfig, train
 
-    if args.steps < 1 or args.batch_size < 1 or not 100 <= args.context_chars <= 16384 or args.lr <= 0:
-        raise HashHopError("--steps and --batch-size must be >= 1, --context-chars 100..16384, --lr > 0")
+    if args.steps < 1 or args.batch_size < 1 or not 1000 <= args.context_chars <= 16384 or args.lr <= 0:
+        raise HashHopError("--steps and --batch-size must be >= 1, --context-chars 1000..16384, --lr > 0")
+    if not args.out.endswith(".safetensors"):
+        raise HashHopError("--out names the weights file: PATH.safetensors (its .json summary and model card go next to it)")
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, context_chars=args.context_chars, lr=args.lr, seed=args.seed)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    except OSError as err:
+        raise HashHopError(f"cannot create the folder for {args.out}: {err.strerror or err}") from None
     check_writable(args.out)
     command = "hashhop train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else "hashhop train"
     summary = train(cfg, out=args.out, progress=not args.no_progress and sys.stderr.isatty(), command=command.strip())

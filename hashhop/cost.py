@@ -58,6 +58,8 @@ def load_config(name_or_path: str, kv_bytes: int | None = None) -> AttentionCost
     try:
         layers = int(cfg["num_hidden_layers"])
         heads = int(cfg["num_attention_heads"])
+        if heads <= 0:
+            raise HashHopError(f"config {path} has num_attention_heads {heads}: it must be positive")
         kv_heads = int(cfg.get("num_key_value_heads") or heads)
         head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
     except (KeyError, TypeError, ValueError) as err:

@@ -69,7 +69,7 @@ class Server:
             body = await request.json(loads=json.loads)
         except web.HTTPRequestEntityTooLarge:
             raise
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, LookupError, RecursionError):  # LookupError: bad charset
             raise _ApiError(400, "the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise _ApiError(400, "the request body must be a JSON object")
@@ -104,7 +104,7 @@ class Server:
         try:
             async with self._lock:
                 try:
-                    answer = await asyncio.to_thread(self.engine.answer, text)
+                    answer = await asyncio.to_thread(self._run_engine, text)
                 except HashHopError as err:  # e.g. a context beyond the machine's memory
                     raise _ApiError(413, str(err)) from None
         finally:
@@ -116,6 +116,12 @@ class Server:
             if s and s in out:
                 out, finish = out[: out.index(s)], "stop"
         return out, finish
+
+    def _run_engine(self, text: str):
+        try:
+            return self.engine.answer(text)
+        except StopIteration as err:  # a StopIteration cannot cross asyncio.to_thread: it would hang the request
+            raise RuntimeError("engine error") from err
 
     def _usage(self, prompt: str, completion: str) -> dict:
         # The model reads characters: one token per character.

@@ -2,7 +2,7 @@
 
 Prefill keeps, for the context, only its raw bytes and an index of its words: where each word starts,
 its length, and the 64 sign bits of its key (sorted, with the word each code belongs to). That is
-1 byte per character plus 25 bytes per word (about 2 bytes per character on HashHop text). Keys,
+1 byte per character plus 21 bytes per word (about 2 bytes per character on HashHop text). Keys,
 role scores and values are not stored: they are local functions of the text, recomputed for the
 few entries a read touches.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ import torch
 
 from hashhop.errors import HashHopError
 from hashhop.ltm.model import LTM, Memory, greedy_answer
-from hashhop.ltm.text import END, find_words, gather_chars, gather_separators, to_bytes
+from hashhop.ltm.text import END, find_words, gather_chars, gather_separators, is_word_byte, to_bytes
 
 CHUNK_WORDS = 1 << 16
 PROBE_BITS = 4  # also look up the codes with the 4 least certain bits flipped (16 probes)
@@ -53,6 +54,8 @@ def split_request(text: str | bytes, width: int) -> Request:
     if cut < 0:
         cut = raw.rstrip(b"\n").rfind(b"\n")
         cut = max(cut, 0)
+    if cut < len(data) and data[cut] == 10:
+        cut += 1  # the context keeps its last line's end, as in training (the last word's separator is "'\n")
     context, tail = data[:cut], data[cut:]
     starts, lengths = find_words(tail)
     chars = gather_chars(tail, starts, lengths, width)
@@ -129,6 +132,18 @@ class ContextMemory:
         return entries_from_text(self.model, self.data, self.starts, self.lengths, words)  # uint8 lengths: no O(N) cast
 
 
+def _true_lengths(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Lengths as int64; a stored uint8 length of 255 means "255 or more": find the real end (rare, few entries)."""
+    out = lengths.astype(np.int64)
+    if lengths.dtype == np.uint8:
+        for i in np.flatnonzero(out == 255):
+            position = int(starts[i]) + 255
+            while position < len(data) and is_word_byte(data[position]):
+                position += 1
+            out[i] = position - int(starts[i])
+    return out
+
+
 def entries_from_text(model: LTM, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, words: np.ndarray) -> Memory:
     cfg = model.cfg
     width = cfg.max_word_chars + 1
@@ -137,10 +152,13 @@ def entries_from_text(model: LTM, data: np.ndarray, starts: np.ndarray, lengths:
     neighbours = words[:, None] + offsets[None, :]
     exists = (neighbours >= 0) & (neighbours < n_words)
     neighbours = np.clip(neighbours, 0, max(n_words - 1, 0))
-    chars = gather_chars(data, starts[words], lengths[words], width)
-    seps = gather_separators(data, starts[words], lengths[words], cfg.separator_chars)
+    word_lengths = _true_lengths(data, starts[words], lengths[words])
+    chars = gather_chars(data, starts[words], word_lengths, width)
+    seps = gather_separators(data, starts[words], word_lengths, cfg.separator_chars)
     flat = neighbours.reshape(-1)
-    nchars = gather_chars(data, starts[flat], lengths[flat], width).reshape(len(words), len(offsets), width)
+    nchars = gather_chars(data, starts[flat], _true_lengths(data, starts[flat], lengths[flat]), width).reshape(
+        len(words), len(offsets), width
+    )
     nchars[~exists] = END
     chars_t, nchars_t = torch.from_numpy(chars), torch.from_numpy(nchars)
     keys = model.encode(chars_t)
@@ -188,20 +206,24 @@ class Engine:
     """The trained model over an indexed context: ``prefill`` once, then ``answer`` any number of queries."""
 
     def __init__(self, model: LTM, cache_contexts: int = 2, device: str = "cpu") -> None:
+        if cache_contexts < 1:
+            raise HashHopError("the engine keeps at least one prefilled context (cache_contexts >= 1)")
         self.model = model.eval()
         # Prefill's encoder can run on a GPU; reads touch a handful of entries and stay on the CPU.
         self.encoder = None if device == "cpu" else copy.deepcopy(model).to(device)
         self.cache_contexts = cache_contexts
         self._cache: dict[bytes, ContextMemory] = {}
-        self.entries_scored: list[int] = []  # candidates scored per read, for the cost accounting
+        self.entries_scored: deque[int] = deque(maxlen=100_000)  # candidates scored per recent read (cost accounting)
 
     def prefill(self, context: np.ndarray, progress: bool = False) -> ContextMemory:
         digest = hashlib.blake2b(memoryview(context), digest_size=16).digest()
-        if digest not in self._cache:
-            check_memory(len(context))
-            while len(self._cache) >= self.cache_contexts:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[digest] = ContextMemory(self.model, context, progress=progress, encoder=self.encoder)
+        if digest in self._cache:
+            self._cache[digest] = self._cache.pop(digest)  # most recently used last: eviction takes the oldest use
+            return self._cache[digest]
+        check_memory(len(context))
+        while self._cache and len(self._cache) >= self.cache_contexts:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[digest] = ContextMemory(self.model, context, progress=progress, encoder=self.encoder)
         return self._cache[digest]
 
     def answer(self, text: str | bytes) -> Answer:
@@ -260,9 +282,10 @@ class DenseEngine:
 
 
 def memory_needed_bytes(context_chars: int) -> int:
-    """What prefill needs at its peak: the index (about 2 bytes per character on HashHop text, 26 bytes
-    per word at worst: one word every 2 characters), plus the text itself held by the caller."""
-    return context_chars * 16
+    """An upper bound of what prefill needs at its peak: the index keeps 21 bytes per word (about 2 bytes per
+    character on HashHop text), but a text of one-letter words has a word every 2 characters, and the sort and
+    the word arrays are briefly alive together (about 32 bytes per character in all, text copies included)."""
+    return context_chars * 32
 
 
 def check_memory(context_chars: int) -> None:

@@ -1,6 +1,7 @@
-"""The LTM memory sharded across processes with ``torch.distributed`` (gloo on CPU, NCCL on GPU).
+"""The LTM memory sharded across processes with ``torch.distributed`` (gloo: reads exchange small CPU tensors).
 
-Each process keeps one slice of the context (cut at line ends) plus a halo of a few lines on each side,
+Each process keeps one slice of the context (cut at line ends) plus a halo of the words a value can come
+from on each side,
 so every indexed word's neighbours (its value) are local; it indexes only the words that start in its
 own slice. A read sends the query to every shard; each answers with its candidates (a handful of
 entries: keys, roles, values, copy sources), all-gathered; every process then runs the same read over
@@ -21,37 +22,72 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from hashhop.ltm.engine import ContextMemory, Engine, Request, answer_from_reads, split_request
+from hashhop.ltm.engine import ContextMemory, Engine, Request, answer_from_reads, check_memory, split_request
 from hashhop.ltm.model import LTM, Memory
 from hashhop.ltm.text import find_words
 
-HALO_LINES = 3
-
 
 def _line_start_after(data: np.ndarray, position: int) -> int:
-    """The first line start at or after ``position`` (len(data) if none)."""
+    """The first line start at or after ``position`` (len(data) if there is none)."""
     if position <= 0:
         return 0
-    ends = np.flatnonzero(data[position - 1 : position - 1 + (1 << 20)] == 10)
-    return min(len(data), position + int(ends[0])) if len(ends) else len(data)
+    window = 1 << 16
+    while position - 1 < len(data):
+        ends = np.flatnonzero(data[position - 1 : position - 1 + window] == 10)
+        if len(ends):
+            return position + int(ends[0])
+        position += window
+        window *= 2
+    return len(data)
 
 
-def _lines_back(data: np.ndarray, position: int, lines: int) -> int:
-    window = data[max(0, position - (1 << 16)) : position]
-    ends = np.flatnonzero(window == 10)
-    return max(0, position - (1 << 16)) + int(ends[-lines - 1]) + 1 if len(ends) > lines else 0
+def _halo_start(data: np.ndarray, lo: int, words: int) -> int:
+    """Where the ``words``-th word before ``lo`` starts (0 if there are fewer)."""
+    if words <= 0:
+        return lo
+    window = 1 << 12
+    while True:
+        start = max(0, lo - window)
+        starts, _ = find_words(data[start:lo])
+        # The first word found may be cut by the window's start: only trust it when the window starts at 0.
+        usable = starts if start == 0 else starts[1:]
+        if len(usable) >= words:
+            return start + int(usable[-words])
+        if start == 0:
+            return 0
+        window *= 2
 
 
-def _lines_forward(data: np.ndarray, position: int, lines: int) -> int:
-    ends = np.flatnonzero(data[position : position + (1 << 16)] == 10)
-    return position + int(ends[lines - 1]) + 1 if len(ends) >= lines else len(data)
+def _halo_stop(data: np.ndarray, hi: int, words: int) -> int:
+    """Where the ``words``-th word after ``hi`` ends (len(data) if there are fewer)."""
+    if words <= 0:
+        return hi
+    window = 1 << 12
+    while True:
+        stop = min(len(data), hi + window)
+        starts, lengths = find_words(data[hi:stop])
+        usable = len(starts) if stop == len(data) else len(starts) - 1  # the last may be cut by the window's end
+        if usable >= words:
+            return hi + int(starts[words - 1] + lengths[words - 1])
+        if stop == len(data):
+            return len(data)
+        window *= 2
 
 
 def shard_bounds(data: np.ndarray, rank: int, world: int) -> tuple[int, int]:
-    """Byte range ``[lo, hi)`` owned by ``rank``: equal slices moved to line starts."""
-    lo = _line_start_after(data, len(data) * rank // world)
-    hi = _line_start_after(data, len(data) * (rank + 1) // world) if rank + 1 < world else len(data)
-    return lo, hi
+    """Byte range ``[lo, hi)`` owned by ``rank``: equal slices moved to line starts (never overlapping)."""
+    cuts = [0] + [_line_start_after(data, len(data) * r // world) for r in range(1, world)] + [len(data)]
+    cuts = np.maximum.accumulate(cuts).tolist()
+    return cuts[rank], cuts[rank + 1]
+
+
+def local_slice(data: np.ndarray, rank: int, world: int, offsets: tuple[int, ...]) -> tuple[int, int, tuple[int, int]]:
+    """Bytes ``[start, stop)`` that ``rank`` keeps and the range of its local words it indexes. The halo around
+    the owned slice holds the words a value can come from: -min(offsets) before it, max(offsets) after it."""
+    lo, hi = shard_bounds(data, rank, world)
+    start, stop = _halo_start(data, lo, max(0, -min(offsets))), _halo_stop(data, hi, max(0, max(offsets)))
+    starts, _ = find_words(data[start:stop])
+    return start, stop, (int(np.searchsorted(starts, lo - start)), int(np.searchsorted(starts, hi - start)))
 
 
 class ShardedEngine(Engine):
@@ -62,13 +98,10 @@ class ShardedEngine(Engine):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
 
     def prefill(self, context: np.ndarray, progress: bool = False) -> ContextMemory:
-        lo, hi = shard_bounds(context, self.rank, self.world)
-        start, stop = _lines_back(context, lo, HALO_LINES), _lines_forward(context, hi, HALO_LINES)
+        start, stop, owned = local_slice(context, self.rank, self.world, self.model.cfg.value_offsets)
+        check_memory(stop - start)
         local = np.ascontiguousarray(context[start:stop])  # this process keeps only its slice and halo
-        starts, _ = find_words(local)
-        first = int(np.searchsorted(starts, lo - start))
-        last = int(np.searchsorted(starts, hi - start))
-        return ContextMemory(self.model, local, progress=progress, owned=(first, last))
+        return ContextMemory(self.model, local, progress=progress, owned=owned)
 
     def _gather(self, entries: Memory) -> Memory:
         count = torch.tensor([entries.keys.shape[1]])
@@ -116,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("gloo")  # the reads exchange a few small CPU tensors; gloo carries them on any machine
     model = load_model(WEIGHTS)
     engine = ShardedEngine(model) if distributed else Engine(model)
     spec = HashHopSpec(

@@ -29,6 +29,10 @@ def to_bytes(text: str | bytes | np.ndarray) -> np.ndarray:
     return data
 
 
+def is_word_byte(code: int) -> bool:
+    return bool(_IS_WORD[int(code)])
+
+
 @dataclass
 class Words:
     """Word ``i`` is ``data[starts[i] : starts[i] + lengths[i]]``; its separator is what follows it."""

@@ -37,7 +37,7 @@ class BuiltinRunner:
         except HashHopError as err:  # a context beyond this machine's memory: recorded as failed, not retried
             raise PermanentError(str(err)) from None
         for stop in request.stop:
-            if stop in answer:
+            if stop and stop in answer:
                 answer = answer[: answer.index(stop)]
         return Reply(answer, len(text), len(answer))
 

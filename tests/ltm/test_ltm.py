@@ -49,7 +49,7 @@ def test_words_and_separators():
 
 def test_split_request_finds_context_header_and_query():
     request = split_request("A = B\nB = 'C'\n\nCOMPLETION:\nHops=2\n\nCoT=False\n\nA = '", 12)
-    assert request.context.tobytes() == b"A = B\nB = 'C'"
+    assert request.context.tobytes() == b"A = B\nB = 'C'\n"  # with its last line's end, as in training
     assert ["".join(chr(c) for c in row if c) for row in request.header] == ["COMPLETION", "Hops", "2", "CoT", "False"]
     assert chr(request.query[0, 0]) == "A"
 
@@ -159,7 +159,8 @@ def test_harness_runs_the_builtin_model_and_writes_the_report(tmp_path, capsys):
     args = ["eval", "--model", "builtin:ltm", "--lengths", "2k,20k", "--hops", "1,2", "--samples", "1", "--queries", "3"]
     assert main([*args, "--no-cache", "-o", str(out), "--report", str(tmp_path / "report"), "--no-progress"]) == 0
     table = capsys.readouterr().out
-    assert table.count("| 100% |") == 8  # 2 lengths x 2 hop counts x CoT on/off, every query right
+    rows = [line.split("|") for line in table.splitlines() if line.startswith(("| 2,000 ", "| 20,000 "))]
+    assert len(rows) == 8 and all(row[4].strip() == "100%" for row in rows)  # 2 lengths x 2 hops x CoT on/off, all right
     for name in ("summary.md", "heatmap.png", "report.html"):
         assert (tmp_path / "report" / name).stat().st_size > 0
 
@@ -171,3 +172,15 @@ def test_train_command_rejects_bad_input_in_one_line(bad, capsys):
     assert main(["train", *bad, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hashhop train: error:") and "\n" not in err
+
+
+def test_words_longer_than_255_characters_read_the_same_in_engine_and_dense(model):
+    key = "K" + "a" * 299
+    text = f"zz = 'qq'\nmm = '{key}'\n{key} = 'VAL'\n\nCOMPLETION:\nHops=1\n\nCoT=False\n\n{key} = '"
+    a, b = Engine(model).answer(text), DenseEngine(model).answer(text)
+    assert a.text == b.text == "VAL"
+
+
+def test_engine_needs_a_context_slot():
+    with pytest.raises(HashHopError, match="cache_contexts"):
+        Engine(LTM(), cache_contexts=0)

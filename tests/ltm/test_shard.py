@@ -55,3 +55,39 @@ def test_torchrun_two_processes_give_the_single_process_answers(tmp_path, hops, 
     assert a["answers"] == b["answers"] and a["right"] == a["asked"] == 30
     assert b["processes"] == 2 and max(b["bytes_per_process"]) < 0.6 * a["bytes_per_process"][0]
     assert np.isclose(sum(b["bytes_per_process"]), a["bytes_per_process"][0], rtol=0.02)
+
+
+def test_sparse_line_ends_still_give_disjoint_shards():
+    data = np.full(3_300_000, ord("a"), dtype=np.uint8)
+    data[100] = data[2_200_100] = 10
+    bounds = [shard_bounds(data, r, 3) for r in range(3)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(data)
+    assert all(lo <= hi for lo, hi in bounds) and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_every_shard_entry_equals_the_single_process_entry(world):
+    """Blank lines and word-less lines near a cut must not hide a value's neighbours from its shard."""
+    from hashhop.ltm.engine import ContextMemory, dense_memory
+    from hashhop.ltm.shard import local_slice
+    from hashhop.ltm.text import find_words
+    from hashhop.ltm.train import WEIGHTS, load_model
+
+    model = load_model(WEIGHTS)
+    lines = [f"k{i} = 'v{i}'" for i in range(12)] + ["", "", "--", "''", "", "", "", ""] + [f"k{i} = v{i}" for i in range(12, 20)]
+    data = to_bytes("\n".join(lines) + "\n")
+    whole = dense_memory(model, data)
+    global_starts, _ = find_words(data)
+    covered = 0
+    for rank in range(world):
+        start, stop, (first, last) = local_slice(data, rank, world, model.cfg.value_offsets)
+        local = ContextMemory(model, np.ascontiguousarray(data[start:stop]), owned=(first, last))
+        words = np.arange(first, last)
+        part = local.entries(words)
+        ids = np.searchsorted(global_starts, local.starts[words] + start)
+        covered += len(ids)
+        assert torch.equal(part.neighbour_mask[0], whole.neighbour_mask[0, ids])
+        assert torch.equal(part.neighbour_chars[0], whole.neighbour_chars[0, ids])
+        assert torch.allclose(part.neighbour_keys[0], whole.neighbour_keys[0, ids], atol=1e-6)
+        assert torch.allclose(part.roles[0], whole.roles[0, ids], atol=1e-5)
+    assert covered == len(global_starts)
