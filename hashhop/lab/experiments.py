@@ -57,7 +57,7 @@ def mqar(steps: int = 2000, vocab: int = 512) -> list[RunConfig]:
     ]
 
 
-def hashhop_mixers(steps: int = 3000, seq_len: int = 320, hash_length: int = 4) -> list[RunConfig]:
+def hashhop_mixers(steps: int = 2000, seq_len: int = 320, hash_length: int = 4) -> list[RunConfig]:
     """1-hop HashHop at character level, every mixer behind the same short convolution, at about the same
     parameter count; scored at the training length and at 4x and 16x."""
     task = TaskConfig(name="hashhop_chars", seq_len=seq_len, hops=1, hash_length=hash_length, num_queries=4)
@@ -69,7 +69,7 @@ def hashhop_mixers(steps: int = 3000, seq_len: int = 320, hash_length: int = 4) 
         "s4d": {"state_dim": 32},  # the SSM row on CPU (linear time-invariant)
     }
     # Mamba is left out of this sweep on CPU: its reference scan trains at ~0.85K tokens/s here (attention: 71K),
-    # i.e. ~20 hours for these 3,000 steps. On CUDA (mamba-ssm's kernel) add "mamba": {} back to `inner`.
+    # i.e. ~13 hours for these 2,000 steps. On CUDA (mamba-ssm's kernel) add "mamba": {} back to `inner`.
     return [
         _run(
             f"hashhop1-{n}",
