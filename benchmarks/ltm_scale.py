@@ -165,7 +165,7 @@ def main() -> None:
     side_by_side = f"Side by side, 2 hops without chain of thought:\n\n{chr(10).join(dense_lines)}\n" if dense_rows else ""
     device = f"CUDA: {torch.cuda.get_device_name(0)} for prefill's encoder" if args.device != "cpu" else "CPU only"
     gemini = " | ".join(f"{k:,}: {v}" for k, v in GEMINI.items())
-    body = f"""## LTM reference model at scale (`builtin:ltm`, {sum(p.numel() for p in model.parameters()):,} parameters)
+    body = f"""## LTM reference model at {args.lengths} tokens (`builtin:ltm`, {sum(p.numel() for p in model.parameters()):,} parameters)
 
 `python benchmarks/ltm_scale.py --lengths {args.lengths} --queries {args.queries} --dense-up-to {args.dense_up_to} --device {args.device}` ({device})
 
