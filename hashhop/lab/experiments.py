@@ -64,8 +64,7 @@ def hashhop_mixers(steps: int = 2000, seq_len: int = 320, hash_length: int = 4) 
     inner = {
         "attention": {"positions": "none"},
         "sliding_window": {"positions": "none", "window": 64},
-        "linear_attention": {},
-        "deltanet": {},
+        "deltanet": {},  # the linear-attention family's row (DeltaNet learns MQAR where plain linear attention does not)
         "s4d": {"state_dim": 32},  # the SSM row on CPU (linear time-invariant)
     }
     # Mamba is left out of this sweep on CPU: its reference scan trains at ~0.85K tokens/s here (attention: 71K),
