@@ -57,6 +57,9 @@ def plot_runs(out_dir: str) -> list[str]:
             points = sorted((int(k), v) for k, v in s["length_generalisation"].items())
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=s["name"])
         ax.set_xscale("log")
+        lengths = sorted({int(k) for s in with_lengths for k in s["length_generalisation"]})
+        ax.set_xticks(lengths, [f"{x:,}" for x in lengths])  # the measured lengths, not log-scale minor labels
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("context length (tokens)")
         ax.set_ylabel("exact match")
         ax.set_ylim(-0.02, 1.02)
