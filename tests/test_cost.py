@@ -27,7 +27,9 @@ def test_any_hf_config_and_its_defaults(tmp_path):
 def test_bad_configs_are_one_line_errors(tmp_path, capsys):
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    for config in ("no-such-model", str(broken)):
+    no_heads = tmp_path / "no_heads.json"
+    no_heads.write_text('{"num_hidden_layers": 2, "num_attention_heads": 0, "hidden_size": 64}')
+    for config in ("no-such-model", str(broken), str(no_heads)):
         with pytest.raises(HashHopError):
             load_config(config)
         assert main(["cost", "--config", config, "--no-ltm"]) == 2

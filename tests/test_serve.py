@@ -126,3 +126,8 @@ def test_concurrency_beyond_capacity_gets_429_then_recovers(server):
     assert codes.count(429) >= 1 and codes.count(200) >= 1 and set(codes) <= {200, 429}
     code, _, _ = _post(server, "/v1/completions", body)
     assert code == 200
+
+
+def test_a_bad_charset_is_a_400_not_a_500(server):
+    code, reply, _ = _post(server, "/v1/completions", b'{"prompt": "x"}', content_type="application/json; charset=bogus")
+    assert code == 400 and reply["error"]["message"]
