@@ -231,20 +231,28 @@ class Engine:
         request = split_request(text, self.model.cfg.max_word_chars + 1)
         return self.decode(self.prefill(request.context), request)
 
+    def entries_for(self, memory: ContextMemory, query: torch.Tensor) -> Memory:
+        """The entries one read sees: the index's candidates for the query, recomputed from the text."""
+        words = memory.candidates(query)
+        self.entries_scored.append(len(words))
+        return memory.entries(words)
+
     @torch.inference_mode()
-    def decode(self, memory: ContextMemory, request: Request) -> Answer:
-        """The answer from a prefilled memory: per hop, an index lookup and a read of its candidates."""
-        model = self.model
-        query = model.encode(torch.from_numpy(request.query))  # (1, d)
-        reads = []
-        for _ in range(model.cfg.max_hops):
-            words = memory.candidates(query[0])
-            self.entries_scored.append(len(words))
-            entries = memory.entries(words)
-            attention, nxt = model.read(query[None], entries)
-            reads.append((attention, entries))
-            query = nxt[0]
-        return answer_from_reads(model, request, reads)
+    def decode(self, memory, request: Request) -> Answer:
+        """The answer from a prefilled memory: per hop, the entries for the query and a read over them."""
+        return decode_hops(self.model, request, lambda query: self.entries_for(memory, query))
+
+
+def decode_hops(model: LTM, request: Request, entries_for) -> Answer:
+    """``max_hops`` reads in a row, each over ``entries_for(query)``, then the answer from them."""
+    query = model.encode(torch.from_numpy(request.query))  # (1, d)
+    reads = []
+    for _ in range(model.cfg.max_hops):
+        entries = entries_for(query[0])
+        attention, nxt = model.read(query[None], entries)
+        reads.append((attention, entries))
+        query = nxt[0]
+    return answer_from_reads(model, request, reads)
 
 
 class DenseEngine:
@@ -272,13 +280,7 @@ class DenseEngine:
 
     @torch.inference_mode()
     def decode(self, memory: Memory, request: Request) -> Answer:
-        model = self.model
-        query = model.encode(torch.from_numpy(request.query))[None]
-        reads = []
-        for _ in range(model.cfg.max_hops):
-            attention, query = model.read(query, memory)
-            reads.append((attention, memory))
-        return answer_from_reads(model, request, reads)
+        return decode_hops(self.model, request, lambda query: memory)  # every read sees every entry
 
 
 def memory_needed_bytes(context_chars: int) -> int:

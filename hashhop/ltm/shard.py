@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from hashhop.ltm.engine import ContextMemory, Engine, Request, answer_from_reads, check_memory, split_request
+from hashhop.errors import HashHopError
+from hashhop.ltm.engine import ContextMemory, Engine, Request, check_memory, decode_hops, split_request
 from hashhop.ltm.model import LTM, Memory
 from hashhop.ltm.text import find_words
 
@@ -118,26 +119,15 @@ class ShardedEngine(Engine):
             fields[name] = torch.cat([p[: int(c)] for p, c in zip(parts, counts)])[None]
         return Memory(**fields)
 
-    @torch.no_grad()
+    def entries_for(self, memory: ContextMemory, query: torch.Tensor) -> Memory:
+        return self._gather(memory.entries(memory.candidates(query)))
+
+    @torch.no_grad()  # gloo collectives take plain tensors, not inference-mode ones
     def decode(self, memory: ContextMemory, request: Request):
-        model = self.model
-        query = model.encode(torch.from_numpy(request.query))
-        reads = []
-        for _ in range(model.cfg.max_hops):
-            words = memory.candidates(query[0])
-            entries = self._gather(memory.entries(words))
-            attention, nxt = model.read(query[None], entries)
-            reads.append((attention, entries))
-            query = nxt[0]
-        return answer_from_reads(model, request, reads)
+        return decode_hops(self.model, request, lambda query: self.entries_for(memory, query))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hashhop.ltm.text import to_bytes
-    from hashhop.ltm.train import WEIGHTS, load_model
-    from hashhop.task.generator import plan
-    from hashhop.task.sample import completion_header
-    from hashhop.task.spec import HashHopSpec, parse_size
 
     ap = argparse.ArgumentParser(description="Answer HashHop queries with the LTM memory sharded over torchrun processes.")
     ap.add_argument("--context", default="1M", help="context size in characters")
@@ -147,6 +137,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    try:
+        return _run(args)
+    except HashHopError as err:
+        print(f"hashhop.ltm.shard: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from hashhop.ltm.text import to_bytes
+    from hashhop.ltm.train import WEIGHTS, load_model
+    from hashhop.task.generator import plan
+    from hashhop.task.sample import completion_header
+    from hashhop.task.spec import HashHopSpec, parse_size
+
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         dist.init_process_group("gloo")  # the reads exchange a few small CPU tensors; gloo carries them on any machine
