@@ -6,7 +6,7 @@ import pytest
 
 from hashhop import MultiHopEval, MultiHopSample
 from hashhop.errors import HashHopError
-from hashhop.score import accuracy, score_text
+from hashhop.eval.score import accuracy, score_text
 from hashhop.task.formats import all_chains, parse_prompt, read_jsonl, sample_from_text
 
 

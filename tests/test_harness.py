@@ -11,9 +11,10 @@ from collections import Counter
 
 import pytest
 
-from hashhop.harness import Grid, ResultsFile, build_items, read_results
+from hashhop.eval.grid import Grid, build_items
+from hashhop.eval.store import ResultsFile, read_results
+from hashhop.eval.templates import load_template
 from hashhop.runners import RunnerOptions, make_runner
-from hashhop.templates import load_template
 from hashhop.testing import FAULTS, FaultServer
 
 GRID_200 = ["--lengths", "300,600", "--hops", "1,2", "--cot", "both", "--samples", "5", "--queries", "5"]
@@ -155,7 +156,10 @@ def test_overflow_policies():
 
 def test_results_file_repairs_a_cut_line(tmp_path):
     path = tmp_path / "r.jsonl"
-    whole = json.dumps({"id": "a", "model": "m", "template": "chat", "status": "ok", "length": 1, "hops": 1, "cot": False}) + "\n"
+    whole = (
+        json.dumps({"id": "a", "model": "m", "template": "chat", "status": "ok", "length": 1, "hops": 1, "cot": False, "correct": True, "outcome": "correct"})
+        + "\n"
+    )
     path.write_bytes(whole.encode() + b'{"id": "b", "sta')
     ResultsFile(str(path)).close()
     assert path.read_bytes() == whole.encode()
@@ -177,7 +181,7 @@ def test_results_file_repairs_a_cut_line(tmp_path):
         (["--model", "openai:x", "--base-url", "ftp://x"], "not an http(s) URL"),
         (["--model", "openai:x", "--base-url", "http://127.0.0.1:9/v1", "--template", "/no/such.json"], "unknown template"),
         (["--model", "openai:x", "--base-url", "http://127.0.0.1:9/v1", "--tokenizer", "estimate:zero"], "estimate:CHARS_PER_TOKEN"),
-        (["--model", "openai:x", "--base-url", "http://127.0.0.1:9/v1"], "no tokenize endpoint"),
+        (["--model", "openai:x", "--base-url", "http://127.0.0.1:9/v1"], "is the server running"),
         (["--model", "openai:x", "--base-url", "http://127.0.0.1:9/v1", "--tokenizer", "cl100k_base", "--hops", "0"], "--hops"),
         (
             ["--model", "openai:x", "--base-url", "http://127.0.0.1:9/v1", "--tokenizer", "cl100k_base", "--lengths", "x"],

@@ -1,5 +1,6 @@
-from hashhop.score import parse_answers, score_text
+from hashhop.eval.score import score_text
 from hashhop.task.generator import generate
+from hashhop.task.grammar import parse_answers
 from hashhop.task.spec import HashHopSpec
 
 
@@ -21,7 +22,8 @@ def test_score_is_exact_match_per_query():
 
 
 def test_outcomes_are_diagnosed():
-    from hashhop.score import prompt_hash_set, score_answer
+    from hashhop.eval.score import score_answer
+    from hashhop.task.grammar import prompt_hashes as prompt_hash_set
 
     sample = generate(HashHopSpec(context_tokens=3000, tokenizer="chars", hops=3, chain_of_thought=False, num_queries=2))
     chain, other = sample.queries
@@ -43,7 +45,7 @@ def test_outcomes_are_diagnosed():
 
 
 def test_wilson_interval_and_effective_length():
-    from hashhop.score import effective_length, wilson_interval
+    from hashhop.eval.score import effective_length, wilson_interval
 
     low, high = wilson_interval(0, 10)
     assert low == 0 and 0.25 < high < 0.35

@@ -10,8 +10,8 @@ from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.scorer import CORRECT, INCORRECT, Score, Target, accuracy, scorer, stderr
 from inspect_ai.solver import TaskState, generate
 
-from hashhop.export import grid_rows, score_row
-from hashhop.harness import Grid
+from hashhop.eval.export import grid_rows, score_row
+from hashhop.eval.grid import Grid
 from hashhop.task.spec import parse_size
 
 _COT = {"both": (False, True), "on": (True,), "off": (False,)}

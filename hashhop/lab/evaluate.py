@@ -1,7 +1,7 @@
 """Length generalisation of a trained character-level HashHop model, scored by the harness's scorer.
 
 Each problem is rendered in the official format; the model reads the prompt and the completion
-header, is given each query's ``KEY = '`` and writes the answer greedily; :func:`hashhop.score.score_answer`
+header, is given each query's ``KEY = '`` and writes the answer greedily; :func:`hashhop.eval.score.score_answer`
 scores it (exact match, outcome) and the answer is filed under the depth of the query's first link."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import torch
 from hashhop.errors import HashHopError
 from hashhop.lab.config import RunConfig
 from hashhop.lab.train import build_model, load_checkpoint
-from hashhop.score import OUTCOMES, prompt_hash_set, score_answer
+from hashhop.eval.score import OUTCOMES, score_answer
 from hashhop.task.generator import plan
-from hashhop.task.sample import completion_header
+from hashhop.task.grammar import answer_line, completion_header, prompt_hashes, query_line
 from hashhop.task.spec import HashHopSpec
 
 DEPTH_BINS = 4
@@ -68,17 +68,17 @@ def evaluate_lengths(run_dir: str, lengths: list[int], samples: int = 8, seed: i
                 seed=seed + i,
             )
             sample = plan(spec).sample()
-            hashes = prompt_hash_set(sample.prompt)
+            hashes = prompt_hashes(sample.prompt)
             prefix = sample.prompt + "\n\n" + completion_header(sample.hops, sample.chain_of_thought)
             for chain in sample.queries:
                 answer = chain.answer(sample.chain_of_thought)
-                text = greedy_answer(model, prefix + f"{chain.query} = '", len(answer) + 4)
+                text = greedy_answer(model, prefix + query_line(chain.query), len(answer) + 4)
                 score = score_answer(chain, sample.chain_of_thought, text + "'", hashes, spec.alphabet_chars, prefilled=True)
                 outcomes[score.outcome] += 1
                 depth = min(DEPTH_BINS - 1, int(DEPTH_BINS * chain.lines[0] / max(1, sample.num_lines)))
                 by_depth[depth][0] += score.correct
                 by_depth[depth][1] += 1
-                prefix += f"{chain.query} = '{answer}'\n"  # later queries see the right earlier answers, as in training
+                prefix += answer_line(chain.query, answer) + "\n"  # later queries see the right earlier answers, as in training
         total = sum(outcomes.values())
         rows.append(
             {

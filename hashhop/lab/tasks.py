@@ -179,6 +179,7 @@ def hashhop_chars(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     the data engine: prompt, ``\\n\\n``, completion. Loss on the answers (with chain of thought, every hash
     of the chain) and their closing quotes; rows are right-padded with 0."""
     from hashhop.task.generator import plan
+    from hashhop.task.grammar import answer_line, completion_header, query_line
     from hashhop.task.spec import HashHopSpec
 
     seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
@@ -199,13 +200,12 @@ def hashhop_chars(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
         text = prompt + "\n\n" + problem.completion
         data = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
         mask = np.zeros(len(data), dtype=bool)
-        offset = text.index("\n\n", len(prompt) + 2)  # after "COMPLETION:\nHops=H"
-        offset = text.index("\n\n", offset + 2) + 2  # after "CoT=..."
+        offset = len(prompt) + 2 + len(completion_header(cfg.hops, cfg.chain_of_thought))
         for chain in problem.queries:
             answer = chain.answer(cfg.chain_of_thought)
-            start = offset + len(chain.query) + 4  # "KEY = '"
+            start = offset + len(query_line(chain.query))
             mask[start : start + len(answer) + 1] = True  # the answer and its closing quote
-            offset = start + len(answer) + 2  # past "'\n"
+            offset += len(answer_line(chain.query, answer)) + 1  # the line and its newline
         rows.append(torch.from_numpy(data.astype(np.int64)))
         masks.append(torch.from_numpy(mask))
     width = max(len(r) for r in rows)

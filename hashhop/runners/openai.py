@@ -10,7 +10,7 @@ import json
 import os
 
 from hashhop.errors import HashHopError
-from hashhop.runners.base import PermanentError, Reply, Request, RunnerOptions, TransientError, register_runner
+from hashhop.runners.base import BaseRunner, FatalError, PermanentError, Reply, Request, RunnerOptions, TransientError, register_runner
 from hashhop.task.tokens import ServerTokenizer, register_tokenizer
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -28,7 +28,7 @@ _ENCODINGS = (
 )
 
 
-class OpenAIRunner:
+class OpenAIRunner(BaseRunner):
     def __init__(self, model: str, options: RunnerOptions) -> None:
         self.model = model
         self.name = f"openai:{model}"
@@ -36,6 +36,7 @@ class OpenAIRunner:
         if not self.base_url.startswith(("http://", "https://")):
             raise HashHopError(f"base URL {self.base_url!r} is not an http(s) URL: pass --base-url http://HOST:PORT/v1")
         api_key = options.api_key or os.environ.get("OPENAI_API_KEY")
+        self._secrets = tuple(secret for secret in (api_key,) if secret and len(secret) >= 4)
         self.missing_key = self.base_url == DEFAULT_BASE_URL and not api_key
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         if options.endpoint not in ("chat", "completions"):
@@ -46,6 +47,15 @@ class OpenAIRunner:
         self.tokenizer = options.tokenizer or self._default_tokenizer()
         self._session = None
 
+    @property
+    def cache_identity(self) -> str:
+        return f"{self.name}@{self.base_url}"
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def _default_tokenizer(self) -> str:
         for prefix, encoding in _ENCODINGS:
             if self.model.startswith(prefix):
@@ -55,7 +65,10 @@ class OpenAIRunner:
     def resolve_tokenizer(self) -> str:
         """The tokenizer name to size with; "server" asks the server's tokenize endpoint."""
         if self.tokenizer == "server":
-            tokenizer = ServerTokenizer(self.base_url, self.model, headers=self._headers)
+            try:
+                tokenizer = ServerTokenizer(self.base_url, self.model, headers=self._headers)
+            except HashHopError as err:
+                raise HashHopError(self.redact(str(err))) from None
             register_tokenizer(tokenizer.name, tokenizer)
             self.tokenizer = tokenizer.name
         return self.tokenizer
@@ -93,13 +106,23 @@ class OpenAIRunner:
                 retry_after = _retry_after(response.headers)
                 raw = await response.read()
         except asyncio.TimeoutError:
-            raise TransientError(f"timeout after {self.timeout_s:g} s") from None
+            # The server may still be working on it: wait about as long before asking again (a single-slot
+            # server would otherwise prefill the same prompt twice).
+            raise TransientError(f"timeout after {self.timeout_s:g} s", retry_after_s=self.timeout_s) from None
+        except aiohttp.ClientConnectorError as err:  # nothing listens there: no request of the run can succeed
+            raise FatalError(f"cannot connect to {self.base_url}: {err.os_error.strerror or err} (is the server running?)") from None
         except aiohttp.ClientError as err:
             raise TransientError(f"connection failed: {type(err).__name__}: {err}") from None
         if status == 429 or status >= 500 or status == 408:
             raise TransientError(f"HTTP {status}", retry_after_s=retry_after)
+        detail = self.redact(raw[:200].decode(errors="replace")).strip()
+        if status in (401, 403):
+            raise FatalError(f"HTTP {status} from {self.base_url}: the server refused the API key ({detail[:120]})")
+        if status == 404:
+            hint = "" if self.base_url.endswith("/v1") else " (the base URL has no /v1: OpenAI-compatible servers answer under http://HOST:PORT/v1)"
+            raise FatalError(f"HTTP 404 from {self.base_url + path}{hint}: {detail[:120]}")
         if status >= 400:
-            raise PermanentError(f"HTTP {status}: {raw[:200].decode(errors='replace')}")
+            raise PermanentError(f"HTTP {status}: {detail}")
         if "json" not in content_type:
             raise TransientError(f"response is {content_type or 'untyped'}, not JSON")
         try:

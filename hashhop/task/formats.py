@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -14,47 +13,14 @@ from typing import IO
 
 from hashhop.errors import HashHopError
 from hashhop.task.generator import EOL_JSON, EOL_TEXT, Problem
-from hashhop.task.sample import Chain, Sample, format_link
+from hashhop.task.grammar import format_link, parse_completion, parse_prompt, render_prompt
+from hashhop.task.sample import Chain, Sample
 
 FORMATS = ("text", "jsonl", "parquet")
 SampleLike = Sample | Problem
 
-_LINK_RE = re.compile(r"^(\S+) = (?:'([^'\s]+)'|([^'\s]+))$")
-_HEADER_RE = re.compile(r"^COMPLETION:\nHops=(\d+)\n\nCoT=(True|False)\n\n")
-_ANSWER_RE = re.compile(r"^(\S+) = '([^']*)'$")
-
 
 # -- Magic's text format ---------------------------------------------------------------------
-def parse_prompt(prompt: str) -> list[tuple[str, str, bool]]:
-    """``[(key, value, is_last_link), ...]`` in prompt order."""
-    links = []
-    for number, line in enumerate(prompt.split("\n")):
-        match = _LINK_RE.match(line)
-        if not match:
-            raise HashHopError(f"prompt line {number + 1} is not a HashHop link (KEY = VALUE or KEY = 'VALUE'): {line[:60]!r}")
-        last = match.group(2) is not None
-        links.append((match.group(1), match.group(2) if last else match.group(3), last))
-    return links
-
-
-def parse_completion(completion: str) -> tuple[int, bool, list[tuple[str, str]]]:
-    """``(hops, chain_of_thought, [(query, answer), ...])`` from a completion in Magic's format."""
-    header = _HEADER_RE.match(completion)
-    if not header:
-        raise HashHopError("completion does not start with Magic's header 'COMPLETION:\\nHops=H\\n\\nCoT=True|False\\n\\n'")
-    answers = []
-    for line in completion[header.end() :].rstrip("\n").split("\n"):
-        match = _ANSWER_RE.match(line)
-        if not match:
-            raise HashHopError(f"completion line is not KEY = 'ANSWER': {line[:60]!r}")
-        answers.append((match.group(1), match.group(2)))
-    return int(header.group(1)), header.group(2) == "True", answers
-
-
-def render_prompt(links: Iterable[tuple[str, str, bool]]) -> str:
-    return "\n".join(format_link(key, value, last) for key, value, last in links)
-
-
 def sample_from_text(prompt: str, completion: str) -> Sample:
     """A :class:`Sample` from a prompt and completion in Magic's format (e.g. its generator's output).
 

@@ -20,8 +20,9 @@ from typing import TypeVar
 import numpy as np
 
 from hashhop.errors import HashHopError
+from hashhop.task.grammar import format_link
 from hashhop.task.keyed import HashFamily, KeyedPermutation
-from hashhop.task.sample import Chain, HasQueries, Sample, format_link
+from hashhop.task.sample import Chain, HasQueries, Sample
 from hashhop.task.spec import HashHopSpec
 from hashhop.task.tokens import CharTokenizer, Tokenizer, get_tokenizer
 

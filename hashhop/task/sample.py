@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from hashhop.task.grammar import answer_text, completion_header, format_completion  # noqa: F401 (completion_header: used by importers)
 from hashhop.task.spec import HashHopSpec
 
 
@@ -22,22 +23,7 @@ class Chain:
 
     def answer(self, chain_of_thought: bool) -> str:
         """What goes between the quotes: ``H2 = H3`` with chain of thought, ``H3`` without."""
-        return " = ".join(self.hashes[1:]) if chain_of_thought else self.hashes[-1]
-
-
-def format_link(key: str, value: str, last: bool) -> str:
-    """A prompt line: ``KEY = VALUE``, or ``KEY = 'VALUE'`` for the last link of a chain."""
-    return f"{key} = '{value}'" if last else f"{key} = {value}"
-
-
-def completion_header(hops: int, chain_of_thought: bool) -> str:
-    return f"COMPLETION:\nHops={hops}\n\nCoT={chain_of_thought}\n\n"
-
-
-def format_completion(hops: int, chain_of_thought: bool, queries: list[tuple[str, str]]) -> str:
-    """Magic's completion: the header, then one ``KEY = 'ANSWER'`` line per query."""
-    body = "\n".join(f"{key} = '{answer}'" for key, answer in queries)
-    return f"{completion_header(hops, chain_of_thought)}{body}\n"
+        return answer_text(self.hashes[1:]) if chain_of_thought else self.hashes[-1]
 
 
 class HasQueries:

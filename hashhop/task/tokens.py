@@ -158,20 +158,38 @@ class ServerTokenizer:
         self._timeout_s = timeout_s
         self._model = model
         self._endpoint = None
+        failures: list[BaseException] = []
         for endpoint in self._ENDPOINTS:
             try:
                 if endpoint[2](self._post(endpoint[0], endpoint[1]("probe text", model))) >= 0:
                     self._endpoint = endpoint
                     break
-            except Exception:  # noqa: BLE001 - any failure means: not this endpoint
+            except Exception as err:  # noqa: BLE001 - any failure means: not this endpoint
+                failures.append(err)
                 continue
         if self._endpoint is not None:
             self._offset = self._raw_count("")  # a BOS token some servers add to every call
         if self._endpoint is None:
-            raise HashHopError(
-                f"the server at {self.root} has no tokenize endpoint hashhop knows: pass --tokenizer "
-                "(cl100k_base, o200k_base, a tokenizer.json, or estimate:CHARS_PER_TOKEN)"
+            raise HashHopError(self._diagnose(base_url, failures))
+
+    def _diagnose(self, base_url: str, failures: list[BaseException]) -> str:
+        """Say what is likely wrong when no tokenize endpoint answered."""
+        import urllib.error
+
+        fallback = "pass --tokenizer (cl100k_base, o200k_base, a tokenizer.json, or estimate:CHARS_PER_TOKEN)"
+        refused = [f for f in failures if isinstance(f, urllib.error.URLError) and not isinstance(f, urllib.error.HTTPError)]
+        if failures and len(refused) == len(failures):
+            reason = getattr(refused[0], "reason", refused[0])
+            return f"nothing answers at {self.root} ({getattr(reason, 'strerror', None) or reason}): is the server running, and is --base-url right?"
+        codes = {f.code for f in failures if isinstance(f, urllib.error.HTTPError)}
+        if codes & {401, 403}:
+            return f"the server at {self.root} refused the API key on its tokenize endpoint: check --api-key, or {fallback}"
+        if not base_url.rstrip("/").endswith("/v1"):
+            return (
+                f"the server at {self.root} has no tokenize endpoint hashhop knows, and the base URL {base_url} has no /v1: "
+                f"OpenAI-compatible servers answer under http://HOST:PORT/v1 (pass that as --base-url), or {fallback}"
             )
+        return f"the server at {self.root} has no tokenize endpoint hashhop knows: {fallback}"
 
     def _post(self, path: str, body: dict) -> dict:
         import urllib.request

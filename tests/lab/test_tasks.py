@@ -3,7 +3,7 @@ import torch
 
 from hashhop.errors import HashHopError
 from hashhop.lab.tasks import IGNORE, TASKS, TaskConfig, eval_config, make_batch
-from hashhop.score import score_text
+from hashhop.eval.score import score_text
 from hashhop.task.formats import sample_from_text
 
 

@@ -2,8 +2,8 @@
 
 import datasets
 
-from hashhop.export import grid_rows, score_row
-from hashhop.harness import Grid
+from hashhop.eval.export import grid_rows, score_row
+from hashhop.eval.grid import Grid
 
 
 def load(

@@ -13,7 +13,8 @@ from dataclasses import dataclass, fields
 
 from hashhop.errors import HashHopError
 from hashhop.runners.base import Request
-from hashhop.task.sample import Chain, completion_header
+from hashhop.task.grammar import completion_header
+from hashhop.task.sample import Chain
 
 _CHAT_USER = """Below is a list of assignments between random strings, one per line. `A = B` means A points to B; a value in quotes ends a chain.
 
@@ -60,7 +61,9 @@ class Template:
 
 TEMPLATES = {
     "chat": Template(name="chat", user=_CHAT_USER),
-    "native": Template(name="native", user="{prompt}\n\n{completion_header}{query} = '", native=True, stop=("'", "\n")),
+    # No stop on the quote: a model that opens with a quote (``'HASH'``) would be cut to nothing. The scorer
+    # reads up to the closing quote, and the answer budget bounds the length.
+    "native": Template(name="native", user="{prompt}\n\n{completion_header}{query} = '", native=True, stop=("\n",)),
 }
 
 

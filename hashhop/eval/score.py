@@ -17,21 +17,12 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from hashhop.task.grammar import LOOSE_QUOTES, parse_answers, prompt_hashes, split_answer
 from hashhop.task.sample import Chain
 
+_PLACEHOLDER = re.compile(r"<[^<>]*>")
+
 OUTCOMES = ("correct", "stopped_early", "other_chain", "hallucinated", "empty", "unparseable")
-
-# `KEY = 'ANSWER'` anywhere in a line; quotes may be straight, curly or double, spaces around '=' optional.
-_ANSWER_RE = re.compile(r"(\S+?)\s*=\s*['‘’\"]([^'‘’\"\n]*)['‘’\"]")
-_QUOTES = "'‘’\"`"
-
-
-def parse_answers(text: str) -> dict[str, str]:
-    """``{key: answer}`` for every ``KEY = 'ANSWER'`` in ``text`` (the first answer for a key wins)."""
-    answers: dict[str, str] = {}
-    for match in _ANSWER_RE.finditer(text):
-        answers.setdefault(match.group(1).strip("`*'\""), " ".join(match.group(2).split()))
-    return answers
 
 
 @lru_cache(maxsize=64)
@@ -50,17 +41,15 @@ def extract_hashes(text: str, query: str, alphabet: str, length: int, prefilled:
     answer count whatever their shape: a wrong-length string is an answer, just not in the prompt.
     """
     if prefilled:
-        end = min((i for i in (text.find(q) for q in _QUOTES + "\n") if i >= 0), default=len(text))
-        return _words(text[:end])
+        # A model may repeat the opening quote (``'HASH'``): skip it, then read to the closing quote or the line's end.
+        body = text.lstrip(" " + LOOSE_QUOTES)
+        end = min((i for i in (body.find(q) for q in LOOSE_QUOTES + "\n") if i >= 0), default=len(body))
+        return split_answer(body[:end])
     quoted = parse_answers(text).get(query)
     if quoted is not None:
-        return _words(quoted)
+        return split_answer(quoted)
     after = text.rsplit(query, 1)[-1] if query in text else text
     return [h for h in _hash_re(alphabet, length).findall(after) if h != query]
-
-
-def _words(answer: str) -> list[str]:
-    return [w.strip(" `*.,;") for w in answer.split("=") if w.strip(" `*.,;")]
 
 
 @dataclass(frozen=True)
@@ -84,7 +73,7 @@ def score_answer(
     chain: Chain,
     chain_of_thought: bool,
     text: str,
-    prompt_hashes: set[str] | frozenset[str],
+    hashes_in_prompt: set[str] | frozenset[str],
     alphabet: str,
     prefilled: bool = False,
 ) -> QueryScore:
@@ -103,25 +92,22 @@ def score_answer(
         outcome = "correct"
         links_right = len(chain.hashes) - 1
     elif not given:
-        outcome = "empty" if not text.strip() else "unparseable"
+        outcome = "empty" if not text.strip(" \n\t" + LOOSE_QUOTES) else "unparseable"
+    elif any(_PLACEHOLDER.fullmatch(h) for h in given):  # the instruction's `<final string>` echoed back
+        outcome = "unparseable"
     elif given[-1] in chain.hashes[:-1]:
         outcome = "stopped_early"
-    elif given[-1] in prompt_hashes:
+    elif given[-1] in hashes_in_prompt:
         outcome = "other_chain"
     else:
         outcome = "hallucinated"
     return QueryScore(chain.query, expected, given, outcome, links_right)
 
 
-def prompt_hash_set(prompt: str) -> frozenset[str]:
-    """Every hash of a prompt in Magic's format (the words either side of `` = ``)."""
-    return frozenset(re.findall(r"[^\s=']+", prompt))
-
-
 def score_text(sample, text: str) -> list[QueryScore]:
     """Score a whole completion (every query's ``KEY = 'ANSWER'`` line in one text) against a sample."""
     alphabet = sample.spec.alphabet_chars if sample.spec is not None else _alphabet_of(sample)
-    hashes = prompt_hash_set(sample.prompt)
+    hashes = prompt_hashes(sample.prompt)
     answers = parse_answers(text)
     scores = []
     for chain in sample.queries:

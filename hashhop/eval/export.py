@@ -5,22 +5,19 @@ is needed to score an answer to it without hashhop's objects."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from hashhop.harness import Grid, build_items
-from hashhop.score import prompt_hash_set, score_answer
+from hashhop.eval.grid import Grid, build_items
+from hashhop.eval.score import score_answer
+from hashhop.eval.templates import load_template
+from hashhop.runners.base import BaseRunner
+from hashhop.task.grammar import prompt_hashes
 from hashhop.task.sample import Chain
-from hashhop.templates import load_template
 
 
-@dataclass
-class _Target:
-    """The model side of sizing, for a grid built without a runner."""
+class _Target(BaseRunner):
+    """The model side of sizing, for a grid built without a model (the rows are answered elsewhere)."""
 
-    tokenizer: str
-    chat: bool = True
-    max_context_tokens: int | None = None
-    name: str = "export"
+    def __init__(self, tokenizer: str, chat: bool = True, max_context_tokens: int | None = None) -> None:
+        self.name, self.tokenizer, self.chat, self.max_context_tokens = "export", tokenizer, chat, max_context_tokens
 
 
 def grid_rows(
@@ -59,5 +56,5 @@ def grid_rows(
 def score_row(row: dict, response: str) -> dict:
     """Score a model's response to an exported row: exact match, links right, outcome."""
     chain = Chain(tuple(row["chain"]), (), ())
-    result = score_answer(chain, row["cot"], response, prompt_hash_set(row["text"]), row["alphabet"], prefilled=row["prefilled"])
+    result = score_answer(chain, row["cot"], response, prompt_hashes(row["text"]), row["alphabet"], prefilled=row["prefilled"])
     return {"exact_match": float(result.correct), "links_right": result.links_right / row["hops"], "outcome": result.outcome}

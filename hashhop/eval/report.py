@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from hashhop.errors import HashHopError
-from hashhop.score import EFFECTIVE_THRESHOLD, OUTCOMES, effective_length, wilson_interval
+from hashhop.eval.score import EFFECTIVE_THRESHOLD, OUTCOMES, effective_length, wilson_interval
 
 
 @dataclass

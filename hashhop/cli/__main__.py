@@ -1,0 +1,7 @@
+"""``python -m hashhop.cli``: the same as the ``hashhop`` command."""
+
+import sys
+
+from hashhop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""``hashhop train``, ``hashhop cost``, ``hashhop serve``: arguments only; the work is :mod:`hashhop.ltm`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from hashhop.cli.common import finite_float, progress_on, size
+from hashhop.errors import HashHopError
+from hashhop.task.formats import check_writable
+
+
+def add(sub) -> None:
+    _add_train(sub)
+    _add_cost(sub)
+    _add_serve(sub)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the built-in LTM model (builtin:ltm) on short HashHop contexts",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    from hashhop.ltm.config import WEIGHTS, TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="problems per step")
+    p.add_argument("--context-chars", type=int, default=d.context_chars, help="training context size (at most 16384)")
+    p.add_argument("--lr", type=finite_float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=WEIGHTS, help="weights file (a model card and a .json summary go next to it)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    import shlex
+
+    from hashhop.ltm.config import TrainConfig
+
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, context_chars=args.context_chars, lr=args.lr, seed=args.seed)
+    if not args.out.endswith(".safetensors"):
+        raise HashHopError("--out names the weights file: PATH.safetensors (its .json summary and model card go next to it)")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    except OSError as err:
+        raise HashHopError(f"cannot create the folder for {args.out}: {err.strerror or err}") from None
+    check_writable(args.out)
+    command = "hashhop train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else "hashhop train"
+    from hashhop.ltm.training import train_ltm
+
+    summary = train_ltm(cfg, out=args.out, progress=progress_on(args), command=command.strip())
+    final = summary["final"]
+    print(
+        f"trained {summary['parameters']:,} parameters in {summary['train_seconds']} s: final batch loss {final['loss']:.4f}, "
+        f"exact match {final['exact']:.3f}; wrote {args.out}"
+    )
+    return 0
+
+
+def _add_cost(sub) -> None:
+    p = sub.add_parser(
+        "cost",
+        help="KV-cache bytes, GPUs and attention FLOPs of a transformer at a context, next to the built-in LTM",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", default="llama-3.1-405b", help="a Hugging Face config.json, or a bundled name (llama-3.1-405b)")
+    p.add_argument("--context", type=size, default=100_000_000, metavar="TOKENS", help="context length (100M, 1e8, ...)")
+    p.add_argument("--gpu-memory", type=finite_float, default=80e9, metavar="BYTES", help="memory per GPU (80e9: an H100 80GB)")
+    p.add_argument("--kv-bytes", type=int, default=None, help="bytes per cached value (default: from the config's dtype)")
+    p.add_argument("--no-ltm", action="store_true", help="skip measuring the built-in LTM (a 1M-token prefill, about a second)")
+    p.set_defaults(run=_run_cost)
+
+
+def _run_cost(args) -> int:
+    from hashhop.ltm.cost import load_config, measure_ltm, side_by_side
+
+    if args.context < 1 or not args.gpu_memory > 0 or (args.kv_bytes is not None and not 1 <= args.kv_bytes <= 64):
+        raise HashHopError("--context must be >= 1 token, --gpu-memory > 0 bytes and --kv-bytes 1..64")
+    model = load_config(args.config, args.kv_bytes)
+    ltm = None if args.no_ltm else measure_ltm(args.context)
+    print(side_by_side(model, ltm, args.context, args.gpu_memory))
+    return 0
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the built-in LTM model as an OpenAI-compatible server (completions and chat)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default="builtin:ltm", help="builtin:ltm or builtin:PATH (weights from hashhop train)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback by default)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-waiting", type=int, default=16, help="requests queued behind the running one; more get HTTP 429")
+    p.add_argument("--max-request-mb", type=finite_float, default=1024, help="largest request body; larger get HTTP 413")
+    p.add_argument("--cache-contexts", type=int, default=4, help="prefilled contexts kept for reuse (prefix caching)")
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from hashhop.ltm.serve import ServeOptions, serve
+
+    options = ServeOptions(  # checks itself: one-line errors for bad values
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        max_waiting=args.max_waiting,
+        max_request_bytes=round(args.max_request_mb * 2**20),
+        cache_contexts=args.cache_contexts,
+    )
+    try:
+        serve(options)
+    except OSError as err:  # port in use, no permission...
+        raise HashHopError(f"cannot serve on {args.host}:{args.port}: {err.strerror or err}") from None
+    return 0
