@@ -86,3 +86,48 @@ def test_a_broken_jsonl_file_names_the_line(tmp_path):
     path.write_text('{"prompt": "abc = \'def\'", "completion": "COMPLETION:\\nHops=1\\n\\nCoT=False\\n\\nabc = \'def\'\\n"}\n{oops\n')
     with pytest.raises(HashHopError, match="broken.jsonl:2"):
         list(read_jsonl(str(path)))
+
+
+# make_one's bytes, pinned: computed by the implementation before it was vectorised (plan, then the
+# sample, then every chain as Python strings); the same seed must keep giving the same sample.
+MAKE_ONE_PINNED = [
+    ((3000, 5, 2, 16, True, 3), "1ec06d68408cdf30c5b2c99e2f6904270075adff186a7d7b7a702ae552ad80e9"),
+    ((2000, 2, 3, 8, False, 1), "50be33b328eab004bd989571427dede9b66fda2a98d8b845146bf53f54b8eb8c"),
+    ((50_000, 5, 2, 16, False, 0), "f65855753999d5f0c41d509fd48953e3572d05f30773c344723001ba525fe1fc"),
+    ((20_011, 3, 1, 16, True, 7), "8bcb7f53c9f9a731b63aff5d54c726ceae5cb4942757ddab8d19b59fe3931e43"),
+    ((100_000, 4, 4, 12, True, 123456789), "40ad6da708aacefdc315090b0970b72a9e6e7b0f5da0fe553aa46acdb47bd4b0"),
+    ((5000, 2, 2, 4, False, 5), "dc9c952a655faacc8d1c467ccf02f5e0fe6438529c6a24e9f6703713a29507e7"),
+    ((9000, 3, 5, 6, True, 2**62), "7607470d6841be7e960ac164439bd67b35cfbbef3e16430a67a67839998cc3d4"),
+]
+
+
+@pytest.mark.parametrize("args, digest", MAKE_ONE_PINNED)
+def test_make_one_bytes_are_pinned(args, digest):
+    import hashlib
+
+    one = MultiHopEval.make_one(*args[:5], seed=args[5])
+    assert hashlib.sha256(json.dumps([one.prompt, one.completion, list(one.targets.items())]).encode()).hexdigest() == digest
+
+
+def reference_make_one(n_chars, num_queries, hops, length, cot, seed):
+    """make_one as it was first written: the streamed sample, then every chain as Python strings."""
+    from hashhop.task.generator import plan
+    from hashhop.task.spec import HashHopSpec
+
+    problem = plan(HashHopSpec(context_tokens=n_chars, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=length, num_queries=num_queries, seed=seed))
+    sample = problem.sample()
+    targets = dict(sample.targets)
+    for chain in problem.all_chains():
+        targets.setdefault(chain[0], " = ".join(chain[1:]) if cot else chain[-1])
+    return sample.prompt, sample.completion, list(targets.items())
+
+
+@pytest.mark.parametrize("args", [(300_000, 7, 3, 10, True, 11), (150_000, 1, 1, 20, False, 2), (200_000, 3, 6, 5, False, 99)])
+def test_make_one_equals_the_reference_several_blocks_and_chunks(monkeypatch, args):
+    from hashhop import compat
+    from hashhop.task import generator
+
+    monkeypatch.setattr(compat, "_BLOCK", 1000)  # many blocks of targets
+    monkeypatch.setattr(generator, "LINES_PER_CHUNK", 777)  # many chunks of prompt
+    one = MultiHopEval.make_one(*args[:5], seed=args[5])
+    assert (one.prompt, one.completion, list(one.targets.items())) == reference_make_one(*args)

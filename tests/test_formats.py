@@ -69,3 +69,22 @@ def test_output_checks(tmp_path):
         write_samples([], str(tmp_path), "jsonl")
     with pytest.raises(HashHopError, match="stdout"):
         write_samples([], "-", "parquet")
+
+
+def test_write_through_a_character_device_and_a_symlink(tmp_path):
+    if os.path.exists("/dev/null"):
+        assert write_samples([plan(SPEC)], "/dev/null", "jsonl") == 1
+        assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    target = tmp_path / "target.txt"
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    write_samples([plan(SPEC)], str(link), "text")
+    assert link.is_symlink() and target.read_text() == plan(SPEC).sample().prompt + "\n\n" + plan(SPEC).sample().completion
+    assert sorted(os.listdir(tmp_path)) == ["link.txt", "target.txt"]
+
+
+def test_an_os_error_is_one_line_naming_the_path(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with pytest.raises(HashHopError, match="cannot write /dev/full: No space left on device"):
+        write_samples([plan(SPEC)], "/dev/full", "jsonl")

@@ -11,16 +11,17 @@ from hashhop.task.generator import EOL_JSON, Problem, generate, plan
 from hashhop.task.spec import ALPHABETS, HashHopSpec
 from hashhop.task.tokens import get_tokenizer
 
-specs = st.builds(
-    HashHopSpec,
-    context_tokens=st.integers(300, 12_000),
-    tokenizer=st.just("chars"),
-    hops=st.integers(1, 4),
-    chain_of_thought=st.booleans(),
-    hash_length=st.integers(4, 20),
-    alphabet=st.sampled_from(list(ALPHABETS)),
-    num_queries=st.integers(1, 3),
-    seed=st.integers(0, 2**63 - 1),
+spec_fields = st.fixed_dictionaries(
+    dict(
+        context_tokens=st.integers(300, 12_000),
+        tokenizer=st.just("chars"),
+        hops=st.integers(1, 4),
+        chain_of_thought=st.booleans(),
+        hash_length=st.integers(4, 20),
+        alphabet=st.sampled_from(list(ALPHABETS)),
+        num_queries=st.integers(1, 3),
+        seed=st.integers(0, 2**63 - 1),
+    )
 )
 
 
@@ -49,15 +50,17 @@ def check_invariants(spec: HashHopSpec, sample) -> None:
     assert [c.offsets for c in reparsed.queries] == [c.offsets for c in sample.queries]
 
 
-@given(spec=specs)
+@given(fields=spec_fields)
 @settings(max_examples=80, deadline=None)
-def test_invariants_and_exact_character_size(spec):
+def test_invariants_and_exact_character_size(fields):
     try:
-        sample = generate(spec)
+        spec = HashHopSpec(**fields)  # the spec refuses what cannot fit, exactly, before any work
     except HashHopError as err:  # too small for one chain, or fewer chains than queries
         assert "too small" in str(err) or "queries need" in str(err)
-        assert spec.context_tokens < spec.num_queries * spec.chain_chars()
+        chain_chars = fields["hops"] * (2 * fields["hash_length"] + 4) + 2
+        assert fields["context_tokens"] < fields["num_queries"] * chain_chars
         return
+    sample = generate(spec)  # what the spec accepts, the generator makes
     check_invariants(spec, sample)
     # exact: never over the target, and one more chain would not fit
     assert len(sample.prompt) == sample.prompt_tokens <= spec.context_tokens
@@ -158,3 +161,70 @@ def test_hugging_face_tokenizer_json(tmp_path):
     assert counted == problem.prompt_tokens <= 3_000
     assert counted + get_tokenizer(path).count(problem.chain_text(problem.num_chains)) > 3_000
     assert get_tokenizer(str(tmp_path)).count(problem.prompt) == counted  # a folder holding tokenizer.json works too
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(hops=10**9, context_tokens=1000), "hops must be at most 1,000,000 (--hops)"),
+        (dict(hash_length=10**8), "hash length must be at most 4,096 (--hash-length)"),
+        (dict(num_queries=10**7), "queries must be at most 1,000,000 (--queries)"),
+        (dict(context_tokens=10**13), "context size must be at most"),
+        (dict(hops=True), "hops must be a whole number"),
+        (dict(context_tokens=1000, hops=100_000), "too small for one chain, which takes at least"),
+        (dict(context_tokens=1000, tokenizer="chars", hash_length=4096), "too small for one chain, which takes 16,393"),
+        (dict(context_tokens=1000, tokenizer="chars", num_queries=14), "14 queries need 14 chains, which take 1,035 characters"),
+        (dict(context_tokens=1000, num_queries=500), "500 queries need 500 chains"),
+        (dict(context_tokens=1000, tokenizer="estimate:1", hops=1000), "too small for one chain"),
+    ],
+)
+def test_absurd_specs_are_refused_at_once(kwargs, message):
+    with pytest.raises(HashHopError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        HashHopSpec(**kwargs)
+
+
+def test_the_spec_bound_is_exact_for_characters_and_lenient_for_tokens():
+    chain = HashHopSpec(hops=2).chain_chars()
+    HashHopSpec(context_tokens=13 * chain - 1, tokenizer="chars", num_queries=13)  # exactly fits
+    with pytest.raises(HashHopError, match="queries need"):
+        HashHopSpec(context_tokens=13 * chain - 2, tokenizer="chars", num_queries=13)
+    # token tokenizers: only what cannot fit at 32 characters a token is refused here
+    HashHopSpec(context_tokens=1000, hops=800, num_queries=1)
+    HashHopSpec(context_tokens=500, tokenizer="estimate:100", hops=1000, num_queries=1)  # 36,002 characters: 361 tokens
+    # the grid's check (default tokenizer, the grid's queries) stays as lenient as it was
+    from hashhop.eval.grid import Grid
+
+    Grid(lengths=(500, 1000, 4000), hops=(1, 2, 3), queries=5)
+
+
+def test_ascii_string_equals_join_and_decode():
+    chunks = [b"abc\n", b"", b"de = 'f'", b"\n" * 3]
+    assert generator.ascii_string(iter(chunks), 15) == b"".join(chunks).decode()
+    with pytest.raises(ValueError):
+        generator.ascii_string(iter(chunks), 14)
+    with pytest.raises(ValueError):
+        generator.ascii_string(iter(chunks), 16)
+    with pytest.raises(ValueError):
+        generator.ascii_string(iter([b"caf\xc3\xa9"]), 5)
+    text = generator.ascii_string(iter([b"x" * 1000]), 1000)
+    assert text == "x" * 1000 and hash(text) == hash("x" * 1000) and {text: 1}["x" * 1000] == 1
+
+
+def test_queries_offsets_are_the_same_before_and_after_rendering(monkeypatch):
+    monkeypatch.setattr(generator, "LINES_PER_CHUNK", 50)
+    spec = HashHopSpec(context_tokens=40_000, tokenizer="chars", hops=3, num_queries=4, seed=9)
+    fresh = plan(spec).queries
+    problem = plan(spec)
+    prompt = problem.prompt  # rendering records each chunk's chain ends; the offsets then use them
+    assert problem._chain_ends and problem.queries == fresh
+    for chain in problem.queries:
+        for line, offset in zip(chain.lines, chain.offsets):
+            assert prompt.split("\n")[line] == prompt[offset:].split("\n")[0]
+
+
+def test_a_long_chain_in_a_small_token_context_fails_before_probing(monkeypatch):
+    counted = []
+    monkeypatch.setattr(generator, "count_prompt_tokens", lambda problem, tok: counted.append(problem.num_chains) or 0)
+    with pytest.raises(HashHopError, match="too small for one chain"):
+        plan(HashHopSpec(context_tokens=2000, hops=600, num_queries=1))
+    assert counted == []

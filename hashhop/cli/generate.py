@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import time
 
@@ -13,6 +15,53 @@ from hashhop.task.generator import Problem, plan
 from hashhop.task.grammar import answer_line
 from hashhop.task.spec import ALPHABETS, HashHopSpec
 from hashhop.task.tokens import KNOWN
+
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+class Stopped(BaseException):
+    """A stop signal (SIGTERM, SIGHUP) turned into an exception, so that what is being written is
+    cleaned up on the way out, as for Ctrl-C (a BaseException: no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals_raise():
+    """While the block runs, SIGTERM and SIGHUP raise :class:`Stopped` (a signal that is ignored,
+    e.g. SIGHUP under nohup, stays ignored)."""
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    previous = {}
+    for name in _STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is None:
+            continue
+        try:
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                previous[number] = signal.signal(number, stop)
+        except ValueError:  # not the main thread: leave the signals alone
+            pass
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def run_stoppable(command: str, run) -> int:
+    """``run()``, with SIGTERM and SIGHUP cleaning up and ending it with one line on stderr and the
+    conventional status, 128 + the signal's number."""
+    try:
+        with stop_signals_raise():
+            return run()
+    except Stopped as stopped:
+        print(f"{command}: stopped by {signal.Signals(stopped.signum).name}", file=sys.stderr)
+        return 128 + stopped.signum
 
 
 def add(sub) -> None:
@@ -72,6 +121,10 @@ def add(sub) -> None:
 
 
 def _run_generate(args) -> int:
+    return run_stoppable("hashhop generate", lambda: _generate(args))
+
+
+def _generate(args) -> int:
     spec = HashHopSpec(
         context_tokens=args.context,
         tokenizer=args.tokenizer,
@@ -84,6 +137,8 @@ def _run_generate(args) -> int:
     )
     if not 1 <= args.samples <= 10_000_000:
         raise HashHopError(f"--samples must be 1 to 10,000,000, got {args.samples}")
+    if spec.seed + args.samples > 2**63:
+        raise HashHopError(f"--seed {spec.seed} + --samples {args.samples} passes the largest seed, 2**63 - 1: use a smaller --seed")
     started = time.perf_counter()
     if args.output is None:
         problem = plan(spec)

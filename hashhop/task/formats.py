@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -118,16 +119,42 @@ def format_for(path: str, requested: str | None) -> str:
     return {".txt": "text", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}.get(ext, "jsonl")
 
 
+def _target(path: str) -> tuple[str, str]:
+    """Where writing ``path`` really goes, and how: ``("atomic", file)`` for a regular file or a new
+    one (a symbolic link is followed, so the link stays and its target gets the content);
+    ``("stream", path)`` for a character device (/dev/null, a terminal) or a FIFO, written straight
+    through, since renaming a file over them would replace them."""
+    real = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return "atomic", real
+    except OSError as err:
+        raise HashHopError(f"cannot write {path}: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise HashHopError(f"output path {path} is a folder: name a file inside it")
+    if stat.S_ISREG(mode):
+        return "atomic", real
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return "stream", real
+    kind = "block device" if stat.S_ISBLK(mode) else "socket" if stat.S_ISSOCK(mode) else "special file"
+    raise HashHopError(f"cannot write {path}: it is a {kind}; write to a regular file, a FIFO or a character device")
+
+
 def check_writable(path: str) -> None:
-    """Fail before any work if ``path`` cannot be written (missing folder, no permission, a folder)."""
+    """Fail before any work if ``path`` cannot be written (missing folder, no permission, a folder,
+    a block device or socket)."""
     if path == "-":
         return
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise HashHopError(f"output path {path} is a folder: name a file inside it")
+    how, real = _target(path)
+    if how == "stream":
+        if not os.access(real, os.W_OK):
+            raise HashHopError(f"cannot write {path}: permission denied; choose another output path")
+        return
+    folder = os.path.dirname(os.path.abspath(real))
     if not os.path.isdir(folder):
         raise HashHopError(f"cannot write {path}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+    if not os.access(folder, os.W_OK) or (os.path.exists(real) and not os.access(real, os.W_OK)):
         raise HashHopError(f"cannot write {path}: permission denied; choose another output path")
 
 
@@ -135,30 +162,68 @@ def write_samples(samples: Iterable[SampleLike], path: str, fmt: str, progress: 
     """Write samples to ``path`` ("-" for stdout) in ``fmt``; returns how many were written.
 
     Files appear whole or not at all: the data goes to a temporary file beside the target, renamed
-    over it only after the last byte; on any error the temporary file is removed."""
+    over it only after the last byte; on any error the temporary file is removed. A FIFO or a
+    character device (/dev/null) is written straight through; a symbolic link's target is replaced."""
     check_writable(path)
     if path == "-":
         if fmt == "parquet":
             raise HashHopError("parquet cannot stream to stdout: give an output file")
         return _write(samples, sys.stdout.buffer, fmt, progress)
-    with atomic_output(path) as handle:
+    with open_output(path) as handle:
         return _write(samples, handle, fmt, progress)
+
+
+def _write_error(path: str, err: OSError) -> HashHopError:
+    reason = err.strerror or str(err) or type(err).__name__
+    return HashHopError(f"cannot write {path}: {reason}")
+
+
+@contextlib.contextmanager
+def open_output(path: str):
+    """A binary handle for ``path``: atomic (:func:`atomic_output`) for files, straight through for a
+    FIFO or a character device. Any OSError (ENOSPC, EACCES, EROFS, ...) becomes one HashHopError
+    naming the path."""
+    how, real = _target(path)
+    if how == "atomic":
+        with atomic_output(path) as handle:
+            yield handle
+        return
+    try:
+        handle = open(real, "wb")  # a FIFO: waits here for a reader
+    except OSError as err:
+        raise _write_error(path, err) from None
+    try:
+        with handle:
+            yield handle
+    except OSError as err:
+        raise _write_error(path, err) from None
 
 
 @contextlib.contextmanager
 def atomic_output(path: str):
-    """A binary file handle whose content appears at ``path`` only when the block finishes without error."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile("wb", dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".partial", delete=False)
+    """A binary file handle whose content appears at ``path`` only when the block finishes without error.
+
+    A symbolic link is followed (the link stays, its target gets the content). Any OSError becomes a
+    one-line HashHopError naming ``path``; the temporary file is removed on every error, a signal
+    turned into an exception included."""
+    real = os.path.realpath(path) if os.path.islink(path) else path
+    folder = os.path.dirname(os.path.abspath(real))
+    try:
+        handle = tempfile.NamedTemporaryFile("wb", dir=folder, prefix=f".{os.path.basename(real)}.", suffix=".partial", delete=False)
+    except OSError as err:
+        raise _write_error(path, err) from None
     try:
         with handle:
             yield handle
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(handle.name, 0o666 & ~umask)  # temporary files are private; the result is not
-        os.replace(handle.name, path)
-    except BaseException:
-        os.unlink(handle.name)
+        os.replace(handle.name, real)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        if isinstance(err, OSError):
+            raise _write_error(path, err) from None
         raise
 
 
@@ -167,7 +232,7 @@ def write_rows(rows: list[dict], path: str, fmt: str) -> None:
     check_writable(path)
     if fmt == "text":
         raise HashHopError("rows are written as jsonl or parquet, not text")
-    with atomic_output(path) as handle:
+    with open_output(path) as handle:
         if fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq

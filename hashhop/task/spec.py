@@ -21,6 +21,27 @@ ALPHABETS = {
 _FORBIDDEN = set(" ='\"\\\t\r\n")
 MAX_ALPHABET = 94
 
+# Upper limits: far beyond any useful problem, low enough that nothing derived from them is slow.
+_LIMITS = (
+    ("context_tokens", "context size", "--context", 10**12),
+    ("hops", "hops", "--hops", 1_000_000),
+    ("hash_length", "hash length", "--hash-length", 4096),
+    ("num_queries", "queries", "--queries", 1_000_000),
+)
+# A lower bound of tokens for text, for tokenizers a spec cannot load: no tokenizer in use puts more
+# than this many characters of HashHop text (hashes, " = ", newlines) in one token.
+_MAX_CHARS_PER_TOKEN = 32
+
+
+def _chars_per_token_bound(tokenizer: str) -> int:
+    """Most characters one token of ``tokenizer`` can hold, as far as a spec can tell without loading it."""
+    if tokenizer.startswith("estimate:"):
+        try:
+            return max(_MAX_CHARS_PER_TOKEN, math.ceil(float(tokenizer.split(":", 1)[1])))
+        except (ValueError, OverflowError):
+            return _MAX_CHARS_PER_TOKEN  # get_tokenizer names the bad ratio
+    return _MAX_CHARS_PER_TOKEN
+
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbg]?)\s*$", re.IGNORECASE)
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000, "g": 1_000_000_000}
 
@@ -75,17 +96,39 @@ class HashHopSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hops, int) or self.hops < 1:
-            raise HashHopError(f"hops must be a whole number >= 1, got {self.hops!r}")
-        if not isinstance(self.num_queries, int) or self.num_queries < 1:
-            raise HashHopError(f"queries must be a whole number >= 1, got {self.num_queries!r}")
-        if not isinstance(self.hash_length, int) or self.hash_length < 1:
-            raise HashHopError(f"hash length must be a whole number >= 1, got {self.hash_length!r}")
-        if not isinstance(self.context_tokens, int) or self.context_tokens < 1:
-            raise HashHopError(f"context size must be a whole number >= 1, got {self.context_tokens!r}")
+        # Every check is O(1) in the sizes: absurd values fail here, before any work.
+        for name, label, flag, top in _LIMITS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise HashHopError(f"{label} must be a whole number >= 1 ({flag}), got {value!r}")
+            if value > top:
+                raise HashHopError(f"{label} must be at most {top:,} ({flag}), got {value:,}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise HashHopError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
         resolve_alphabet(self.alphabet)
+        self._check_fits()
+
+    def _check_fits(self) -> None:
+        """``num_queries`` chains of ``hops`` links of ``hash_length`` hashes must fit the context:
+        exactly for characters; for tokens, with a lower bound of the tokens a chain takes (a token
+        holds at most ``_MAX_CHARS_PER_TOKEN`` characters), so a spec that passes may still be
+        refused by :func:`~hashhop.task.generator.plan`, which counts the real tokens."""
+        chars = self.tokenizer in ("chars", "char", "characters")
+        per_token = 1 if chars else _chars_per_token_bound(self.tokenizer)
+        unit, at_least = ("characters", "") if chars else (f"{self.tokenizer} tokens", "at least ")
+        one_chain = -(-(self.chain_chars() - 1) // per_token)  # a prompt's last line has no newline
+        if one_chain > self.context_tokens:
+            raise HashHopError(
+                f"a context of {self.context_tokens:,} {unit} is too small for one chain, which takes {at_least}{one_chain:,} "
+                f"({self.hops:,} hop(s) of {self.hash_length:,}-character hashes): raise the context size (--context), "
+                "or use fewer hops (--hops) or shorter hashes (--hash-length)"
+            )
+        needed = -(-(self.num_queries * self.chain_chars() - 1) // per_token)
+        if needed > self.context_tokens:
+            raise HashHopError(
+                f"{self.num_queries:,} queries need {self.num_queries:,} chains, which take {at_least}{needed:,} {unit}, but the "
+                f"context holds {self.context_tokens:,}: ask fewer queries (--queries) or raise the context size (--context)"
+            )
 
     @property
     def alphabet_chars(self) -> str:

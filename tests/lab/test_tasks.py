@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from hashhop.errors import HashHopError
-from hashhop.lab.tasks import IGNORE, TASKS, TaskConfig, eval_config, make_batch
 from hashhop.eval.score import score_text
+from hashhop.lab.tasks import IGNORE, TASKS, TaskConfig, eval_config, make_batch
 from hashhop.task.formats import sample_from_text
 
 
