@@ -53,3 +53,25 @@ def test_wilson_interval_and_effective_length():
     assert high == 1 and 0.65 < low < 0.75
     assert effective_length({1000: 1.0, 4000: 0.9, 16000: 0.5, 64000: 0.9}) == 4000
     assert effective_length({1000: 0.2}) is None
+
+
+def test_empty_and_placeholder_answers_are_diagnosed():
+    """``''`` says nothing (empty, not unparseable); an echoed ``<final string>`` is no answer (unparseable, not hallucinated)."""
+    from hashhop.eval.score import score_answer
+    from hashhop.task.grammar import prompt_hashes as prompt_hash_set
+
+    sample = generate(HashHopSpec(context_tokens=2000, tokenizer="chars", hops=2, chain_of_thought=False, num_queries=1))
+    chain = sample.queries[0]
+    hashes, letters = prompt_hash_set(sample.prompt), sample.spec.alphabet_chars
+
+    def outcome(text, cot=False, prefilled=False):
+        return score_answer(chain, cot, text, hashes, letters, prefilled).outcome
+
+    for text in ("''", '""', " '' \n", f"{chain.query} = ''", f"**{chain.query}** = \"\""):
+        assert outcome(text) == "empty", text
+    assert outcome("", prefilled=True) == "empty" and outcome("'", prefilled=True) == "empty"
+    for text in (f"{chain.query} = '<final string>'", "<final string>", f"Sure. {chain.query} = '<string 1> = <string 2>'"):
+        assert outcome(text) == "unparseable", text
+        assert outcome(text, cot=True) == "unparseable", text
+    assert outcome("<final string>'", prefilled=True) == "unparseable"
+    assert outcome(f"{chain.query} = 'ABCDEFGHIJKLMNOPQRS'") == "hallucinated"  # a real wrong answer stays one

@@ -47,6 +47,8 @@ class Grid:
             raise HashHopError(f"grid hops (--hops) must be whole numbers >= 1, got {', '.join(map(str, self.hops))}")
         if any(not isinstance(c, bool) for c in self.cot):
             raise HashHopError("grid cot values are True or False")
+        for name in ("lengths", "hops", "cot"):  # a value given twice (--lengths 1k,1000): two requests, one id; keep the first
+            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
         for length in self.lengths:  # every cell's spec checks itself (sizes, hops, alphabet, seed) before any work
             for hops in self.hops:
                 HashHopSpec(context_tokens=length, hops=hops, hash_length=self.hash_length,

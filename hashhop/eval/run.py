@@ -30,8 +30,8 @@ class RunOptions:
     max_attempts: int = 6
     backoff_s: float = 0.5
     backoff_cap_s: float = 30.0
-    progress: bool = True  # a bar on a terminal; else (progress_log) a line every log_every answers or log_every_s
-    progress_log: bool = True
+    progress: bool = True  # a bar when stderr is a terminal
+    progress_log: bool = True  # else log lines: at the start, every log_every answers, every log_every_s while waiting
     log_every: int = 50
     log_every_s: float = 60.0
     cache_path: str | None = None  # None: no cache
@@ -52,17 +52,30 @@ class RunStats:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; otherwise a log line every N answers or every minute, so a log is never silent."""
+    """A tqdm bar on a terminal; otherwise log lines: one at the start, one every N answers, and one a
+    minute while requests are out (answered or not), so a log is never silent for long."""
 
     def __init__(self, total: int, name: str, options: RunOptions, log) -> None:
         self.total, self.name, self.options, self.log = total, name, options, log
-        self.done = self.correct = 0
+        self.done = self.correct = self.in_flight = 0
         self.bar = None
         self.started = self.last_line = time.monotonic()
-        if total and options.progress:
+        self.logging = bool(total) and options.progress_log
+        if total and options.progress and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=f"eval {name}", unit="req")
+            self.logging = False
+
+    def begin(self, already_done: int) -> None:
+        if self.logging:
+            self.log(f"eval {self.name}: {self.total} request(s) to answer ({already_done} already done)")
+
+    def line(self) -> None:
+        now = time.monotonic()
+        self.last_line = now
+        waiting = f", {self.in_flight} in flight" if self.in_flight and self.done < self.total else ""
+        self.log(f"eval {self.name}: {self.done}/{self.total} answered, {self.correct} correct{waiting}, {now - self.started:.0f} s")
 
     def update(self, correct: bool) -> None:
         self.done += 1
@@ -70,11 +83,16 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(1)
             return
-        now = time.monotonic()
-        due = self.done % self.options.log_every == 0 or now - self.last_line >= self.options.log_every_s or self.done == self.total
-        if self.options.progress_log and self.total and due:
-            self.last_line = now
-            self.log(f"eval {self.name}: {self.done}/{self.total} answered, {self.correct} correct, {now - self.started:.0f} s")
+        due = self.done % self.options.log_every == 0 or time.monotonic() - self.last_line >= self.options.log_every_s
+        if self.logging and (due or self.done == self.total):
+            self.line()
+
+    async def heartbeat(self) -> None:
+        """A line every ``log_every_s`` without one, even when no answer came back (a slow server)."""
+        while self.logging:
+            await asyncio.sleep(max(0.01, self.last_line + self.options.log_every_s - time.monotonic()))
+            if time.monotonic() - self.last_line >= self.options.log_every_s:
+                self.line()
 
     def close(self) -> None:
         if self.bar is not None:
@@ -87,7 +105,7 @@ async def run_items(
     """Answer every item not already in ``results_path``; append one record per item."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     stats = RunStats(total=len(items))
-    done: dict[str, str | None] = {}
+    done: dict[str, Record] = {}
     if os.path.exists(results_path):
         for record in read_results(results_path):
             if record.get("model") != runner.name or record.get("template") != template.name:
@@ -96,9 +114,13 @@ async def run_items(
                     "resume only with the same model and template, or write to another file"
                 )
             if record["status"] in ("ok", "skipped"):
-                done[record["id"]] = record.get("fingerprint")
+                done[record["id"]] = record
     for item in items:
-        if item.id in done and done[item.id] != item.fingerprint:
+        if item.id not in done:
+            continue
+        if done[item.id]["status"] == "skipped" and item.status != "skipped":  # skipped before, fits now (e.g. --overflow shrink)
+            del done[item.id]
+        elif done[item.id].get("fingerprint") != item.fingerprint:
             raise HashHopError(
                 f"{results_path} answered {item.id} for another grid (seed, sizing or tokenizer differ): write this grid to another file"
             )
@@ -107,7 +129,8 @@ async def run_items(
     todo = [item for item in items if item.id not in done]
     stats.already_done = len(items) - len(todo)
     hashes_of: dict[int, frozenset[str]] = {}
-    progress = _Progress(len(todo), runner.name, options, log)
+    progress = _Progress(sum(item.status != "skipped" for item in todo), runner.name, options, log)
+    progress.begin(stats.already_done)
     semaphore = asyncio.Semaphore(max(1, min(options.concurrency, runner.max_concurrency or options.concurrency)))
     stop = asyncio.Event()  # set by a fatal error: no request of the run can succeed
 
@@ -132,16 +155,25 @@ async def run_items(
             while reply is None and attempts < options.max_attempts and not stop.is_set():
                 attempts += 1
                 try:
-                    reply = await runner.complete(item.request)
+                    progress.in_flight += 1
+                    try:
+                        reply = await runner.complete(item.request)
+                    finally:
+                        progress.in_flight -= 1
                 except TransientError as err:
                     error = runner.redact(str(err))
                     if attempts < options.max_attempts:
                         stats.retries += 1
-                        if err.retry_after_s is not None:  # the server's word (or a timeout's length): honoured up to 10 minutes
-                            delay = min(600.0, err.retry_after_s)
+                        if err.retry_after_s is not None:
+                            # The server's word (or a timeout's length: the server may still be working on the
+                            # request), honoured up to 10 minutes: never less, jittered only upwards.
+                            delay = min(600.0, err.retry_after_s) * (1 + 0.25 * random.random())
                         else:
-                            delay = min(options.backoff_cap_s, options.backoff_s * 2 ** (attempts - 1))
-                        await asyncio.sleep(delay * (0.5 + random.random()))
+                            delay = min(options.backoff_cap_s, options.backoff_s * 2 ** (attempts - 1)) * (0.5 + random.random())
+                        try:  # a fatal error elsewhere ends the wait
+                            await asyncio.wait_for(stop.wait(), delay)
+                        except asyncio.TimeoutError:
+                            pass
                 except FatalError as err:
                     error = runner.redact(str(err))
                     if not stop.is_set():
@@ -152,7 +184,7 @@ async def run_items(
                     error = runner.redact(str(err))
                     break
                 except Exception as err:  # noqa: BLE001 - a runner bug must cost one item, not the run
-                    error = runner.redact(f"{type(err).__name__}: {err}"[:300])
+                    error = runner.redact(f"{type(err).__name__}: {err}")[:300]  # redacted before it is cut: no half key
                     break
             latency = time.perf_counter() - started
         if reply is None and attempts == 0:  # stopped before its first try
@@ -163,9 +195,9 @@ async def run_items(
             failed(error)
             progress.update(False)
             return
+        reply = Reply(runner.redact(reply.text), reply.input_tokens, reply.output_tokens)  # before the cache too
         if cache and not cached:
             cache.put(key, reply)
-        reply = Reply(runner.redact(reply.text), reply.input_tokens, reply.output_tokens)
         sample_id = id(item.sample)
         if sample_id not in hashes_of:
             hashes_of[sample_id] = prompt_hashes(item.sample.prompt)
@@ -177,9 +209,11 @@ async def run_items(
         stats.cached += cached
         progress.update(score.correct)
 
+    heartbeat = asyncio.ensure_future(progress.heartbeat())
     try:
         await asyncio.gather(*(one(item) for item in todo))
     finally:
+        heartbeat.cancel()
         progress.close()
         results.close()
         if cache:
@@ -311,10 +345,14 @@ def evaluate(
             raise HashHopError(f"{name} must be a price >= 0 per 1M tokens, got {price}")
     if run_options.concurrency < 1 or run_options.max_attempts < 1:
         raise HashHopError("concurrency and attempts must be at least 1")
+    if run_options.log_every < 1 or not (math.isfinite(run_options.log_every_s) and run_options.log_every_s > 0):
+        raise HashHopError("progress lines need log_every >= 1 answers and log_every_s > 0 seconds")
+    if threshold is not None and not (math.isfinite(threshold) and 0 < threshold <= 1):
+        raise HashHopError(f"threshold must be in (0, 1], got {threshold}")
     name = model if isinstance(model, str) else model.name
     output = output or default_output(name)
     if not dry_run:
-        check_results_path(output)
+        check_results_path(output, folder_made=output == default_output(name))
         if report_dir is not None:
             check_report_dir(report_dir)
     tmpl = None if template == "auto" else (template if isinstance(template, Template) else load_template(template))
@@ -327,9 +365,10 @@ def evaluate(
         result.dry_run = dry_run_table(items, price_in_per_m, price_out_per_m)
         return result
     runner.check_ready()
-    folder = os.path.dirname(os.path.abspath(output))
-    if output == default_output(name):
-        os.makedirs(folder, exist_ok=True)
+    try:  # checked above: there already, or ours to make (the default results/)
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    except OSError as err:
+        raise HashHopError(f"cannot make the folder of {output}: {err.strerror or err}") from None
     result.stats = asyncio.run(run_items(items, runner, tmpl, output, run_options, log=log))
     ids = {item.id for item in items}
     result.records = [r for r in read_results(output) if r["id"] in ids]
@@ -341,8 +380,9 @@ def evaluate(
     return result
 
 
-def check_results_path(path: str) -> None:
-    """A results file can be written at ``path`` (checked before any request is sent)."""
+def check_results_path(path: str, folder_made: bool = False) -> None:
+    """A results file can be written at ``path`` (checked before prompts are sized or any request is sent);
+    ``folder_made``: a missing folder will be made (the default ``results/``), else it is an error."""
     import stat
 
     if os.path.isdir(path):
@@ -352,6 +392,8 @@ def check_results_path(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise HashHopError(f"cannot write {path}: {folder} is not a folder")
+    if not os.path.exists(folder) and not folder_made:
+        raise HashHopError(f"cannot write {path}: folder {folder} does not exist; create it first")
     if os.path.isdir(folder) and not os.access(folder, os.W_OK):
         raise HashHopError(f"cannot write {path}: folder {folder} is not writable")
 

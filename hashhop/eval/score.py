@@ -7,7 +7,8 @@ the chain. Outcomes:
 * ``stopped_early``  the last hash given is an earlier hash of the right chain (too few hops);
 * ``other_chain``    the last hash given is a hash of the prompt, but of another chain;
 * ``hallucinated``   the last hash given is not in the prompt at all;
-* ``empty``          the model said nothing; ``unparseable``: it said something with no hash in it.
+* ``empty``          the model said nothing (``''``, or ``QUERY = ''``);
+* ``unparseable``    it said something with no answer in it (an echoed ``<final string>`` placeholder included).
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ def score_answer(
     if given == expected_hashes:
         outcome = "correct"
         links_right = len(chain.hashes) - 1
-    elif not given:
-        outcome = "empty" if not text.strip(" \n\t" + LOOSE_QUOTES) else "unparseable"
+    elif not given:  # nothing said (``''`` or ``QUERY = ''`` included) is empty; something without an answer is not
+        blank = not text.strip(" \n\t" + LOOSE_QUOTES)
+        outcome = "empty" if blank or (not prefilled and parse_answers(text).get(chain.query) == "") else "unparseable"
     elif any(_PLACEHOLDER.fullmatch(h) for h in given):  # the instruction's `<final string>` echoed back
         outcome = "unparseable"
     elif given[-1] in chain.hashes[:-1]:

@@ -1,6 +1,10 @@
 """inspect_ai task ``hashhop/hashhop``, registered through the ``inspect_ai`` entry point.
 
-inspect eval hashhop/hashhop --model openai/gpt-4o-mini -T lengths=1000,4000 -T hops=1,2 -T cot=both
+OPENAI_BASE_URL=http://HOST/v1 OPENAI_API_KEY=KEY inspect eval hashhop/hashhop --model openai/NAME -M responses_api=false \
+    -T lengths=1000,4000 -T hops=1,2 -T cot=both
+
+``-M responses_api=false``: inspect would otherwise call the Responses API for a model name it does not
+know, which local OpenAI-compatible servers answer with HTTP 404.
 """
 
 from __future__ import annotations
@@ -14,7 +18,17 @@ from hashhop.eval.export import grid_rows, score_row
 from hashhop.eval.grid import Grid
 from hashhop.task.spec import parse_size
 
-_COT = {"both": (False, True), "on": (True,), "off": (False,)}
+_COT = {"both": (False, True), "on": (True,), "off": (False,), "true": (True,), "false": (False,)}
+
+
+def _cot(value) -> tuple[bool, ...]:
+    # inspect reads -T values as YAML: cot=on arrives as True and cot=off as False
+    if isinstance(value, bool):
+        return (value,)
+    try:
+        return _COT[str(value).strip().lower()]
+    except KeyError:
+        raise ValueError(f"cot={value!r}: use both, on or off") from None
 
 
 def _ints(value, size: bool = False) -> tuple[int, ...]:
@@ -41,7 +55,7 @@ def hashhop(lengths="1000,4000", hops="1,2", cot="both", samples=2, queries=2, h
     grid = Grid(
         lengths=_ints(lengths, size=True),
         hops=_ints(hops),
-        cot=_COT[str(cot)],
+        cot=_cot(cot),
         samples=int(samples),
         queries=int(queries),
         hash_length=int(hash_length),

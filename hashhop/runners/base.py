@@ -4,7 +4,9 @@ A runner turns a :class:`Request` into a :class:`Reply`. It also says how to siz
 model (``tokenizer``: a name :func:`hashhop.task.tokens.get_tokenizer` resolves) and how much context
 the model takes (``max_context_tokens``, None when unknown). Runners raise :class:`TransientError`
 for what is worth retrying (rate limits, server errors, timeouts, broken responses) and
-:class:`PermanentError` for what is not; the harness owns retries, concurrency and caching.
+:class:`PermanentError` for what is not, and :class:`FatalError` for what no request of the run can get
+past (a refused connection, a bad key, a wrong URL): the run stops early. The harness owns retries,
+concurrency and caching, and applies :meth:`Runner.redact` to everything it stores or prints.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class TransientError(Exception):
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
+        # the least wait before the next try: the server's Retry-After, or a timeout's length (the server may
+        # still be working on the request; asking again at once would have it do the work twice)
         self.retry_after_s = retry_after_s
 
 

@@ -6,6 +6,7 @@ Base URL: ``--base-url`` or ``$OPENAI_BASE_URL`` (default https://api.openai.com
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 
@@ -14,6 +15,7 @@ from hashhop.runners.base import BaseRunner, FatalError, PermanentError, Reply, 
 from hashhop.task.tokens import ServerTokenizer, register_tokenizer
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_LOCAL_LIMITS = {errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS}
 _REASONING = ("o1", "o3", "o4", "gpt-5")
 # OpenAI model families and the encodings they use (for sizing without a tokenize endpoint).
 _ENCODINGS = (
@@ -108,14 +110,21 @@ class OpenAIRunner(BaseRunner):
         except asyncio.TimeoutError:
             # The server may still be working on it: wait about as long before asking again (a single-slot
             # server would otherwise prefill the same prompt twice).
-            raise TransientError(f"timeout after {self.timeout_s:g} s", retry_after_s=self.timeout_s) from None
-        except aiohttp.ClientConnectorError as err:  # nothing listens there: no request of the run can succeed
-            raise FatalError(f"cannot connect to {self.base_url}: {err.os_error.strerror or err} (is the server running?)") from None
+            raise TransientError(
+                f"timeout after {self.timeout_s:g} s (the server may still be working on it: a long prompt on a busy "
+                "server can take minutes; pass a longer --timeout)",
+                retry_after_s=self.timeout_s,
+            ) from None
+        except aiohttp.ClientConnectorError as err:
+            if err.errno in _LOCAL_LIMITS:  # out of sockets or ports here, not the server's fault: worth a retry
+                raise TransientError(f"cannot open a connection: {err.strerror or err}") from None
+            # nothing listens there (or no such host): no request of the run can succeed
+            raise FatalError(f"cannot connect to {self.base_url}: {err.strerror or err} (is the server running?)") from None
         except aiohttp.ClientError as err:
             raise TransientError(f"connection failed: {type(err).__name__}: {err}") from None
         if status == 429 or status >= 500 or status == 408:
             raise TransientError(f"HTTP {status}", retry_after_s=retry_after)
-        detail = self.redact(raw[:200].decode(errors="replace")).strip()
+        detail = self.redact(raw[:4096].decode(errors="replace")).strip()[:200]  # redacted before it is cut: no half key
         if status in (401, 403):
             raise FatalError(f"HTTP {status} from {self.base_url}: the server refused the API key ({detail[:120]})")
         if status == 404:
