@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import update_section  # noqa: E402
 
-from hashhop.cost import load_config, measure_ltm, side_by_side  # noqa: E402
+from hashhop.ltm.cost import load_config, measure_ltm, side_by_side  # noqa: E402
 from hashhop.task.spec import parse_size  # noqa: E402
 
 

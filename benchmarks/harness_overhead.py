@@ -23,8 +23,8 @@ from _results import update_section  # noqa: E402
 from hashhop.eval.grid import Grid, build_items  # noqa: E402
 from hashhop.eval.run import RunOptions, run_items  # noqa: E402
 from hashhop.eval.store import read_results  # noqa: E402
-from hashhop.runners import RunnerOptions, make_runner  # noqa: E402
 from hashhop.eval.templates import load_template  # noqa: E402
+from hashhop.runners import RunnerOptions, make_runner  # noqa: E402
 
 TARGET_MS = 5.0
 

@@ -24,11 +24,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import update_section  # noqa: E402
 
-from hashhop.ltm.engine import PROBE_BITS, ContextMemory, DenseEngine, Engine, split_request  # noqa: E402
+from hashhop.ltm.engine import DenseEngine, Engine  # noqa: E402
+from hashhop.ltm.load import WEIGHTS, load_ltm  # noqa: E402
+from hashhop.ltm.memory import PROBE_BITS, ContextMemory  # noqa: E402
+from hashhop.ltm.model import split_prompt  # noqa: E402
 from hashhop.ltm.text import to_bytes  # noqa: E402
-from hashhop.ltm.train import WEIGHTS, load_model  # noqa: E402
 from hashhop.task.generator import plan  # noqa: E402
-from hashhop.task.sample import completion_header  # noqa: E402
+from hashhop.task.grammar import native_request  # noqa: E402
 from hashhop.task.spec import HashHopSpec, parse_size  # noqa: E402
 
 TASKS = [(1, False), (2, True), (2, False), (3, True), (3, False)]
@@ -56,9 +58,10 @@ def run_task(engine, memory, data: np.ndarray, problem) -> tuple[int, int, float
     """(right, asked, decode seconds, generated tokens) over the problem's queries."""
     right = generated = 0
     seconds = 0.0
-    header = completion_header(problem.hops, problem.chain_of_thought)
     for chain in problem.queries:
-        request = split_request("\n\n" + header + chain.query + " = '", engine.model.cfg.max_word_chars + 1)
+        # The header and query of a request with an empty context: the prefilled context is given separately.
+        text = native_request("", problem.hops, problem.chain_of_thought, chain.query)
+        request = split_prompt(text, engine.model.cfg.max_word_chars + 1)
         request.context = data
         started = time.perf_counter()
         answer = engine.decode(memory, request)
@@ -81,7 +84,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     lengths = [int(parse_size(x)) for x in args.lengths.split(",")]
     dense_max = int(parse_size(args.dense_up_to))
-    model = load_model(WEIGHTS)
+    model = load_ltm(WEIGHTS)
     engine = Engine(model, device=args.device)
     rows, dense_rows = [], []
     for length in lengths:

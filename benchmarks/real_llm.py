@@ -21,8 +21,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import update_section  # noqa: E402
 
-from hashhop.eval.store import read_results  # noqa: E402
 from hashhop.eval.report import aggregate, markdown  # noqa: E402
+from hashhop.eval.store import read_results  # noqa: E402
 from hashhop.runners.hf import resolve_model_path  # noqa: E402
 
 RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs")

@@ -23,7 +23,7 @@ import openai  # noqa: E402
 from _results import update_section  # noqa: E402
 
 from hashhop.task.generator import plan  # noqa: E402
-from hashhop.task.sample import completion_header  # noqa: E402
+from hashhop.task.grammar import native_request  # noqa: E402
 from hashhop.task.spec import HashHopSpec, parse_size  # noqa: E402
 
 
@@ -57,11 +57,10 @@ def main() -> None:
                 seed=21,
             )
         )
-        header = completion_header(2, False)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=600)
         latencies, right = [], 0
         for chain in problem.queries:
-            text = f"{problem.prompt}\n\n{header}{chain.query} = '"
+            text = native_request(problem.prompt, 2, False, chain.query)
             started = time.perf_counter()
             out = client.completions.create(model="builtin:ltm", prompt=text, max_tokens=64, stop=["'"])
             latencies.append(time.perf_counter() - started)

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from hashhop.cli import main
-from hashhop.cost import gpus_needed, load_config, side_by_side
 from hashhop.errors import HashHopError
+from hashhop.ltm.cost import gpus_needed, load_config, side_by_side
 
 
 def test_llama_405b_figures_are_reproduced():

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from hashhop.task.generator import plan
-from hashhop.task.sample import completion_header
+from hashhop.task.grammar import native_request
 from hashhop.task.spec import HashHopSpec
 
 
@@ -70,7 +70,7 @@ def test_openai_client_completions_and_chat_answer_hashhop(server):
     for hops, cot in ((1, False), (2, True), (2, False)):
         problem = _problem(hops, cot)
         for chain in problem.queries:
-            text = f"{problem.prompt}\n\n{completion_header(hops, cot)}{chain.query} = '"
+            text = native_request(problem.prompt, hops, cot, chain.query)
             out = client.completions.create(model="builtin:ltm", prompt=text, max_tokens=100, stop=["'"])
             assert out.choices[0].text == chain.answer(cot)
             assert out.usage.prompt_tokens == len(text)
@@ -82,9 +82,7 @@ def test_max_tokens_cuts_with_finish_reason_length(server):
     problem = _problem(1, False)
     chain = problem.queries[0]
     client = openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0)
-    out = client.completions.create(
-        model="builtin:ltm", prompt=f"{problem.prompt}\n\n{completion_header(1, False)}{chain.query} = '", max_tokens=3
-    )
+    out = client.completions.create(model="builtin:ltm", prompt=native_request(problem.prompt, 1, False, chain.query), max_tokens=3)
     assert out.choices[0].text == chain.answer(False)[:3] and out.choices[0].finish_reason == "length"
 
 
@@ -120,7 +118,7 @@ def test_concurrency_beyond_capacity_gets_429_then_recovers(server):
     import concurrent.futures
 
     problem = _problem(2, False, context=2_000_000)  # a fresh 2M context: the first request prefills for a while
-    body = json.dumps({"prompt": f"{problem.prompt}\n\n{completion_header(2, False)}{problem.queries[0].query} = '"}).encode()
+    body = json.dumps({"prompt": native_request(problem.prompt, 2, False, problem.queries[0].query)}).encode()
     with concurrent.futures.ThreadPoolExecutor(12) as pool:
         codes = [f.result()[0] for f in [pool.submit(_post, server, "/v1/completions", body) for _ in range(12)]]
     assert codes.count(429) >= 1 and codes.count(200) >= 1 and set(codes) <= {200, 429}

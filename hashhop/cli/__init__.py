@@ -23,13 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hashhop.cli.common import one_line
+
     command = "hashhop"
     try:
         args = build_parser().parse_args(argv)
         command = f"hashhop {args.command}"
         return args.run(args)
     except HashHopError as err:
-        print(f"{command}: error: {err}", file=sys.stderr)
+        print(one_line(f"{command}: error: {err}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # at any point, start-up included: one line, no traceback
         print(f"{command}: interrupted", file=sys.stderr)

@@ -9,9 +9,21 @@ from hashhop.errors import HashHopError
 from hashhop.task.spec import parse_size
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that would break the line (\\n, \\r, \\u2028, \\x1c, ...) escaped: an error
+    message that quotes the user's input stays one line."""
+    return "".join(ch.encode("unicode_escape").decode() if len(f"a{ch}b".splitlines()) > 1 else ch for ch in text)
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + error
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+
+    def _get_values(self, action, arg_strings):
+        # argparse drops a '--' given as an option's value (``--samples=--``) and hands the command an empty list.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected a value, got '--'")
+        return super()._get_values(action, arg_strings)
 
 
 def size(text: str) -> int:
@@ -47,6 +59,38 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    """Comma-separated numbers (their range is the config's to check: it names the field)."""
+    parts = text.split(",")
+    try:
+        if any(not part.strip() for part in parts):
+            raise ValueError
+        return tuple(float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers, e.g. 1e-3,3e-3") from None
+
+
+def check_output_file(path: str, what: str = "output") -> None:
+    """Fail before any work unless a file can really be created next to ``path`` (``/proc`` says writable and
+    refuses; a missing folder or a folder named as the file fail too). Creates and removes a probe file only."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise HashHopError(f"{what} {path} is a folder: name a file inside it")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise HashHopError(f"{what} {path} is not a regular file")
+    probe = os.path.join(folder, f".hashhop-write-test-{os.getpid()}")
+    try:
+        with open(probe, "x"):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise HashHopError(f"cannot write {what} {path}: {err.strerror or err}") from None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise HashHopError(f"cannot write {what} {path}: permission denied")
 
 
 def progress_on(args) -> bool:

@@ -136,6 +136,12 @@ def _add_export(sub) -> None:
 
 
 def _run_export(args) -> int:
+    from hashhop.cli.generate import run_stoppable
+
+    return run_stoppable("hashhop export", lambda: _export(args))
+
+
+def _export(args) -> int:
     from hashhop.eval.export import grid_rows
     from hashhop.task.formats import check_writable, format_for, write_rows
 
@@ -164,13 +170,14 @@ def _run_report(args) -> int:
     import os
 
     from hashhop.errors import HashHopError
-    from hashhop.eval.report import aggregate, markdown, write_report
+    from hashhop.eval.report import aggregate, check_records, markdown, write_report
     from hashhop.eval.run import check_report_dir
     from hashhop.eval.store import read_results
 
     if not 0 < args.threshold <= 1:
         raise HashHopError("--threshold must be in (0, 1]")
     records = read_results(args.results)
+    check_records(records)  # bad records fail before the report folder is made
     out = args.out or os.path.splitext(args.results)[0] + "_report"
     check_report_dir(out)
     paths = write_report(records, out, args.threshold)

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from hashhop.cli.common import Parser, progress_on, size_list
+from hashhop.cli.common import Parser, float_list, progress_on, size_list
 from hashhop.errors import HashHopError
 
 
@@ -23,8 +23,8 @@ def add(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run.add_argument("experiment", help="a JSON config (one run or a list) or a named experiment: see 'hashhop lab list'")
-    run.add_argument("--out", default="runs/lab", help="folder for the runs")
-    run.add_argument("--lrs", default=None, metavar="LR1,LR2", help="learning-rate sweep: train every config at each rate")
+    run.add_argument("--out", default="runs/lab", help="folder for the runs (never an existing file)")
+    run.add_argument("--lrs", type=float_list, default=None, metavar="LR1,LR2", help="learning-rate sweep: train every config at each rate")
     run.add_argument(
         "--set",
         action="append",
@@ -68,34 +68,32 @@ def _lab_configs(args):
         raise HashHopError(f"{args.experiment!r} is neither a config file nor an experiment: use one of {', '.join(EXPERIMENTS)}")
     for assignment in args.set:
         field, sep, value = assignment.partition("=")
-        if not sep:
+        if not sep or not field:
             raise HashHopError(f"--set {assignment!r}: write FIELD=VALUE")
         try:
             parsed = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON (or a 5,000-digit number, [[[[...): the text itself
             parsed = value
-        configs = [c.replace(**{field: parsed}) for c in configs]
-    if args.lrs:
+        try:  # the configs check the value (type, finiteness, range) and name the field
+            configs = [c.replace(**{field: parsed}) for c in configs]
+        except HashHopError as err:
+            raise HashHopError(f"--set {assignment!r}"[:80] + f": {err}") from None
+    if args.lrs is not None:
         try:
-            rates = [float(x) for x in args.lrs.split(",") if x.strip()]
-        except ValueError:
-            raise HashHopError(f"--lrs {args.lrs!r}: write rates like 1e-3,3e-3") from None
-        configs = with_learning_rates(configs, rates)
+            configs = with_learning_rates(configs, list(args.lrs))
+        except HashHopError as err:
+            raise HashHopError(f"--lrs: {err}") from None
     return configs
 
 
 def _run_lab(args) -> int:
     from hashhop.lab.sweep import run_sweep, summary_table
-    from hashhop.lab.train import build_model, maybe_init_distributed
+    from hashhop.lab.train import maybe_init_distributed
 
     configs = _lab_configs(args)
-    for cfg in configs:  # bad shapes and names fail here, before any training
-        model = build_model(cfg)
-        del model
     maybe_init_distributed()
-    summaries = run_sweep(
-        configs, args.out, progress=progress_on(args), log=lambda line: print(line, file=sys.stderr)
-    )
+    # run_sweep checks --out, names and every run's shapes before any training or writing
+    summaries = run_sweep(configs, args.out, progress=progress_on(args), log=lambda line: print(line, file=sys.stderr))
     print(summary_table(summaries))
     return 0
 
@@ -118,20 +116,15 @@ def _run_lab_plot(args) -> int:
 def _run_lab_eval(args) -> int:
     from hashhop.lab.evaluate import depth_table, evaluate_lengths
 
-    if args.samples < 1:
-        raise HashHopError("--samples must be at least 1")
+    if not 1 <= args.samples <= 100_000:
+        raise HashHopError(f"--samples must be 1 to 100,000, got {args.samples}")
     print(depth_table(evaluate_lengths(args.run_dir, list(args.lengths), args.samples)))
     return 0
 
 
 def _run_lab_table(args) -> int:
-    from hashhop.lab.sweep import best_learning_rates, read_summaries, summary_table
+    from hashhop.lab.sweep import best_rate_lines, read_summaries, summary_table
 
     summaries = read_summaries(args.run_dir)
-    print(summary_table(summaries))
-    best = best_learning_rates(summaries)
-    if any(name != s["name"] for name, s in best.items()):
-        print("\nBest learning rate per cell:")
-        for cell, s in best.items():
-            print(f"- {cell}: lr {s['config']['optim']['lr']:g} (exact match {s['exact_match']:.3f})")
+    print("\n".join([summary_table(summaries), *best_rate_lines(summaries)]))
     return 0

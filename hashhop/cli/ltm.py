@@ -6,9 +6,8 @@ import argparse
 import os
 import sys
 
-from hashhop.cli.common import finite_float, progress_on, size
+from hashhop.cli.common import check_output_file, finite_float, progress_on, size
 from hashhop.errors import HashHopError
-from hashhop.task.formats import check_writable
 
 
 def add(sub) -> None:
@@ -44,11 +43,19 @@ def _run_train(args) -> int:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, context_chars=args.context_chars, lr=args.lr, seed=args.seed)
     if not args.out.endswith(".safetensors"):
         raise HashHopError("--out names the weights file: PATH.safetensors (its .json summary and model card go next to it)")
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise HashHopError(f"cannot write {args.out}: {folder} is not a folder")
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
     except OSError as err:
         raise HashHopError(f"cannot create the folder for {args.out}: {err.strerror or err}") from None
-    check_writable(args.out)
+    # Before training, not after it: a real file is created (and removed) in the folder, since /proc and read-only
+    # mounts pass permission checks and refuse writes. The weights are written atomically at the end, so a failed
+    # run leaves an existing weights file as it was.
+    check_output_file(args.out, "weights file")
+    check_output_file(os.path.splitext(args.out)[0] + ".json", "training summary")
+    check_output_file(os.path.join(folder, "MODEL_CARD.md"), "model card")
     command = "hashhop train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else "hashhop train"
     from hashhop.ltm.training import train_ltm
 
@@ -78,8 +85,8 @@ def _add_cost(sub) -> None:
 def _run_cost(args) -> int:
     from hashhop.ltm.cost import load_config, measure_ltm, side_by_side
 
-    if args.context < 1 or not args.gpu_memory > 0 or (args.kv_bytes is not None and not 1 <= args.kv_bytes <= 64):
-        raise HashHopError("--context must be >= 1 token, --gpu-memory > 0 bytes and --kv-bytes 1..64")
+    if args.context < 1 or not 1 <= args.gpu_memory <= 1e18 or (args.kv_bytes is not None and not 1 <= args.kv_bytes <= 64):
+        raise HashHopError("--context must be >= 1 token, --gpu-memory 1 to 1e18 bytes and --kv-bytes 1..64")
     model = load_config(args.config, args.kv_bytes)
     ltm = None if args.no_ltm else measure_ltm(args.context)
     print(side_by_side(model, ltm, args.context, args.gpu_memory))
@@ -104,12 +111,15 @@ def _add_serve(sub) -> None:
 def _run_serve(args) -> int:
     from hashhop.ltm.serve import ServeOptions, serve
 
+    max_bytes = args.max_request_mb * 2**20  # finite_float: not nan or inf, but 1e308 MB overflows to inf
+    if not 1 <= max_bytes < 2**63:
+        raise HashHopError(f"--max-request-mb must allow 1 byte to 8 EB (2**63 bytes), got {args.max_request_mb:g} MB")
     options = ServeOptions(  # checks itself: one-line errors for bad values
         model=args.model,
         host=args.host,
         port=args.port,
         max_waiting=args.max_waiting,
-        max_request_bytes=round(args.max_request_mb * 2**20),
+        max_request_bytes=round(max_bytes),
         cache_contexts=args.cache_contexts,
     )
     try:

@@ -37,7 +37,29 @@ class Cell:
         return wilson_interval(self.correct, self.answered)
 
 
+MAX_LENGTH = 10**15  # sizes go up to 1e15 (hashhop.task.spec.parse_size)
+
+
+def check_records(records: list[dict]) -> None:
+    """Values a report can be made of: a results line with the right types (checked when read) can still hold a
+    length of -5 or 10**30, or more links right than hops. One line naming the record and the field."""
+    if not records:
+        raise HashHopError("the results file has no records yet: run hashhop eval first")
+    for r in records:
+        for name, lo, hi in (("length", 1, MAX_LENGTH), ("hops", 1, 1_000_000), ("prompt_tokens", 0, MAX_LENGTH)):
+            value = r.get(name, lo)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise HashHopError(
+                    f"record {str(r.get('id'))[:80]!r}: {name} must be a whole number from {lo:,} to {hi:,}, got {str(value)[:40]}"
+                )
+        links = r.get("links_right", 0)
+        if isinstance(links, bool) or not isinstance(links, int) or not 0 <= links <= r["hops"]:
+            raise HashHopError(f"record {str(r.get('id'))[:80]!r}: links_right must be 0 to hops ({r['hops']}), got {str(links)[:40]}")
+
+
 def aggregate(records: list[dict]) -> list[Cell]:
+    if records:
+        check_records(records)
     cells: dict[tuple[int, int, bool], Cell] = {}
     for r in records:
         key = (r["length"], r["hops"], r["cot"])
@@ -95,43 +117,48 @@ def markdown(cells: list[Cell], model: str, threshold: float = EFFECTIVE_THRESHO
     return "\n".join(lines)
 
 
-def write_csv(cells: list[Cell], path: str) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
+def write_csv(cells: list[Cell], path_or_handle) -> None:
+    """The cells as CSV, to a path (written atomically) or to an open text handle."""
+    if isinstance(path_or_handle, (str, os.PathLike)):
+        buffer = io.StringIO(newline="")
+        write_csv(cells, buffer)
+        _write_atomically(os.fspath(path_or_handle), buffer.getvalue().encode())
+        return
+    writer = csv.writer(path_or_handle)
+    writer.writerow(
+        [
+            "length",
+            "hops",
+            "cot",
+            "accuracy",
+            "ci_low",
+            "ci_high",
+            "answered",
+            "correct",
+            "skipped",
+            "failed",
+            "links_right_fraction",
+            *OUTCOMES,
+        ]
+    )
+    for c in cells:
+        low, high = c.interval
         writer.writerow(
             [
-                "length",
-                "hops",
-                "cot",
-                "accuracy",
-                "ci_low",
-                "ci_high",
-                "answered",
-                "correct",
-                "skipped",
-                "failed",
-                "links_right_fraction",
-                *OUTCOMES,
+                c.length,
+                c.hops,
+                c.cot,
+                "" if c.accuracy is None else f"{c.accuracy:.4f}",
+                f"{low:.4f}",
+                f"{high:.4f}",
+                c.answered,
+                c.correct,
+                c.skipped,
+                c.failed,
+                f"{c.links_right / c.link_total:.4f}" if c.link_total else "",
+                *(c.outcomes[o] for o in OUTCOMES),
             ]
         )
-        for c in cells:
-            low, high = c.interval
-            writer.writerow(
-                [
-                    c.length,
-                    c.hops,
-                    c.cot,
-                    "" if c.accuracy is None else f"{c.accuracy:.4f}",
-                    f"{low:.4f}",
-                    f"{high:.4f}",
-                    c.answered,
-                    c.correct,
-                    c.skipped,
-                    c.failed,
-                    f"{c.links_right / c.link_total:.4f}" if c.link_total else "",
-                    *(c.outcomes[o] for o in OUTCOMES),
-                ]
-            )
 
 
 def _figures(cells: list[Cell], model: str) -> dict[str, bytes]:
@@ -207,18 +234,19 @@ def _png(fig) -> bytes:
 
 
 def write_report(records: list[dict], out_dir: str, threshold: float = EFFECTIVE_THRESHOLD) -> list[str]:
-    """Write summary.md, summary.csv, heatmap.png, accuracy_vs_length.png and report.html; return their paths."""
-    if not records:
-        raise HashHopError("the results file has no records yet: run hashhop eval first")
+    """Write summary.md, summary.csv, heatmap.png, accuracy_vs_length.png and report.html; return their paths.
+
+    Everything is made in memory first; each file is then written to a temporary name and renamed over its
+    target, so a failure leaves the earlier report's files whole (never a half-written file)."""
+    check_records(records)
     models = sorted({r["model"] for r in records})
     model = ", ".join(models)
     cells = aggregate(records)
-    os.makedirs(out_dir, exist_ok=True)
     md = markdown(cells, model, threshold)
     figures = _figures(cells, model) if any(c.answered for c in cells) else {}
-    outputs = {"summary.md": md.encode(), **figures}
-    csv_path = os.path.join(out_dir, "summary.csv")
-    write_csv(cells, csv_path + ".partial")
+    buffer = io.StringIO(newline="")
+    write_csv(cells, buffer)
+    outputs = {"summary.csv": buffer.getvalue().encode(), "summary.md": md.encode(), **figures}
     images = "".join(
         f'<p><img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}"></p>' for name, data in figures.items()
     )
@@ -229,15 +257,30 @@ def write_report(records: list[dict], out_dir: str, threshold: float = EFFECTIVE
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
         "img{max-width:100%}</style></head><body>" + table + images + "</body></html>"
     ).encode()
-    paths = [csv_path]
-    os.replace(csv_path + ".partial", csv_path)
-    for name, data in outputs.items():
-        path = os.path.join(out_dir, name)
-        with open(path + ".partial", "wb") as handle:
-            handle.write(data)
-        os.replace(path + ".partial", path)
-        paths.append(path)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise HashHopError(f"report folder {out_dir} is a file: name a folder for the report")
+    paths = []
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        for name, data in outputs.items():
+            path = os.path.join(out_dir, name)
+            _write_atomically(path, data)
+            paths.append(path)
+    except OSError as err:
+        raise HashHopError(f"cannot write the report into {out_dir}: {err.strerror or err}") from None
     return paths
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    tmp = f"{path}.{os.getpid()}.partial"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _html_table(md: str) -> str:

@@ -12,10 +12,11 @@ from dataclasses import replace
 
 import torch
 
+from hashhop.checkpoint import load_checkpoint
 from hashhop.errors import HashHopError
-from hashhop.lab.config import RunConfig
-from hashhop.lab.train import build_model, load_checkpoint
 from hashhop.eval.score import OUTCOMES, score_answer
+from hashhop.lab.config import RunConfig
+from hashhop.lab.train import build_model
 from hashhop.task.generator import plan
 from hashhop.task.grammar import answer_line, completion_header, prompt_hashes, query_line
 from hashhop.task.spec import HashHopSpec

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from hashhop.lab.config import OptimConfig, RunConfig
+from hashhop.lab.data import TaskConfig
 from hashhop.lab.mixers import MixerConfig
 from hashhop.lab.model import ModelConfig
-from hashhop.lab.tasks import TaskConfig
 
 
 def _run(

@@ -1,5 +1,5 @@
 """The training loop: AdamW with warmup and cosine decay, on-the-fly batches, periodic evaluation,
-early stop at a target accuracy, safetensors checkpoints, metrics as JSONL and CSV, and resume.
+early stop at a target accuracy, safetensors checkpoints (:mod:`hashhop.checkpoint`), metrics as JSONL and CSV, and resume.
 
 Data parallel under ``torchrun`` (gloo on CPU, NCCL on GPU): every rank draws the same global batch
 from the step's seed and trains on its slice; the loss is normalised by the global number of answer
@@ -19,10 +19,11 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from hashhop.checkpoint import load_checkpoint, save_checkpoint
 from hashhop.errors import HashHopError
 from hashhop.lab.config import RunConfig
+from hashhop.lab.data import IGNORE, eval_config, make_batch, task_vocab
 from hashhop.lab.model import LM
-from hashhop.lab.tasks import IGNORE, eval_config, make_batch, task_vocab
 
 
 def _dist() -> tuple[int, int]:
@@ -104,52 +105,7 @@ def _optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas)
 
 
-# -- checkpoints (safetensors only: no pickle) ---------------------------------------------------
-def save_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, meta: dict) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if optimizer is not None:
-        names = {id(p): n for n, p in model.named_parameters()}
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                for key, value in optimizer.state.get(p, {}).items():
-                    if torch.is_tensor(value):
-                        tensors[f"optim.{names[id(p)]}.{key}"] = value.detach().contiguous().cpu().reshape(value.shape)
-    tmp = path + ".partial"
-    save_file(tensors, tmp, metadata={"meta": json.dumps(meta)})
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, prefix: str = "model.") -> dict:
-    """Load weights (and optimiser moments) into ``model``; a corrupt or mismatched file is a one-line error."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(path, framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {}).get("meta", "{}"))
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    except FileNotFoundError:
-        raise HashHopError(f"no checkpoint at {path}") from None
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise HashHopError(f"checkpoint {path} is corrupt or not safetensors ({str(err).splitlines()[0][:100]})") from None
-    weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix) and not k.startswith("optim.")}
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise HashHopError(
-            f"checkpoint {path} does not fit this model ({str(err).splitlines()[1 if len(str(err).splitlines()) > 1 else 0].strip()[:120]})"
-        ) from None
-    if optimizer is not None:
-        params = dict(model.named_parameters())
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                name, state_key = key[len("optim.") :].rsplit(".", 1)
-                optimizer.state[params[name]][state_key] = value
-    return meta
-
-
-def train(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
+def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) -> dict:
     """Train one run into ``out_dir/cfg.name``; a finished run is not redone, an interrupted one resumes."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from hashhop.errors import HashHopError
 
-CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")  # hashhop/configs
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "float8": 1, "int8": 1}
 
 
@@ -42,32 +42,58 @@ def bundled_configs() -> list[str]:
     return sorted(os.path.splitext(f)[0] for f in os.listdir(CONFIGS) if f.endswith(".json"))
 
 
+MAX_CONFIG_BYTES = 16 << 20
+MAX_SIZE = 10**9  # any size field of a real transformer is far below this
+
+
+def _size(cfg: dict, key: str, path: str, default: int | None = None) -> int:
+    """A whole number >= 1 from the config: not a string, a bool, a fraction, nan, 1e400 or a negative."""
+    value = cfg.get(key)
+    if value is None and default is not None:
+        return default
+    if value is None:
+        raise HashHopError(f"config {path} lacks {key!r}: a transformer's config.json has num_hidden_layers, num_attention_heads, hidden_size")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 4096.0 is 4096; 1e400 (inf), nan and 3.5 are not whole
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise HashHopError(f"config {path}: {key} must be a whole number from 1 to {MAX_SIZE:,}, got {shown}")
+    return value
+
+
 def load_config(name_or_path: str, kv_bytes: int | None = None) -> AttentionCost:
-    """An HF ``config.json`` (path) or a bundled name (``llama-3.1-405b``)."""
+    """An HF ``config.json`` (path) or a bundled name (``llama-3.1-405b``); bad sizes are one-line errors naming the field."""
     path = name_or_path if os.path.exists(name_or_path) else os.path.join(CONFIGS, name_or_path + ".json")
     if not os.path.isfile(path):
         raise HashHopError(f"no config {name_or_path!r}: give a config.json path or one of {', '.join(bundled_configs())}")
+    if kv_bytes is not None and (isinstance(kv_bytes, bool) or not isinstance(kv_bytes, int) or not 1 <= kv_bytes <= 64):
+        raise HashHopError(f"kv_bytes must be a whole number from 1 to 64, got {kv_bytes!r}")
     try:
-        with open(path) as fh:
-            cfg = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HashHopError(f"config {path} is not readable JSON ({err})") from None
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise HashHopError(f"cannot read config {path}: {err.strerror or err}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise HashHopError(f"config {path} is over {MAX_CONFIG_BYTES >> 20} MB: not a config.json")
+    try:
+        cfg = json.loads(raw)
+    except (ValueError, RecursionError) as err:  # bad JSON, undecodable bytes, a 5,000-digit number, [[[[...
+        reason = err.msg if isinstance(err, json.JSONDecodeError) else type(err).__name__
+        raise HashHopError(f"config {path} is not readable JSON ({reason})") from None
     if not isinstance(cfg, dict):
         raise HashHopError(f"config {path} is not a JSON object")
-    cfg = cfg.get("text_config", cfg) if "num_hidden_layers" not in cfg else cfg  # multimodal configs nest it
-    try:
-        layers = int(cfg["num_hidden_layers"])
-        heads = int(cfg["num_attention_heads"])
-        if heads <= 0:
-            raise HashHopError(f"config {path} has num_attention_heads {heads}: it must be positive")
-        kv_heads = int(cfg.get("num_key_value_heads") or heads)
-        head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
-    except (KeyError, TypeError, ValueError) as err:
-        raise HashHopError(
-            f"config {path} lacks a transformer's fields (num_hidden_layers, num_attention_heads, hidden_size): {err}"
-        ) from None
-    if min(layers, heads, kv_heads, head_dim) <= 0:
-        raise HashHopError(f"config {path} has non-positive sizes")
+    if "num_hidden_layers" not in cfg and isinstance(cfg.get("text_config"), dict):
+        cfg = cfg["text_config"]  # multimodal configs nest it
+    layers = _size(cfg, "num_hidden_layers", path)
+    heads = _size(cfg, "num_attention_heads", path)
+    kv_heads = _size(cfg, "num_key_value_heads", path, default=heads)
+    if cfg.get("head_dim") is not None:
+        head_dim = _size(cfg, "head_dim", path)
+    else:
+        hidden = _size(cfg, "hidden_size", path)
+        if hidden < heads:
+            raise HashHopError(f"config {path}: hidden_size {hidden} is smaller than num_attention_heads {heads}")
+        head_dim = hidden // heads
     dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16").replace("torch.", "")
     width = kv_bytes or DTYPE_BYTES.get(dtype, 2)
     name = (
@@ -75,7 +101,7 @@ def load_config(name_or_path: str, kv_bytes: int | None = None) -> AttentionCost
         if path.startswith(CONFIGS)
         else str(cfg.get("_name_or_path") or cfg.get("model_type") or path)
     )
-    return AttentionCost(name, layers, heads, kv_heads, head_dim, width)
+    return AttentionCost(name.splitlines()[0][:100] if name.strip() else path, layers, heads, kv_heads, head_dim, width)
 
 
 @dataclass(frozen=True)
@@ -95,25 +121,28 @@ def measure_ltm(context_tokens: float, sample_tokens: int = 1_000_000) -> LTMCos
     import numpy as np
     import torch
 
-    from hashhop.ltm.engine import PROBE_BITS, ContextMemory, Engine, split_request
+    from hashhop.ltm.engine import Engine
+    from hashhop.ltm.load import load_ltm
+    from hashhop.ltm.memory import PROBE_BITS, ContextMemory
+    from hashhop.ltm.model import split_prompt
     from hashhop.ltm.text import to_bytes
-    from hashhop.ltm.train import WEIGHTS, load_model
     from hashhop.task.generator import plan
-    from hashhop.task.sample import completion_header
+    from hashhop.task.grammar import native_request
     from hashhop.task.spec import HashHopSpec
 
-    model = load_model(WEIGHTS)
+    model = load_ltm()
     problem = plan(HashHopSpec(context_tokens=sample_tokens, tokenizer="chars", hops=2, hash_length=16, num_queries=20, seed=5))
     data = to_bytes(problem.prompt)
     memory = ContextMemory(model, data)
     engine = Engine(model)
     seconds, generated = 0.0, 0
-    warm = split_request("\n\n" + completion_header(2, False) + problem.queries[0].query + " = '", model.cfg.max_word_chars + 1)
+    # The header and query of a request with an empty context: the prefilled context is given separately.
+    warm = split_prompt(native_request("", 2, False, problem.queries[0].query), model.cfg.max_word_chars + 1)
     warm.context = data
     engine.decode(memory, warm)  # first-call costs (allocations, lazy init) are not decode costs
     engine.entries_scored.clear()
     for chain in problem.queries:
-        request = split_request("\n\n" + completion_header(2, False) + chain.query + " = '", model.cfg.max_word_chars + 1)
+        request = split_prompt(native_request("", 2, False, chain.query), model.cfg.max_word_chars + 1)
         request.context = data
         started = time.perf_counter()
         answer = engine.decode(memory, request)

@@ -20,22 +20,30 @@ How it reads (``docs/ltm.md`` has the diagram and the reasoning):
   already written), so the model is an ordinary character-level language model over the answer.
 
 Trained with the full softmax over the memory (this file, ``dense`` reads); at long contexts the
-engine (:mod:`hashhop.ltm.engine`) reads the same memory through an index of the keys' sign codes,
-scoring only the entries whose code matches, which gives the same answers.
+engine (:mod:`hashhop.ltm.engine`) reads the same memory through an index of the keys' sign codes
+(:mod:`hashhop.ltm.memory`), scoring only the entries whose code matches, which gives the same answers.
+
+This file also holds the decode that every engine shares: a native request cut into its parts
+(:func:`split_prompt`), the hop loop (:func:`decode_hops`) and the answer's characters
+(:func:`answer_from_reads`, :func:`greedy_decode`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashhop.ltm.text import END
+from hashhop.ltm.text import END, find_words, gather_chars, to_bytes
+from hashhop.task.grammar import CONTEXT_END
 
 CHARS = 128
+MARKER = CONTEXT_END.encode()  # what ends the context of a native request
 
 
 @dataclass(frozen=True)
@@ -50,14 +58,23 @@ class LTMConfig:
     controller_width: int = 64
     tau_init: float = 10.0
 
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["value_offsets"] = list(self.value_offsets)
+        return data
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LTMConfig:
+        data = dict(data)
+        data["value_offsets"] = tuple(data["value_offsets"])
+        return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> LTMConfig:
-        data = json.loads(text)
-        data["value_offsets"] = tuple(data["value_offsets"])
-        return cls(**data)
+        return cls.from_dict(json.loads(text))
 
 
 @dataclass
@@ -195,7 +212,7 @@ def _logsumexp_by_code(weights: torch.Tensor, codes: torch.Tensor) -> torch.Tens
     return mass.log() + top - mass.sum().log()
 
 
-def greedy_answer(
+def greedy_decode(
     logw: torch.Tensor, chars: torch.Tensor, valid: torch.Tensor, continue_logits: torch.Tensor
 ) -> tuple[str, list[torch.Tensor]]:
     """Greedy decoding of one query's answer. logw (J, S), chars (S, W), valid (S,), continue (J,).
@@ -215,3 +232,68 @@ def greedy_answer(
         if slot + 1 >= slots or continue_logits[slot] <= 0 or not prefix:
             break
     return " = ".join(text), rows
+
+
+# -- decoding a native request ------------------------------------------------------------------
+@dataclass
+class PromptParts:
+    """A native HashHop request cut into its parts: context bytes, completion-header words, query word."""
+
+    context: np.ndarray  # uint8
+    header: np.ndarray  # (M, W) chars of the words after the context, before the query word
+    query: np.ndarray  # (1, W) chars of the query word (all END when the text has no word)
+
+
+def split_prompt(text: str | bytes, width: int) -> PromptParts:
+    """The context is everything before the last ``\\n\\nCOMPLETION:`` (or before the last line when
+    there is none); the query is the last word; the words between are the completion header."""
+    data = to_bytes(text)
+    raw = data.tobytes()
+    cut = raw.rfind(MARKER)
+    if cut < 0:
+        cut = raw.rstrip(b"\n").rfind(b"\n")
+        cut = max(cut, 0)
+    if cut < len(data) and data[cut] == 10:
+        cut += 1  # the context keeps its last line's end, as in training (the last word's separator is "'\n")
+    context, tail = data[:cut], data[cut:]
+    starts, lengths = find_words(tail)
+    chars = gather_chars(tail, starts, lengths, width)
+    if len(chars) == 0:
+        return PromptParts(context, np.zeros((0, width), dtype=np.int64), np.zeros((1, width), dtype=np.int64))
+    return PromptParts(context, chars[:-1], chars[-1:])
+
+
+@dataclass
+class Answer:
+    text: str
+    logprobs: list[torch.Tensor]  # one (CHARS,) row per generated character step
+
+
+def answer_from_reads(model: LTM, request: PromptParts, reads: list[tuple[torch.Tensor, Memory]]) -> Answer:
+    """Decode the answer from the reads at each depth (attention (1, 1, N_d) over memory_d)."""
+    header = torch.from_numpy(request.header)
+    header_keys = model.encode(header)[None]
+    header_mask = torch.from_numpy(request.header[:, 0] != END)[None]
+    depth_logp, continue_logits = model.control(header_keys, header_mask)  # (1, J, D), (1, J)
+    offsets = model.offset_weights().log()
+    logws, chars, valid = [], [], []
+    for depth, (attention, memory) in enumerate(reads):
+        lw = attention[0, 0].clamp_min(1e-30).log()[:, None] + offsets[None, :]  # (N, O)
+        lw = lw.masked_fill(attention[0, 0][:, None] == 0, float("-inf"))
+        logws.append(lw.reshape(1, -1) + depth_logp[0, :, depth : depth + 1])  # (J, N*O)
+        chars.append(memory.neighbour_chars[0].reshape(-1, memory.neighbour_chars.shape[-1]))
+        valid.append(memory.neighbour_mask[0].reshape(-1))
+    text, rows = greedy_decode(torch.cat(logws, 1), torch.cat(chars), torch.cat(valid), continue_logits[0])
+    return Answer(text, rows)
+
+
+def decode_hops(model: LTM, request: PromptParts, entries_for: Callable[[torch.Tensor], Memory]) -> Answer:
+    """``max_hops`` reads in a row, each over ``entries_for(query)``, then the answer from them."""
+    query = model.encode(torch.from_numpy(request.query))  # (1, d)
+    reads = []
+    for _ in range(model.cfg.max_hops):
+        entries = entries_for(query[0])
+        attention, nxt = model.read(query[None], entries)
+        reads.append((attention, entries))
+        query = nxt[0]
+    return answer_from_reads(model, request, reads)

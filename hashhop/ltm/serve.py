@@ -34,6 +34,23 @@ class ServeOptions:
     cache_contexts: int = 4
     default_max_tokens: int = 256
 
+    def __post_init__(self) -> None:
+        """One-line errors for values the server cannot run with (the CLI passes its options straight here)."""
+
+        def whole(value, lo: int, hi: float = float("inf")) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+        if not whole(self.port, 1, 65535):
+            raise HashHopError(f"port must be 1..65535, got {self.port!r}")
+        if not whole(self.max_waiting, 0):
+            raise HashHopError(f"max waiting must be a whole number >= 0, got {self.max_waiting!r}")
+        if not whole(self.max_request_bytes, 1):
+            raise HashHopError(f"max request size must be > 0 bytes, got {self.max_request_bytes!r}")
+        if not whole(self.cache_contexts, 1):
+            raise HashHopError(f"cache contexts must be a whole number >= 1, got {self.cache_contexts!r}")
+        if not whole(self.default_max_tokens, 1):
+            raise HashHopError(f"default max tokens must be a whole number >= 1, got {self.default_max_tokens!r}")
+
 
 class _ApiError(Exception):
     def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None) -> None:
@@ -48,12 +65,12 @@ def _error(status: int, message: str, kind: str, headers: dict | None = None) ->
 
 def load_engine(model: str, cache_contexts: int):
     from hashhop.ltm.engine import Engine
-    from hashhop.ltm.train import WEIGHTS, load_model
+    from hashhop.ltm.load import WEIGHTS, load_ltm
 
     prefix, _, name = model.partition(":")
     if prefix != "builtin" or not name:
         raise HashHopError(f"hashhop serve runs the built-in model: --model builtin:ltm or builtin:PATH (got {model!r})")
-    return Engine(load_model(WEIGHTS if name == "ltm" else name), cache_contexts=cache_contexts)
+    return Engine(load_ltm(WEIGHTS if name == "ltm" else name), cache_contexts=cache_contexts)
 
 
 class Server:

@@ -23,8 +23,9 @@ import torch
 import torch.distributed as dist
 
 from hashhop.errors import HashHopError
-from hashhop.ltm.engine import ContextMemory, Engine, Request, check_memory, decode_hops, split_request
-from hashhop.ltm.model import LTM, Memory
+from hashhop.ltm.engine import Engine
+from hashhop.ltm.memory import ContextMemory, check_memory
+from hashhop.ltm.model import LTM, Memory, PromptParts, decode_hops, split_prompt
 from hashhop.ltm.text import find_words
 
 
@@ -123,7 +124,7 @@ class ShardedEngine(Engine):
         return self._gather(memory.entries(memory.candidates(query)))
 
     @torch.no_grad()  # gloo collectives take plain tensors, not inference-mode ones
-    def decode(self, memory: ContextMemory, request: Request):
+    def decode(self, memory: ContextMemory, request: PromptParts):
         return decode_hops(self.model, request, lambda query: self.entries_for(memory, query))
 
 
@@ -145,16 +146,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    from hashhop.ltm.load import load_ltm
     from hashhop.ltm.text import to_bytes
-    from hashhop.ltm.train import WEIGHTS, load_model
     from hashhop.task.generator import plan
-    from hashhop.task.sample import completion_header
+    from hashhop.task.grammar import native_request
     from hashhop.task.spec import HashHopSpec, parse_size
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         dist.init_process_group("gloo")  # the reads exchange a few small CPU tensors; gloo carries them on any machine
-    model = load_model(WEIGHTS)
+    model = load_ltm()
     engine = ShardedEngine(model) if distributed else Engine(model)
     spec = HashHopSpec(
         context_tokens=int(parse_size(args.context)),
@@ -170,7 +171,7 @@ def _run(args) -> int:
     memory = engine.prefill(data)
     answers = []
     for chain in problem.queries:
-        request = split_request("\n\n" + completion_header(args.hops, args.cot) + chain.query + " = '", model.cfg.max_word_chars + 1)
+        request = split_prompt(native_request("", args.hops, args.cot, chain.query), model.cfg.max_word_chars + 1)  # context given below
         request.context = data
         answers.append(engine.decode(memory, request).text)
     held = [memory.nbytes]

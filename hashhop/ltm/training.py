@@ -20,30 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hashhop.checkpoint import save_checkpoint
 from hashhop.errors import HashHopError
-from hashhop.ltm.engine import entries_from_text
+from hashhop.ltm.config import FORMAT, WEIGHTS, TrainConfig
+from hashhop.ltm.memory import entries_from_text
 from hashhop.ltm.model import LTM, LTMConfig, Memory, word_logprob
 from hashhop.ltm.text import END, find_words, gather_chars, to_bytes
 from hashhop.task.generator import plan
-from hashhop.task.sample import completion_header
+from hashhop.task.grammar import completion_header
 from hashhop.task.spec import HashHopSpec
-
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-WEIGHTS = os.path.join(WEIGHTS_DIR, "ltm.safetensors")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 800
-    batch_size: int = 16
-    context_chars: int = 2000  # every training context is this short (the engine is then run at 10M+)
-    hash_lengths: tuple[int, ...] = (8, 16)
-    hops: tuple[int, ...] = (1, 2, 3)
-    num_queries: int = 4
-    lr: float = 3e-3
-    warmup_steps: int = 20
-    seed: int = 0
-    log_every: int = 25
 
 
 @dataclass
@@ -151,13 +136,12 @@ def example_stream(train: TrainConfig, cfg: LTMConfig, rng: np.random.Generator)
         yield make_example(spec, cfg)
 
 
-def train(
+def train_ltm(
     train_cfg: TrainConfig, model_cfg: LTMConfig | None = None, out: str = WEIGHTS, progress: bool = True, command: str | None = None
 ) -> dict:
-    """Train from scratch, save safetensors weights (config in the metadata) and a model card next to them."""
+    """Train from scratch, save the weights (a :mod:`hashhop.checkpoint` file, config in its meta) and a model
+    card next to them. ``train_cfg`` validated itself when it was made."""
     model_cfg = model_cfg or LTMConfig()
-    if train_cfg.context_chars > 16_384:
-        raise HashHopError("training contexts are short by design: context_chars <= 16384")
     torch.manual_seed(train_cfg.seed)
     rng = np.random.default_rng(train_cfg.seed)
     model = LTM(model_cfg)
@@ -197,13 +181,8 @@ def train(
 
 
 def save(model: LTM, train_cfg: TrainConfig, out: str, elapsed_s: float, history: list[dict], command: str | None) -> dict:
-    from safetensors.torch import save_file
-
     os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
-    metadata = {"format": "hashhop-ltm", "config": model.cfg.to_json(), "train": json.dumps(asdict(train_cfg))}
-    tmp = out + ".tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp, metadata=metadata)
-    os.replace(tmp, out)
+    save_checkpoint(out, model, None, {"format": FORMAT, "config": model.cfg.to_dict(), "train": asdict(train_cfg)})
     params = sum(p.numel() for p in model.parameters())
     summary = {
         "weights": os.path.basename(out),
@@ -234,7 +213,7 @@ design in ``docs/ltm.md``), trained by this project's own command:
 
 | | |
 |---|---|
-| weights | `{summary["weights"]}` (safetensors; the model config is in its metadata) |
+| weights | `{summary["weights"]}` (safetensors in the `hashhop/checkpoint.py` format; the model config is in its metadata) |
 | seed | {summary["seed"]} |
 | machine | {summary["machine"]} |
 | training time | {summary["train_seconds"]} s |
@@ -247,25 +226,3 @@ the harness runs it as ``--model builtin:ltm``.
 """
     with open(path, "w") as fh:
         fh.write(text)
-
-
-def load_model(path: str = WEIGHTS) -> LTM:
-    """Load trained weights (safetensors only). Corrupt or mismatched files are one-line errors."""
-    from safetensors import safe_open
-
-    if not os.path.exists(path):
-        raise HashHopError(f"no LTM weights at {path}: train them with `hashhop train`")
-    try:
-        with safe_open(path, framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as err:
-        raise HashHopError(f"LTM weights {path} are corrupt or not safetensors ({str(err).splitlines()[0][:100]})") from None
-    if meta.get("format") != "hashhop-ltm" or "config" not in meta:
-        raise HashHopError(f"{path} is not a hashhop LTM checkpoint (no hashhop-ltm metadata)")
-    try:
-        model = LTM(LTMConfig.from_json(meta["config"]))
-        model.load_state_dict(tensors)
-    except (TypeError, ValueError, KeyError, RuntimeError) as err:
-        raise HashHopError(f"LTM weights {path} do not match the model ({str(err).splitlines()[0][:120]})") from None
-    return model.eval()

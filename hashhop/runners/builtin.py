@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 
 from hashhop.errors import HashHopError
-from hashhop.runners.base import PermanentError, Reply, Request, RunnerOptions, register_runner
+from hashhop.runners.base import BaseRunner, PermanentError, Reply, Request, RunnerOptions, register_runner
 
 
-class BuiltinRunner:
+class BuiltinRunner(BaseRunner):
     def __init__(self, name: str, options: RunnerOptions) -> None:
         try:
             from hashhop.ltm.engine import Engine
-            from hashhop.ltm.train import WEIGHTS, load_model
+            from hashhop.ltm.load import WEIGHTS, load_ltm
         except ModuleNotFoundError:
             raise HashHopError("the builtin runner needs torch and safetensors: pip install -e '.[hf]'") from None
         path = WEIGHTS if name == "ltm" else name
-        self.engine = Engine(load_model(path))
+        self.engine = Engine(load_ltm(path))
         self.name = f"builtin:{name}"
         self.chat = False
         self.tokenizer = "chars"
@@ -44,9 +44,6 @@ class BuiltinRunner:
     async def complete(self, request: Request) -> Reply:
         async with self._lock:
             return await asyncio.to_thread(self._answer, request)
-
-    async def aclose(self) -> None:
-        return None
 
 
 @register_runner("builtin")

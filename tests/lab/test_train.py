@@ -5,11 +5,12 @@ import sys
 import pytest
 import torch
 
+from hashhop.checkpoint import load_checkpoint, save_checkpoint
 from hashhop.errors import HashHopError
 from hashhop.lab.config import RunConfig, load_configs
 from hashhop.lab.experiments import smoke
 from hashhop.lab.sweep import run_sweep, with_learning_rates
-from hashhop.lab.train import build_model, load_checkpoint, train
+from hashhop.lab.train import build_model, train_run
 
 
 def tiny(**changes) -> RunConfig:
@@ -28,7 +29,7 @@ def test_training_learns_associative_recall(tmp_path):
             "optim": {"lr": 0.003, "warmup_steps": 40},
         }
     )
-    summary = train(cfg, str(tmp_path), progress=False)
+    summary = train_run(cfg, str(tmp_path), progress=False)
     assert summary["exact_match"] > 0.9  # chance is 1/5
     run = tmp_path / "ar"
     assert (run / "model.safetensors").exists() and (run / "metrics.csv").exists()
@@ -37,12 +38,12 @@ def test_training_learns_associative_recall(tmp_path):
 
 def test_early_stop_and_finished_runs_are_not_redone(tmp_path):
     cfg = tiny(name="stop", target_accuracy=0.0, steps=1000)
-    summary = train(cfg, str(tmp_path), progress=False)
+    summary = train_run(cfg, str(tmp_path), progress=False)
     assert summary["steps"] == cfg.eval_every and summary["reached_target_step"] == cfg.eval_every
-    again = train(cfg, str(tmp_path), progress=False)
+    again = train_run(cfg, str(tmp_path), progress=False)
     assert again == summary
     with pytest.raises(HashHopError, match="another config"):
-        train(cfg.replace(steps=5), str(tmp_path), progress=False)
+        train_run(cfg.replace(steps=5), str(tmp_path), progress=False)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
@@ -51,7 +52,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     from hashhop.lab import train as train_module
 
     cfg = tiny(name="resume", steps=30, eval_every=10)
-    train(cfg, str(tmp_path / "a"), progress=False)
+    train_run(cfg, str(tmp_path / "a"), progress=False)
     real_evaluate, calls = train_module.evaluate, []
 
     def crash_on_third(*args, **kwargs):
@@ -62,10 +63,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "evaluate", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, str(tmp_path / "b"), progress=False)
+        train_run(cfg, str(tmp_path / "b"), progress=False)
     assert (tmp_path / "b" / "resume" / "checkpoint.safetensors").exists()
     monkeypatch.setattr(train_module, "evaluate", real_evaluate)
-    summary = train(cfg, str(tmp_path / "b"), progress=False)
+    summary = train_run(cfg, str(tmp_path / "b"), progress=False)
     assert summary["steps"] == 30
     a = load_file(str(tmp_path / "a" / "resume" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "resume" / "model.safetensors"))
@@ -89,7 +90,7 @@ def test_lr_sweep_names_and_resume(tmp_path):
 
 def test_checkpoints_are_safetensors_and_corruption_is_a_clear_error(tmp_path):
     cfg = tiny(name="ckpt")
-    train(cfg, str(tmp_path), progress=False)
+    train_run(cfg, str(tmp_path), progress=False)
     path = tmp_path / "ckpt" / "model.safetensors"
     model = build_model(cfg)
     from safetensors.torch import load_file
@@ -100,8 +101,6 @@ def test_checkpoints_are_safetensors_and_corruption_is_a_clear_error(tmp_path):
     with pytest.raises(HashHopError, match="corrupt or not safetensors"):
         load_checkpoint(str(bad), model)
     other = build_model(cfg.replace(**{"model.mixer.d_model": 64}))
-    from hashhop.lab.train import save_checkpoint
-
     save_checkpoint(str(tmp_path / "other.safetensors"), other, None, {"step": 0})
     with pytest.raises(HashHopError, match="does not fit this model"):
         load_checkpoint(str(tmp_path / "other.safetensors"), model)
@@ -185,7 +184,7 @@ def test_depth_evaluation_scores_with_the_harness_scorer(tmp_path):
             "eval_batches": 1,
         }
     )
-    train(cfg, str(tmp_path), progress=False)
+    train_run(cfg, str(tmp_path), progress=False)
     rows = evaluate_lengths(str(tmp_path / "hh"), [120, 240], samples=2)
     assert [r["length"] for r in rows] == [120, 240]
     assert all(r["answers"] == 4 and sum(r["outcomes"].values()) == 4 for r in rows)
@@ -201,3 +200,81 @@ def test_depth_evaluation_scores_with_the_harness_scorer(tmp_path):
         [sys.executable, "-m", "hashhop.cli", "lab", "eval", str(tmp_path), "--lengths", "120"], capture_output=True, text=True, timeout=300
     )
     assert bad.returncode == 2 and "not a finished run folder" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"steps": -5}, "steps must be a whole number"),
+        ({"steps": 1e12}, "steps must be a whole number"),
+        ({"steps": True}, "steps must be a whole number"),
+        ({"batch_size": 0}, "batch_size must be"),
+        ({"eval_every": 0}, "eval_every must be"),
+        ({"eval_batches": -1}, "eval_batches must be"),
+        ({"seed": -1}, "seed must be"),
+        ({"target_accuracy": float("nan")}, "target_accuracy must be"),
+        ({"eval_lengths": [0]}, "eval_lengths must be"),
+        ({"threads": 0}, "threads must be"),
+        ({"name": ""}, "name must be"),
+        ({"optim.lr": float("nan")}, "optim.lr must be a finite number"),
+        ({"optim.lr": float("inf")}, "optim.lr must be a finite number"),
+        ({"optim.lr": 0}, "optim.lr must be a finite number"),
+        ({"optim.lr": "0.1"}, "optim.lr must be a finite number"),
+        ({"optim.betas": [0.9]}, "optim.betas"),
+        ({"optim.warmup_steps": -1}, "optim.warmup_steps"),
+        ({"task.name": "nope"}, "unknown task"),
+        ({"task.seq_len": 0}, "task.seq_len"),
+        ({"task.power_a": 0}, "task.power_a"),
+        ({"model.n_layers": 0}, "model.n_layers"),
+        ({"model.mixer.d_model": 2.5}, "model.mixer.d_model"),
+        ({"model.mixer.positions": "sideways"}, "unknown positions"),
+        ({"model.mixer.inner": "hybrid"}, "unknown inner mixer"),
+        ({"batch_size": 65536, "task.seq_len": 4096}, "tokens a batch"),
+    ],
+)
+def test_run_config_checks_itself_naming_the_field(changes, message):
+    with pytest.raises(HashHopError, match=message) as err:
+        tiny(**changes)
+    assert "\n" not in str(err.value)
+
+
+def test_config_file_errors_name_the_file_and_the_field(tmp_path):
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps([tiny(name="a").to_dict(), {**tiny(name="b").to_dict(), "steps": -5}]))
+    with pytest.raises(HashHopError, match=r"item 1: steps must be"):
+        load_configs(str(path))
+    path.write_text("[]")
+    with pytest.raises(HashHopError, match="empty list"):
+        load_configs(str(path))
+    path.write_text('{"steps": NaN}')
+    with pytest.raises(HashHopError, match="steps must be"):
+        load_configs(str(path))
+    with pytest.raises(HashHopError, match="not a regular file"):
+        load_configs("/dev/zero")
+
+
+def test_a_sweep_is_checked_whole_before_anything_is_written(tmp_path):
+    from hashhop.lab.sweep import check_sweep
+
+    good = tiny(name="good")
+    bad = tiny(name="bad", **{"task.seq_len": 4})  # mqar needs seq_len >= 4 x num_pairs
+    with pytest.raises(HashHopError, match="run bad: mqar needs"):
+        run_sweep([good, bad], str(tmp_path / "out"), progress=False)
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "file").write_text("keep")
+    with pytest.raises(HashHopError, match="is a file"):
+        check_sweep([good], str(tmp_path / "file"))
+    assert (tmp_path / "file").read_text() == "keep"
+    with pytest.raises(HashHopError, match="no runs"):
+        check_sweep([], str(tmp_path / "out"))
+
+
+def test_read_summaries_rejects_corrupt_summaries_in_one_line(tmp_path):
+    from hashhop.lab.sweep import read_summaries
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for text in ("{not json", "[" * 100_000, '{"name": "x"}', '{"name": 1, "config": {}, "params": 1, "state_bytes": 1, "steps": 1}'):
+        (run / "summary.json").write_text(text)
+        with pytest.raises(HashHopError, match="not a run summary"):
+            read_summaries(str(tmp_path))

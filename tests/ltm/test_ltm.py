@@ -3,6 +3,7 @@ memory per token, bad input, training and the builtin runner."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -10,18 +11,20 @@ import pytest
 import torch
 
 from hashhop.errors import HashHopError
-from hashhop.ltm.engine import ContextMemory, DenseEngine, Engine, check_memory, split_request
-from hashhop.ltm.model import LTM, LTMConfig
+from hashhop.ltm.engine import DenseEngine, Engine
+from hashhop.ltm.load import WEIGHTS, load_ltm
+from hashhop.ltm.memory import ContextMemory, check_memory
+from hashhop.ltm.model import LTM, LTMConfig, split_prompt
 from hashhop.ltm.text import END, find_words, gather_chars, gather_separators, to_bytes
-from hashhop.ltm.train import WEIGHTS, TrainConfig, load_model, train
+from hashhop.ltm.training import TrainConfig, train_ltm
 from hashhop.task.generator import plan
-from hashhop.task.sample import completion_header
+from hashhop.task.grammar import native_request, render_prompt
 from hashhop.task.spec import HashHopSpec
 
 
 @pytest.fixture(scope="module")
 def model() -> LTM:
-    return load_model(WEIGHTS)
+    return load_ltm(WEIGHTS)
 
 
 def _problem(context: int, hops: int, cot: bool, hash_length: int = 16, queries: int = 8, seed: int = 3):
@@ -32,7 +35,7 @@ def _problem(context: int, hops: int, cot: bool, hash_length: int = 16, queries:
 
 
 def _request(problem, chain) -> str:
-    return f"{problem.prompt}\n\n{completion_header(problem.hops, problem.chain_of_thought)}{chain.query} = '"
+    return native_request(problem.prompt, problem.hops, problem.chain_of_thought, chain.query)
 
 
 def test_words_and_separators():
@@ -47,8 +50,8 @@ def test_words_and_separators():
     assert "".join(chr(c) for c in seps[3] if c) == "\n"
 
 
-def test_split_request_finds_context_header_and_query():
-    request = split_request("A = B\nB = 'C'\n\nCOMPLETION:\nHops=2\n\nCoT=False\n\nA = '", 12)
+def test_split_prompt_finds_context_header_and_query():
+    request = split_prompt("A = B\nB = 'C'\n\nCOMPLETION:\nHops=2\n\nCoT=False\n\nA = '", 12)
     assert request.context.tobytes() == b"A = B\nB = 'C'\n"  # with its last line's end, as in training
     assert ["".join(chr(c) for c in row if c) for row in request.header] == ["COMPLETION", "Hops", "2", "CoT", "False"]
     assert chr(request.query[0, 0]) == "A"
@@ -112,28 +115,29 @@ def test_corrupt_and_mismatched_checkpoints_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint at all")
     with pytest.raises(HashHopError, match="corrupt or not safetensors"):
-        load_model(str(bad))
+        load_ltm(str(bad))
     from safetensors.torch import save_file
 
     other = tmp_path / "other.safetensors"
     save_file({"x": torch.zeros(2)}, str(other))
     with pytest.raises(HashHopError, match="not a hashhop LTM checkpoint"):
-        load_model(str(other))
+        load_ltm(str(other))
     mismatched = tmp_path / "mismatched.safetensors"
-    save_file({"x": torch.zeros(2)}, str(mismatched), metadata={"format": "hashhop-ltm", "config": LTMConfig().to_json()})
+    meta = {"format": "hashhop-ltm", "config": LTMConfig().to_dict()}
+    save_file({"model.x": torch.zeros(2)}, str(mismatched), metadata={"meta": json.dumps(meta)})  # the shared checkpoint layout
     with pytest.raises(HashHopError, match="do not match"):
-        load_model(str(mismatched))
+        load_ltm(str(mismatched))
     with pytest.raises(HashHopError, match="no LTM weights"):
-        load_model(str(tmp_path / "missing.safetensors"))
+        load_ltm(str(tmp_path / "missing.safetensors"))
 
 
 def test_training_learns_and_writes_weights_card_and_summary(tmp_path):
     out = tmp_path / "w" / "ltm.safetensors"
     os.makedirs(out.parent)
-    summary = train(TrainConfig(steps=60, batch_size=8, log_every=20, hops=(1,), hash_lengths=(8,)), out=str(out), progress=False)
+    summary = train_ltm(TrainConfig(steps=60, batch_size=8, log_every=20, hops=(1,), hash_lengths=(8,)), out=str(out), progress=False)
     assert summary["final"]["word_loss"] < 1.0  # from ~4 at initialisation
     assert (tmp_path / "w" / "MODEL_CARD.md").read_text().count("seed") >= 1
-    model = load_model(str(out))
+    model = load_ltm(str(out))
     problem = _problem(2000, 1, False, hash_length=8)
     engine = Engine(model)
     right = sum(engine.answer(_request(problem, c)).text == c.answer(False) for c in problem.queries)
@@ -176,7 +180,7 @@ def test_train_command_rejects_bad_input_in_one_line(bad, capsys):
 
 def test_words_longer_than_255_characters_read_the_same_in_engine_and_dense(model):
     key = "K" + "a" * 299
-    text = f"zz = 'qq'\nmm = '{key}'\n{key} = 'VAL'\n\nCOMPLETION:\nHops=1\n\nCoT=False\n\n{key} = '"
+    text = native_request(render_prompt([("zz", "qq", True), ("mm", key, True), (key, "VAL", True)]), 1, False, key)
     a, b = Engine(model).answer(text), DenseEngine(model).answer(text)
     assert a.text == b.text == "VAL"
 

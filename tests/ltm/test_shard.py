@@ -68,12 +68,12 @@ def test_sparse_line_ends_still_give_disjoint_shards():
 @pytest.mark.parametrize("world", [2, 3])
 def test_every_shard_entry_equals_the_single_process_entry(world):
     """Blank lines and word-less lines near a cut must not hide a value's neighbours from its shard."""
-    from hashhop.ltm.engine import ContextMemory, dense_memory
+    from hashhop.ltm.load import WEIGHTS, load_ltm
+    from hashhop.ltm.memory import ContextMemory, dense_memory
     from hashhop.ltm.shard import local_slice
     from hashhop.ltm.text import find_words
-    from hashhop.ltm.train import WEIGHTS, load_model
 
-    model = load_model(WEIGHTS)
+    model = load_ltm(WEIGHTS)
     lines = [f"k{i} = 'v{i}'" for i in range(12)] + ["", "", "--", "''", "", "", "", ""] + [f"k{i} = v{i}" for i in range(12, 20)]
     data = to_bytes("\n".join(lines) + "\n")
     whole = dense_memory(model, data)

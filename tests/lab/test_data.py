@@ -3,7 +3,7 @@ import torch
 
 from hashhop.errors import HashHopError
 from hashhop.eval.score import score_text
-from hashhop.lab.tasks import IGNORE, TASKS, TaskConfig, eval_config, make_batch
+from hashhop.lab.data import IGNORE, TASKS, TaskConfig, eval_config, make_batch
 from hashhop.task.formats import sample_from_text
 
 
@@ -61,7 +61,7 @@ def test_hashhop_tokens_answers_follow_the_links(cot):
 
 
 def test_hashhop_tokens_curriculum_mixes_sizes_and_asks_only_present_chains():
-    from hashhop.lab.tasks import eval_config
+    from hashhop.lab.data import eval_config
 
     cfg = TaskConfig(name="hashhop_tokens", vocab_size=600, num_pairs=40, hops=1, num_queries=4, extra={"min_pairs": 4})
     x, y = make_batch(cfg, 64, gen())
