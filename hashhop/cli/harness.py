@@ -102,6 +102,8 @@ def _run_eval(args) -> int:
         print(result.dry_run)
         return 0
     stats = result.stats
+    if stats.fatal:  # nothing worth a table: say why, once
+        raise HashHopError(f"stopped early, {stats.not_sent} request(s) not sent ({stats.failed} failed): {stats.fatal}")
     if result.records:
         print(result.markdown())
     if result.report_paths:
@@ -111,8 +113,6 @@ def _run_eval(args) -> int:
         f"{stats.failed} failed, {stats.retries} retries; results in {result.output}",
         file=sys.stderr,
     )
-    if stats.fatal:
-        raise HashHopError(f"stopped early, {stats.not_sent} request(s) not sent: {stats.fatal}")
     if stats.failed:
         print(f"first failure: {stats.first_error}", file=sys.stderr)
         print(f"{stats.failed} request(s) failed after retries: run the same command again to retry only those", file=sys.stderr)
