@@ -33,19 +33,19 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from hashhop.task.grammar import answer_line, answer_text, links_in, parse_native_request
+
 FAULTS = ("429", "500", "stall", "cut_json", "wrong_type")
-_LINK = re.compile(r"^(\S+) = '?([^'\s]+)'?$", re.M)
-_CHAT_Q = re.compile(r"Start from (\S+) and follow the assignments for (\d+)")
-_NATIVE_Q = re.compile(r"Hops=(\d+)\n\nCoT=(True|False)\n\n(\S+) = '$")
+_CHAT_Q = re.compile(r"Start from (\S+) and follow the assignments for (\d+)")  # the chat template's words
 
 
 def solve(text: str, quote: bool = False) -> str:
     """The right answer to the HashHop question in ``text`` (chat instruction or native format);
     ``quote``: in the native format, repeat the opening quote (``'HASH'``) as some models do."""
-    links = dict(_LINK.findall(text))
-    native = _NATIVE_Q.search(text)
+    links = links_in(text)
+    native = parse_native_request(text)
     if native:
-        hops, cot, query = int(native.group(1)), native.group(2) == "True", native.group(3)
+        hops, cot, query = native
     else:
         chat = _CHAT_Q.search(text)
         if not chat:
@@ -54,8 +54,8 @@ def solve(text: str, quote: bool = False) -> str:
     chain = [query]
     for _ in range(hops):
         chain.append(links.get(chain[-1], "?"))
-    answer = " = ".join(chain[1:]) if cot else chain[-1]
-    return (f"'{answer}'" if quote else f"{answer}'") if native else f"Sure. {query} = '{answer}'"
+    answer = answer_text(chain[1:]) if cot else chain[-1]
+    return (f"'{answer}'" if quote else f"{answer}'") if native else f"Sure. {answer_line(query, answer)}"
 
 
 class FaultServer:
