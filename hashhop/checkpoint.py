@@ -4,16 +4,15 @@ On disk: the model's tensors as ``model.<name>``, the optimiser's moments (when 
 ``optim.<parameter name>.<state key>``, and one metadata entry ``{"meta": json.dumps(meta)}``. The
 LTM's weights put ``{"format": "hashhop-ltm", "config": {...LTMConfig...}, ...}`` in ``meta``.
 
-Files are written atomically (a temporary file in the same folder, flushed to disk, then renamed
-over the target) with an ordinary file's permissions (0666 less the umask: 0644 usually). Corrupt
-or mismatched files are one-line :class:`HashHopError`\\ s.
+Files are written atomically by :func:`write_atomically` (a temporary file in the same folder, flushed to
+disk, then renamed over the target) with an ordinary file's permissions (0666 less the umask: 0644
+usually). Corrupt or mismatched files, and failed writes, are one-line :class:`HashHopError`\\ s.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 
 import torch
 
@@ -28,23 +27,20 @@ def _first_line(err: BaseException, limit: int = 100) -> str:
     return (lines[0] if lines else type(err).__name__)[:limit]
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.partial")
-    # os.open's mode goes through the umask, as for any file a program creates.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def write_atomically(path: str, data: bytes | str) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically and durably: the one way the lab and the LTM write
+    files (checkpoints, weights, configs, summaries, model cards, metrics). Built on
+    :func:`hashhop.task.formats.atomic_output` (a temporary file in the same folder, renamed over the target;
+    a symbolic link's target is replaced; any OSError is a one-line HashHopError naming ``path``), plus a
+    flush to disk before the rename and of the folder after it."""
+    from hashhop.task.formats import atomic_output
+
+    with atomic_output(path) as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
     try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
+        dir_fd = os.open(os.path.dirname(os.path.abspath(os.path.realpath(path))), os.O_RDONLY)
     except OSError:
         return
     try:
@@ -67,7 +63,7 @@ def save_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Op
                 for key, value in optimizer.state.get(p, {}).items():
                     if torch.is_tensor(value):
                         tensors[f"{OPTIM_PREFIX}{names[id(p)]}.{key}"] = value.detach().contiguous().cpu().reshape(value.shape)
-    _write_atomically(path, save(tensors, metadata={"meta": json.dumps(meta)}))
+    write_atomically(path, save(tensors, metadata={"meta": json.dumps(meta)}))
 
 
 def _open(path: str, tensors: bool) -> tuple[dict, dict]:

@@ -37,24 +37,20 @@ class Cell:
         return wilson_interval(self.correct, self.answered)
 
 
-MAX_LENGTH = 10**15  # sizes go up to 1e15 (hashhop.task.spec.parse_size)
-
-
 def check_records(records: list[dict]) -> None:
-    """Values a report can be made of: a results line with the right types (checked when read) can still hold a
-    length of -5 or 10**30, or more links right than hops. One line naming the record and the field."""
+    """Records a report can be made of: at least one, each valid by the results store's one check
+    (:func:`hashhop.eval.store.validate_record`: fields, types and ranges, e.g. no length of -5 or 10**30, no more
+    links right than hops). One line naming the record and the field."""
+    from hashhop.eval.store import validate_record
+
     if not records:
         raise HashHopError("the results file has no records yet: run hashhop eval first")
     for r in records:
-        for name, lo, hi in (("length", 1, MAX_LENGTH), ("hops", 1, 1_000_000), ("prompt_tokens", 0, MAX_LENGTH)):
-            value = r.get(name, lo)
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise HashHopError(
-                    f"record {str(r.get('id'))[:80]!r}: {name} must be a whole number from {lo:,} to {hi:,}, got {str(value)[:40]}"
-                )
-        links = r.get("links_right", 0)
-        if isinstance(links, bool) or not isinstance(links, int) or not 0 <= links <= r["hops"]:
-            raise HashHopError(f"record {str(r.get('id'))[:80]!r}: links_right must be 0 to hops ({r['hops']}), got {str(links)[:40]}")
+        try:
+            validate_record(r)
+        except ValueError as err:
+            where = str(r.get("id"))[:80] if isinstance(r, dict) else "?"
+            raise HashHopError(f"record {where!r}: {err}") from None
 
 
 def aggregate(records: list[dict]) -> list[Cell]:

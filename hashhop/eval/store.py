@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import time
@@ -109,7 +110,27 @@ STATUSES = ("ok", "skipped", "error")
 # The fields every record has, and the type each must have (bool is an int in Python: checked apart).
 _REQUIRED = {"id": str, "model": str, "template": str, "status": str, "length": int, "hops": int, "cot": bool}
 _WHEN_OK = {"correct": bool, "outcome": str}
-_OPTIONAL = {"links_right": int, "prompt_tokens": int, "depth": (int, float), "response": str, "expected": str}
+_OPTIONAL = {
+    "links_right": int,
+    "prompt_tokens": int,
+    "sample": int,
+    "query": int,
+    "depth": (int, float),
+    "response": str,
+    "expected": str,
+}
+MAX_LENGTH = 10**15  # sizes go up to 1e15 (hashhop.task.spec.parse_size)
+MAX_HOPS = 1_000_000
+# The ranges of the numbers a record holds (inclusive; None: no upper bound; "hops": up to the record's hops).
+_RANGES = {
+    "length": (1, MAX_LENGTH),
+    "hops": (1, MAX_HOPS),
+    "prompt_tokens": (0, MAX_LENGTH),
+    "links_right": (0, "hops"),
+    "sample": (0, None),
+    "query": (0, None),
+    "depth": (0, 1),
+}
 MAX_LINE_BYTES = 64 << 20  # a longer "line" is not a record (e.g. /dev/zero)
 
 
@@ -122,7 +143,9 @@ def _typed(value, kind) -> bool:
 
 
 def validate_record(record: object) -> Record:
-    """``record`` as a :class:`Record`, or ValueError saying which field is wrong."""
+    """``record`` as a :class:`Record`, or ValueError saying which field is wrong: the one check of a record's
+    fields, their types and their ranges (length 1 to 1e15, hops >= 1, links_right 0 to hops, sample and
+    query >= 0, depth 0 to 1), for the results file as it is read and for a report (``report.check_records``)."""
     from hashhop.eval.score import OUTCOMES
 
     if not isinstance(record, dict):
@@ -143,6 +166,17 @@ def validate_record(record: object) -> Record:
     for name, kind in _OPTIONAL.items():
         if record.get(name) is not None and not _typed(record[name], kind):
             raise ValueError(f"field {name!r} has the wrong type ({type(record[name]).__name__})")
+    for name, (lo, hi) in _RANGES.items():
+        value = record.get(name)
+        if value is None:
+            continue
+        hi = record["hops"] if hi == "hops" else hi
+        if not ((isinstance(value, int) or math.isfinite(value)) and lo <= value and (hi is None or value <= hi)):
+            if name == "links_right":
+                raise ValueError(f"links_right must be 0 to hops ({hi:,}), got {str(value)[:40]}")
+            kind = "a number" if name == "depth" else "a whole number"
+            span = f"from {lo:,} to {hi:,}" if hi is not None else f"of at least {lo:,}"
+            raise ValueError(f"{name} must be {kind} {span}, got {str(value)[:40]}")
     return record  # type: ignore[return-value]
 
 

@@ -9,6 +9,8 @@ over {prompt}, {query}, {hops}, {hop_word}, {cot_instruction}, {answer_form}, {c
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, fields
 
 from hashhop.errors import HashHopError
@@ -67,30 +69,51 @@ TEMPLATES = {
 }
 
 
+MAX_TEMPLATE_BYTES = 1 << 20  # a template is a few lines; a larger "template" (/dev/zero, a dataset) is a mistake
+
+
 def load_template(name: str) -> Template:
-    """A built-in template by name, or a JSON file holding a template's fields."""
+    """A built-in template by name, or a JSON file holding a template's fields: a regular file of at most
+    1 MB (a device, a FIFO or a folder is refused before anything is read)."""
     if name in TEMPLATES:
         return TEMPLATES[name]
     try:
-        with open(name) as handle:
-            data = json.load(handle)
-    except OSError:
+        info = os.stat(name)
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         raise HashHopError(f"unknown template {name!r}: use {', '.join(TEMPLATES)} or the path of a JSON template file") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise HashHopError(f"template {name} is a folder: name a JSON template file")
+    if not stat.S_ISREG(info.st_mode):
+        raise HashHopError(f"template {name} is not a regular file: name a JSON template file")
+    if info.st_size > MAX_TEMPLATE_BYTES:
+        raise HashHopError(f"template file {name} is over {MAX_TEMPLATE_BYTES >> 20} MB: not a template")
+    try:
+        with open(name, "rb") as handle:
+            raw = handle.read(MAX_TEMPLATE_BYTES + 1)  # the file may have grown since stat
+    except OSError as err:
+        raise HashHopError(f"cannot read template file {name}: {err.strerror or err}") from None
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise HashHopError(f"template file {name} is over {MAX_TEMPLATE_BYTES >> 20} MB: not a template")
+    try:
+        data = json.loads(raw)
     except json.JSONDecodeError as err:
         raise HashHopError(f"template file {name} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    except (ValueError, RecursionError) as err:  # not UTF-8, a 5,000-digit number, [[[[...
+        raise HashHopError(f"template file {name} is not valid JSON ({type(err).__name__})") from None
     known = {f.name for f in fields(Template)}
     if not isinstance(data, dict) or "user" not in data or set(data) - known:
         raise HashHopError(f"template file {name} must be a JSON object with 'user' and optionally {', '.join(sorted(known - {'user'}))}")
     data.setdefault("name", name)
     stop = data.get("stop", [])
     types_ok = (
-        isinstance(data["user"], str)
+        isinstance(data["name"], str)
+        and isinstance(data["user"], str)
         and isinstance(data.get("system") or "", str)
         and isinstance(stop, list)
         and all(isinstance(s, str) for s in stop)
         and isinstance(data.get("native", False), bool)
     )
     if not types_ok:
-        raise HashHopError(f"template file {name}: user and system are strings, stop a list of strings, native true or false")
+        raise HashHopError(f"template file {name}: name, user and system are strings, stop a list of strings, native true or false")
     data["stop"] = tuple(stop)
     return Template(**data)

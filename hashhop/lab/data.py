@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hashhop.errors import HashHopError
+from hashhop.lab import checks
 
 IGNORE = -100
 
@@ -34,6 +35,20 @@ class TaskConfig:
     num_queries: int = 4
     power_a: float = 0.01  # mqar query gaps
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """One-line errors naming the field (a run config adds ``task.`` in front)."""
+        checks.choice("name", self.name, tuple(TASKS), "task")
+        checks.whole("seq_len", self.seq_len, 1, checks.MAX_SEQ_LEN)
+        checks.whole("vocab_size", self.vocab_size, 2, 1 << 20)
+        checks.whole("num_pairs", self.num_pairs, 1, 1 << 20)
+        checks.whole("hops", self.hops, 1, 1000)
+        checks.flag("chain_of_thought", self.chain_of_thought)
+        checks.whole("hash_length", self.hash_length, 1, 1000)
+        checks.whole("num_queries", self.num_queries, 1, 1 << 20)
+        checks.number("power_a", self.power_a, 0, 1, low_open=True)
+        if not isinstance(self.extra, dict):
+            raise HashHopError(f"extra must be an object, got {checks.show(self.extra)}")
 
 
 def _choice_no_replace(generator: torch.Generator, batch: int, population: int, size: int, offset: int = 0) -> torch.Tensor:
@@ -234,8 +249,6 @@ def task_vocab(cfg: TaskConfig) -> int:
 
 
 def make_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    if cfg.name not in TASKS:
-        raise HashHopError(f"unknown task {cfg.name!r}: use one of {', '.join(TASKS)}")
     return TASKS[cfg.name](cfg, batch, generator)
 
 

@@ -6,7 +6,6 @@ scores it (exact match, outcome) and the answer is filed under the depth of the 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 
@@ -15,7 +14,7 @@ import torch
 from hashhop.checkpoint import load_checkpoint
 from hashhop.errors import HashHopError
 from hashhop.eval.score import OUTCOMES, score_answer
-from hashhop.lab.config import RunConfig
+from hashhop.lab.config import RunConfig, load_configs
 from hashhop.lab.train import build_model
 from hashhop.task.generator import plan
 from hashhop.task.grammar import answer_line, completion_header, prompt_hashes, query_line
@@ -25,13 +24,23 @@ DEPTH_BINS = 4
 
 
 def load_run(run_dir: str) -> tuple[RunConfig, torch.nn.Module]:
+    """A finished run's config and trained model; a missing, corrupt or mismatched file is a one-line error naming it."""
+    config_path, weights_path = os.path.join(run_dir, "config.json"), os.path.join(run_dir, "model.safetensors")
+    if not os.path.isdir(run_dir):
+        raise HashHopError(f"{run_dir} is not a finished run folder (no such folder)")
+    if not os.path.exists(config_path):
+        raise HashHopError(f"{run_dir} is not a finished run folder (it has no config.json)")
+    if not os.path.exists(weights_path):
+        raise HashHopError(f"{run_dir} is not a finished run folder (it has no model.safetensors: train it to the end first)")
     try:
-        with open(os.path.join(run_dir, "config.json")) as handle:
-            cfg = RunConfig.from_dict(json.load(handle))
-    except (OSError, json.JSONDecodeError) as err:
-        raise HashHopError(f"{run_dir} is not a finished run folder (config.json: {err})") from None
+        configs = load_configs(config_path)  # not a regular file, too large, not JSON, [[[[..., a bad field: one line
+    except HashHopError as err:
+        raise HashHopError(f"{run_dir} is not a finished run folder ({err})") from None
+    if len(configs) != 1:
+        raise HashHopError(f"{run_dir} is not a finished run folder ({config_path} holds a sweep of {len(configs)} runs, not one run)")
+    cfg = configs[0]
     model = build_model(cfg)
-    load_checkpoint(os.path.join(run_dir, "model.safetensors"), model, prefix="")
+    load_checkpoint(weights_path, model, prefix="")  # a corrupt or mismatched file: one line naming it
     model.eval()
     return cfg, model
 

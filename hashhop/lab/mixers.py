@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashhop.errors import HashHopError
+from hashhop.lab import checks
 
 FP32 = 4
+POSITIONS = ("rope", "alibi", "none")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,21 @@ class MixerConfig:
     expand: int = 2  # mamba
     chunk: int = 64  # linear_attention, deltanet
     inner: str = "attention"  # hybrid: the mixer after the short convolution
+
+    def __post_init__(self) -> None:
+        """One-line errors naming the field (a run config adds ``model.mixer.`` in front)."""
+        checks.choice("name", self.name, tuple(mixer_names()), "mixer")
+        checks.whole("d_model", self.d_model, 1, 1 << 16)
+        checks.whole("n_heads", self.n_heads, 1, self.d_model)
+        if self.d_model % self.n_heads:
+            raise HashHopError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}: pick sizes that divide")
+        checks.choice("positions", self.positions, POSITIONS, "positions")
+        checks.whole("window", self.window, 1, checks.MAX_SEQ_LEN)
+        checks.whole("conv_kernel", self.conv_kernel, 1, 1024)
+        checks.whole("state_dim", self.state_dim, 1, 4096)
+        checks.whole("expand", self.expand, 1, 64)
+        checks.whole("chunk", self.chunk, 1, checks.MAX_SEQ_LEN)
+        checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")
 
     @property
     def head_dim(self) -> int:
@@ -55,10 +72,7 @@ def mixer_names() -> list[str]:
 
 
 def make_mixer(cfg: MixerConfig) -> nn.Module:
-    if cfg.name not in _MIXERS:
-        raise HashHopError(f"unknown mixer {cfg.name!r}: use one of {', '.join(mixer_names())}")
-    if cfg.d_model % cfg.n_heads:
-        raise HashHopError(f"d_model {cfg.d_model} is not divisible by n_heads {cfg.n_heads}: pick sizes that divide")
+    """The mixer ``cfg`` names (a :class:`MixerConfig` checked itself when it was made)."""
     return _MIXERS[cfg.name](cfg)
 
 
@@ -90,8 +104,6 @@ class Attention(nn.Module):
 
     def __init__(self, cfg: MixerConfig) -> None:
         super().__init__()
-        if cfg.positions not in ("rope", "alibi", "none"):
-            raise HashHopError(f"unknown positions {cfg.positions!r}: use rope, alibi or none")
         self.cfg = cfg
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
@@ -410,8 +422,6 @@ class Hybrid(nn.Module):
 
     def __init__(self, cfg: MixerConfig) -> None:
         super().__init__()
-        if cfg.inner == "hybrid":
-            raise HashHopError("a hybrid's inner mixer cannot be another hybrid")
         self.conv = CausalConv(cfg.d_model, cfg.conv_kernel)
         self.inner = make_mixer(MixerConfig(**{**cfg.__dict__, "name": cfg.inner}))
         self.cfg = cfg

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from hashhop.errors import HashHopError
+from hashhop.lab import checks
 from hashhop.lab.mixers import MixerConfig, make_mixer
 
 
@@ -18,6 +19,25 @@ class ModelConfig:
     vocab_size: int = 8192
     mlp_ratio: int = 4  # 0: mixer-only blocks
     max_len: int | None = None  # learned absolute positions up to max_len (None: none at this level)
+
+    def __post_init__(self) -> None:
+        """One-line errors naming the field (a run config adds ``model.`` in front); the mixer checked itself."""
+        if not isinstance(self.mixer, MixerConfig):
+            raise HashHopError(f"mixer must be an object of MixerConfig fields, got {checks.show(self.mixer)}")
+        checks.whole("n_layers", self.n_layers, 1, 1000)
+        checks.whole("vocab_size", self.vocab_size, 2, 1 << 20)
+        checks.whole("mlp_ratio", self.mlp_ratio, 0, 64)
+        if self.max_len is not None:
+            checks.whole("max_len", self.max_len, 1, checks.MAX_SEQ_LEN)
+        # A rough parameter count (embeddings + per layer: the mixer's d x d maps and the MLP) before anything is allocated.
+        m = self.mixer
+        width = m.d_model * max(1, m.expand)
+        params = 2 * self.vocab_size * m.d_model + self.n_layers * (8 * width * m.d_model + 2 * self.mlp_ratio * m.d_model**2)
+        if params > checks.MAX_PARAMS:
+            raise HashHopError(
+                f"mixer.d_model, n_layers and vocab_size make a model of about {params:,} parameters: too large for the lab "
+                f"(at most {checks.MAX_PARAMS:,})"
+            )
 
 
 class Block(nn.Module):

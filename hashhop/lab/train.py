@@ -9,9 +9,11 @@ tokens, so N processes take exactly the steps one process takes.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -19,7 +21,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from hashhop.checkpoint import load_checkpoint, save_checkpoint
+from hashhop.checkpoint import load_checkpoint, save_checkpoint, write_atomically
 from hashhop.errors import HashHopError
 from hashhop.lab.config import RunConfig
 from hashhop.lab.data import IGNORE, eval_config, make_batch, task_vocab
@@ -113,8 +115,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
     run_dir = os.path.join(out_dir, cfg.name)
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path):
-        with open(summary_path) as handle:
-            summary = json.load(handle)
+        summary = _read_summary(summary_path)
         if summary.get("config") == json.loads(json.dumps(cfg.to_dict())):
             return summary
         raise HashHopError(f"{run_dir} holds a finished run of another config: use another name or out dir")
@@ -122,8 +123,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         raise HashHopError(f"batch size {cfg.batch_size} does not divide over {world} processes")
     if rank == 0:
         os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "config.json"), "w") as handle:
-            handle.write(cfg.to_json())
+        write_atomically(os.path.join(run_dir, "config.json"), cfg.to_json())
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
     model = build_model(cfg).to(device)
     optimizer = _optimizer(model, cfg)
@@ -131,8 +131,12 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
     start, elapsed_s, history = 0, 0.0, []
     if os.path.exists(ckpt):
         meta = load_checkpoint(ckpt, model, optimizer)
-        start, elapsed_s = meta["step"], meta.get("elapsed_s", 0.0)
-        history = _read_metrics(os.path.join(run_dir, "metrics.jsonl"), start)
+        start, elapsed_s = meta.get("step"), meta.get("elapsed_s", 0.0)
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= cfg.steps:
+            raise HashHopError(
+                f"checkpoint {ckpt} is not one of this run's checkpoints (its step is {str(start)[:40]}): remove it to start over"
+            )
+        history = _read_metrics(os.path.join(run_dir, "metrics.jsonl"), start, rewrite=rank == 0)
     ddp = model
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model)
@@ -210,13 +214,11 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         "length_generalisation": lengths,
     }
     if rank == 0:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, os.path.join(run_dir, "model.safetensors"))
+        write_atomically(os.path.join(run_dir, "model.safetensors"), save({k: v.contiguous().cpu() for k, v in model.state_dict().items()}))
         _write_csv(history, os.path.join(run_dir, "metrics.csv"))
-        with open(summary_path + ".partial", "w") as handle:
-            json.dump(summary, handle, indent=2)
-        os.replace(summary_path + ".partial", summary_path)
+        write_atomically(summary_path, json.dumps(summary, indent=2))  # last: a summary means the run is finished
         if os.path.exists(ckpt):
             os.remove(ckpt)
         log(
@@ -226,22 +228,57 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
     return summary
 
 
-def _read_metrics(path: str, up_to_step: int) -> list[dict]:
+def _read_summary(path: str) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            summary = json.loads(handle.read(16 << 20))
+    except OSError as err:
+        raise HashHopError(f"cannot read {path}: {err.strerror or err}") from None
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, [[[[...
+        summary = None
+    if not isinstance(summary, dict):
+        raise HashHopError(f"{path} is not a run summary: remove it to train the run again")
+    return summary
+
+
+def _read_metrics(path: str, up_to_step: int, rewrite: bool = True, warn=None) -> list[dict]:
+    """The evaluations logged up to ``up_to_step`` (the checkpoint's); later ones are dropped from the file
+    (atomically), since they will be redone. It is a log: a line that is not an evaluation record (a line cut
+    by a crash, a corrupt one) is skipped with a one-line warning on stderr."""
     if not os.path.exists(path):
         return []
-    with open(path) as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
-    kept = [r for r in records if r["step"] <= up_to_step]
-    with open(path, "w") as handle:  # drop evaluations after the checkpoint: they will be redone
-        handle.writelines(json.dumps(r) + "\n" for r in kept)
+    warn = warn or (lambda text: print(f"warning: {text}", file=sys.stderr))
+    kept, skipped = [], []
+    try:
+        with open(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
+                    record = None
+                step = record.get("step") if isinstance(record, dict) else None
+                if isinstance(step, bool) or not isinstance(step, int):
+                    skipped.append(number)
+                elif step <= up_to_step:
+                    kept.append(record)
+    except OSError as err:
+        raise HashHopError(f"cannot read {path}: {err.strerror or err}") from None
+    if skipped:
+        shown = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
+        warn(f"{path}: skipped {len(skipped)} line(s) that are not evaluation records (line {shown})")
+    if rewrite:
+        write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 
 
 def _write_csv(history: list[dict], path: str) -> None:
     if not history:
         return
-    keys = list(history[0])
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
+    keys = list(dict.fromkeys(key for record in history for key in record))
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    write_atomically(path, buffer.getvalue())

@@ -45,3 +45,16 @@ class TrainConfig:
             raise HashHopError(f"lr must be a finite number > 0 and <= 10, got {self.lr!r}")
         if not whole(self.seed, 0, 2**63 - 1):
             raise HashHopError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}")
+
+
+def card_path(out: str) -> str:
+    """Where the model card of the weights ``out`` goes: ``<stem>.card.md`` next to them, except for the shipped
+    weights, whose card is ``hashhop/ltm/weights/MODEL_CARD.md``."""
+    if os.path.realpath(out) == os.path.realpath(WEIGHTS):
+        return os.path.join(os.path.dirname(WEIGHTS), "MODEL_CARD.md")
+    return os.path.splitext(out)[0] + ".card.md"
+
+
+def summary_path(out: str) -> str:
+    """Where the training summary of the weights ``out`` goes: ``<stem>.json`` next to them."""
+    return os.path.splitext(out)[0] + ".json"

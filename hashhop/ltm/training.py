@@ -5,6 +5,12 @@ characters, hash lengths and hop counts mixed, with and without chain of thought
 answer's log-likelihood under the model (every hash of a chain-of-thought answer is a slot) plus the
 controller's continue/stop decision after each slot. The model reads the whole (short) context with
 the full softmax: the training-time forward that the long-context engine must reproduce.
+
+``hashhop train --out PATH.safetensors`` writes three files, each atomically (a temporary file renamed over
+the target, :func:`hashhop.checkpoint.write_atomically`): the weights at ``PATH.safetensors``, the summary
+at ``PATH.json`` and the model card at ``PATH.card.md`` (:func:`card_path`), all named after the weights
+so that nothing else in the folder (an unrelated ``MODEL_CARD.md``) is touched. The one exception: the
+shipped weights (``hashhop/ltm/weights/ltm.safetensors``) keep their card at ``hashhop/ltm/weights/MODEL_CARD.md``.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hashhop.checkpoint import save_checkpoint
+from hashhop.checkpoint import save_checkpoint, write_atomically
 from hashhop.errors import HashHopError
-from hashhop.ltm.config import FORMAT, WEIGHTS, TrainConfig
+from hashhop.ltm.config import FORMAT, WEIGHTS, TrainConfig, card_path, summary_path
 from hashhop.ltm.memory import entries_from_text
 from hashhop.ltm.model import LTM, LTMConfig, Memory, word_logprob
 from hashhop.ltm.text import END, find_words, gather_chars, to_bytes
@@ -181,6 +187,7 @@ def train_ltm(
 
 
 def save(model: LTM, train_cfg: TrainConfig, out: str, elapsed_s: float, history: list[dict], command: str | None) -> dict:
+    """The weights, their summary and their model card, each written atomically (see the module's notes)."""
     os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
     save_checkpoint(out, model, None, {"format": FORMAT, "config": model.cfg.to_dict(), "train": asdict(train_cfg)})
     params = sum(p.numel() for p in model.parameters())
@@ -195,13 +202,19 @@ def save(model: LTM, train_cfg: TrainConfig, out: str, elapsed_s: float, history
         "train_config": asdict(train_cfg),
         "model_config": asdict(model.cfg),
     }
-    with open(os.path.splitext(out)[0] + ".json", "w") as fh:
-        json.dump({**summary, "history": history}, fh, indent=1)
-    write_model_card(summary, os.path.join(os.path.dirname(os.path.abspath(out)), "MODEL_CARD.md"))
+    write_atomically(summary_path(out), json.dumps({**summary, "history": history}, indent=1))
+    write_model_card(summary, card_path(out))
     return summary
 
 
+# What the card says the model is: written into every card, so retraining reproduces it.
+WHAT_ITS_NUMBERS_MEAN = """## What its numbers mean
+`builtin:ltm` is a hand-built retrieval baseline with a few learnt switches: an upper bound for HashHop, not a learnt long-context model. Its scores come from its wiring: words are cut at `[0-9A-Za-z]`, a value is the next word, it makes a fixed 4 reads, and the `Hops=`/`CoT=` header is read from its words; its long-context engine works as an exact-match hash table on the query's word. The same network with every weight set by hand and no training scores 240/240 at 100K and 1M characters, as does a 10-line Python dict (the trained weights: 240/240). It fails hashes containing `+`, `/` or `_` (8-11/20), hashes of 64+ characters (0/20) and 4 or 5 hops (0/20); off distribution the indexed engine and the dense network agree on 0/20 absent or one-typo keys. Ablations: `python benchmarks/ltm_ablations.py` (benchmarks/RESULTS.md) and docs/ltm.md.
+"""
+
+
 def write_model_card(summary: dict, path: str) -> None:
+    """The model card (atomically): how the weights were made, and what their numbers mean."""
     t = summary["train_config"]
     final = summary["final"]
     text = f"""# hashhop LTM reference model
@@ -223,6 +236,6 @@ design in ``docs/ltm.md``), trained by this project's own command:
 
 Evaluated at 1K to 10M+ characters by ``benchmarks/ltm_scale.py`` (numbers in ``benchmarks/RESULTS.md``);
 the harness runs it as ``--model builtin:ltm``.
-"""
-    with open(path, "w") as fh:
-        fh.write(text)
+
+{WHAT_ITS_NUMBERS_MEAN}"""
+    write_atomically(path, text)

@@ -1,7 +1,8 @@
 """``builtin:ltm``: the project's own LTM model (``hashhop/ltm``), run in-process on CPU.
 
 ``builtin:ltm`` loads the weights shipped in the package; ``builtin:PATH`` loads a weights file
-made by ``hashhop train --out PATH``. Prompts are sized in characters (the model reads characters).
+made by ``hashhop train --out PATH``. Prompts are sized in characters (the model reads characters): a
+``--tokenizer`` other than ``chars`` is refused in one line rather than ignored.
 The engine keeps the last prefilled contexts, so the queries of one HashHop problem pay one prefill.
 """
 
@@ -15,6 +16,11 @@ from hashhop.runners.base import BaseRunner, PermanentError, Reply, Request, Run
 
 class BuiltinRunner(BaseRunner):
     def __init__(self, name: str, options: RunnerOptions) -> None:
+        if options.tokenizer not in (None, "chars"):
+            raise HashHopError(
+                f"builtin:{name} reads characters and sizes prompts in characters: drop --tokenizer "
+                f"(or pass --tokenizer chars), got {str(options.tokenizer)[:80]!r}"
+            )
         try:
             from hashhop.ltm.engine import Engine
             from hashhop.ltm.load import WEIGHTS, load_ltm

@@ -136,7 +136,7 @@ def test_training_learns_and_writes_weights_card_and_summary(tmp_path):
     os.makedirs(out.parent)
     summary = train_ltm(TrainConfig(steps=60, batch_size=8, log_every=20, hops=(1,), hash_lengths=(8,)), out=str(out), progress=False)
     assert summary["final"]["word_loss"] < 1.0  # from ~4 at initialisation
-    assert (tmp_path / "w" / "MODEL_CARD.md").read_text().count("seed") >= 1
+    assert (tmp_path / "w" / "ltm.card.md").read_text().count("seed") >= 1
     model = load_ltm(str(out))
     problem = _problem(2000, 1, False, hash_length=8)
     engine = Engine(model)
