@@ -159,8 +159,7 @@ def _ltm_save(out, history=None):
 
 
 def test_ltm_card_is_named_after_the_weights_and_spares_an_unrelated_card(tmp_path):
-    from hashhop.ltm.config import WEIGHTS
-    from hashhop.ltm.config import card_path
+    from hashhop.ltm.config import WEIGHTS, card_path
 
     (tmp_path / "MODEL_CARD.md").write_text("someone else's model\n")
     _ltm_save(tmp_path / "mine.safetensors")
