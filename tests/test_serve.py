@@ -103,12 +103,14 @@ def test_max_tokens_cuts_with_finish_reason_length(server):
 def test_malformed_requests_get_http_errors_and_the_server_lives(server, path, body, status):
     code, reply, _ = _post(server, path, body)
     assert code == status and reply["error"]["message"]
+    assert reply["error"]["code"] is None or isinstance(reply["error"]["code"], str)  # as OpenAI sends: never an int
+    assert set(reply["error"]) == {"message", "type", "param", "code"}
     assert urllib.request.urlopen(server + "/health", timeout=5).status == 200
 
 
 def test_too_large_and_odd_prompts(server):
     code, reply, _ = _post(server, "/v1/completions", json.dumps({"prompt": "x" * (9 << 20)}).encode())
-    assert code == 413 and "limit" in reply["error"]["message"]
+    assert code == 413 and "limit" in reply["error"]["message"] and reply["error"]["code"] == "request_too_large"
     for prompt in ("", "free text, not HashHop", "\u00e9\u2211\x00 = '"):
         code, reply, _ = _post(server, "/v1/completions", json.dumps({"prompt": prompt}).encode())
         assert code == 200 and isinstance(reply["choices"][0]["text"], str)
@@ -129,3 +131,70 @@ def test_concurrency_beyond_capacity_gets_429_then_recovers(server):
 def test_a_bad_charset_is_a_400_not_a_500(server):
     code, reply, _ = _post(server, "/v1/completions", b'{"prompt": "x"}', content_type="application/json; charset=bogus")
     assert code == 400 and reply["error"]["message"]
+
+
+# -- the OpenAI API's shape: models, n, sampling parameters, content parts, error codes ----------------
+def _client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0)
+
+
+def test_an_unknown_model_is_a_404_model_not_found(server):
+    client = _client(server)
+    with pytest.raises(openai.NotFoundError) as err:
+        client.completions.create(model="gpt-4o", prompt="x")
+    assert err.value.status_code == 404 and err.value.code == "model_not_found" and "builtin:ltm" in err.value.message
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert err.value.code == "model_not_found"
+    code, reply, _ = _post(server, "/v1/completions", b'{"prompt": "x"}')  # no model at all: the served one
+    assert code == 200
+
+
+def test_n_returns_n_identical_greedy_choices(server):
+    client = _client(server)
+    problem = _problem(1, False)
+    chain = problem.queries[0]
+    text = native_request(problem.prompt, 1, False, chain.query)
+    out = client.completions.create(model="builtin:ltm", prompt=text, n=3, max_tokens=100, stop=["'"])
+    assert [c.index for c in out.choices] == [0, 1, 2] and {c.text for c in out.choices} == {chain.answer(False)}
+    assert out.usage.completion_tokens == 3 * len(chain.answer(False))
+    out = client.completions.create(model="builtin:ltm", prompt=text, best_of=3, max_tokens=100, stop=["'"])
+    assert len(out.choices) == 1
+    chat = client.chat.completions.create(model="builtin:ltm", messages=[{"role": "user", "content": text}], n=2, max_tokens=100)
+    assert [c.message.content for c in chat.choices] == [chain.answer(False)] * 2
+
+
+@pytest.mark.parametrize(
+    "params,name",
+    [
+        ({"temperature": -5}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"n": -1}, "n"),
+        ({"n": 0}, "n"),
+        ({"n": 1000}, "n"),
+        ({"n": 3, "best_of": 2}, "best_of"),
+    ],
+)
+def test_out_of_range_sampling_parameters_are_400s_that_name_the_parameter(server, params, name):
+    client = _client(server)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="builtin:ltm", prompt="x", **params)
+    assert err.value.status_code == 400 and err.value.param == name and name in err.value.message
+    assert client.completions.create(model="builtin:ltm", prompt="x", temperature=0, top_p=1).choices  # in range: fine
+
+
+def test_chat_content_as_text_parts_is_concatenated_and_image_parts_are_400(server):
+    client = _client(server)
+    problem = _problem(2, False)
+    chain = problem.queries[1]
+    text = native_request(problem.prompt, 2, False, chain.query)
+    half = len(text) // 2
+    parts = [{"type": "text", "text": text[:half]}, {"type": "text", "text": text[half:]}]
+    chat = client.chat.completions.create(model="builtin:ltm", messages=[{"role": "user", "content": parts}], max_tokens=100)
+    assert chat.choices[0].message.content == chain.answer(False)
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="builtin:ltm", messages=[{"role": "user", "content": [parts[0], image]}])
+    assert "text" in err.value.message and "image_url" in err.value.message

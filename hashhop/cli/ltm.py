@@ -103,7 +103,23 @@ def _add_serve(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback by default)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-waiting", type=int, default=16, help="requests queued behind the running one; more get HTTP 429")
-    p.add_argument("--max-request-mb", type=finite_float, default=1024, help="largest request body; larger get HTTP 413")
+    p.add_argument(
+        "--max-request-mb",
+        type=finite_float,
+        default=128,
+        help="largest request body (128 MB holds a 100M-character prompt as JSON); larger get HTTP 413, refused before reading",
+    )
+    p.add_argument(
+        "--max-inflight-mb",
+        type=finite_float,
+        default=None,
+        help="request bodies held at once (read, queued or being answered), all requests together; beyond it HTTP 429 "
+        "(default: 256 MB, or two of the largest request if that is more)%(default).0s",
+    )
+    p.add_argument("--header-timeout", type=finite_float, default=15, metavar="SECONDS", help="close connections whose headers take longer")
+    p.add_argument(
+        "--body-timeout", type=finite_float, default=60, metavar="SECONDS", help="close connections whose body takes longer (HTTP 408)"
+    )
     p.add_argument("--cache-contexts", type=int, default=4, help="prefilled contexts kept for reuse (prefix caching)")
     p.set_defaults(run=_run_serve)
 
@@ -111,19 +127,28 @@ def _add_serve(sub) -> None:
 def _run_serve(args) -> int:
     from hashhop.ltm.serve import ServeOptions, serve
 
-    max_bytes = args.max_request_mb * 2**20  # finite_float: not nan or inf, but 1e308 MB overflows to inf
-    if not 1 <= max_bytes < 2**63:
-        raise HashHopError(f"--max-request-mb must allow 1 byte to 8 EB (2**63 bytes), got {args.max_request_mb:g} MB")
+    def mb(value: float, flag: str) -> int:
+        size = value * 2**20  # finite_float: not nan or inf, but 1e308 MB overflows to inf
+        if not 1 <= size < 2**63:  # 1e-9 MB is a thousandth of a byte: refused, not rounded to 0 (= no limit)
+            raise HashHopError(f"{flag} must allow 1 byte to 8 EB (2**63 bytes), got {value:g} MB")
+        return round(size)
+
+    max_request = mb(args.max_request_mb, "--max-request-mb")
+    max_inflight = max(256 << 20, 2 * max_request) if args.max_inflight_mb is None else mb(args.max_inflight_mb, "--max-inflight-mb")
     options = ServeOptions(  # checks itself: one-line errors for bad values
         model=args.model,
         host=args.host,
         port=args.port,
         max_waiting=args.max_waiting,
-        max_request_bytes=round(max_bytes),
+        max_request_bytes=max_request,
+        max_inflight_bytes=max_inflight,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
         cache_contexts=args.cache_contexts,
     )
     try:
         serve(options)
-    except OSError as err:  # port in use, no permission...
-        raise HashHopError(f"cannot serve on {args.host}:{args.port}: {err.strerror or err}") from None
+    except OSError as err:  # port in use, no permission... (raised before "serving on" is printed)
+        reason = os.strerror(err.errno) if err.errno else (err.strerror or str(err))
+        raise HashHopError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
     return 0

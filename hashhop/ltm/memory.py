@@ -8,8 +8,10 @@ few entries a read touches (:func:`entries_from_text`).
 
 A read looks up the query's sign code (and the codes with its least certain bits flipped) with a
 binary search (:meth:`ContextMemory.candidates`); the engine (:mod:`hashhop.ltm.engine`) rescores those
-candidates exactly as the dense model does. :func:`dense_memory` is the training-time memory: every
-word an entry.
+candidates exactly as the dense model does. A read scores at most ``MAX_CANDIDATES`` entries, whatever
+the text: a word repeated N times matches N entries, and only its first ``MAX_CANDIDATES`` occurrences
+(by position) are kept, so a read's work never grows with the context (HashHop keys match 1-2).
+:func:`dense_memory` is the training-time memory: every word an entry.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from hashhop.errors import HashHopError
 from hashhop.ltm.model import LTM, Memory
 from hashhop.ltm.text import END, find_words, gather_chars, gather_separators, is_word_byte
 
-CHUNK_WORDS = 1 << 16
+CHUNK_WORDS = 1 << 13  # words encoded at once by prefill: ~35 MB of activations (2^16 took ~270 MB, no faster)
 PROBE_BITS = 4  # also look up the codes with the 4 least certain bits flipped (16 probes)
+MAX_CANDIDATES = 64  # entries one read scores at most: the earliest matches by position
+_WORD_BYTE = np.array([is_word_byte(code) for code in range(256)])
 
 
 def _codes(keys: torch.Tensor) -> np.ndarray:
@@ -76,9 +80,12 @@ class ContextMemory:
         """Every byte the engine keeps for this context."""
         return sum(a.nbytes for a in (self.data, self.starts, self.lengths, self.order, self.sorted_codes))
 
-    def candidates(self, query: torch.Tensor) -> np.ndarray:
-        """Word indices whose code equals the query's, or differs only in its least certain bits."""
-        if len(self) == 0:
+    def candidates(self, query: torch.Tensor, limit: int = MAX_CANDIDATES) -> np.ndarray:
+        """Word indices whose code equals the query's, or differs only in its least certain bits: the first
+        ``limit`` of them by position. Equal codes are sorted by position (a stable sort), so each probe's
+        range is cut to its first ``limit`` entries before anything is copied: O(probes * limit) work,
+        however many words match (a word repeated a million times costs what a word seen once does)."""
+        if len(self) == 0 or limit < 1:
             return np.zeros(0, dtype=np.int64)
         code = int(_codes(query[None])[0])
         uncertain = np.argsort(query.abs().numpy())[:PROBE_BITS]
@@ -87,8 +94,8 @@ class ContextMemory:
             probes = np.concatenate([probes, probes ^ np.uint64(1 << int(bit))])
         lo = np.searchsorted(self.sorted_codes, probes, side="left")
         hi = np.searchsorted(self.sorted_codes, probes, side="right")
-        found = [self.order[a:b] for a, b in zip(lo, hi) if b > a]
-        return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+        found = [self.order[a : min(b, a + limit)] for a, b in zip(lo, hi) if b > a]
+        return np.unique(np.concatenate(found))[:limit].astype(np.int64) if found else np.zeros(0, dtype=np.int64)
 
     def entries(self, words: np.ndarray) -> Memory:
         """The dense memory of the given word indices (B = 1), recomputed from the text."""
@@ -100,11 +107,22 @@ def _true_lengths(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> 
     out = lengths.astype(np.int64)
     if lengths.dtype == np.uint8:
         for i in np.flatnonzero(out == 255):
-            position = int(starts[i]) + 255
-            while position < len(data) and is_word_byte(data[position]):
-                position += 1
-            out[i] = position - int(starts[i])
+            out[i] = _word_end(data, int(starts[i]) + 255) - int(starts[i])
     return out
+
+
+def _word_end(data: np.ndarray, position: int) -> int:
+    """The first non-word byte at or after ``position`` (or the end): numpy over growing blocks, no Python
+    loop per byte (a megabyte-long word is a few block scans, not a million iterations)."""
+    block = 4096
+    while position < len(data):
+        chunk = data[position : position + block]
+        outside = ~_WORD_BYTE[chunk]
+        if outside.any():
+            return position + int(outside.argmax())
+        position += len(chunk)
+        block *= 2
+    return len(data)
 
 
 def entries_from_text(model: LTM, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, words: np.ndarray) -> Memory:

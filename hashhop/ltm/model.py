@@ -244,11 +244,21 @@ class PromptParts:
     query: np.ndarray  # (1, W) chars of the query word (all END when the text has no word)
 
 
+MAX_HEADER_WORDS = 32  # completion-header words the controller reads (a native header has 5: COMPLETION Hops N CoT B)
+
+
 def split_prompt(text: str | bytes, width: int) -> PromptParts:
     """The context is everything before the last ``\\n\\nCOMPLETION:`` (or before the last line when
-    there is none); the query is the last word; the words between are the completion header."""
-    data = to_bytes(text)
-    raw = data.tobytes()
+    there is none); the query is the last word; the words between are the completion header, of which
+    the first ``MAX_HEADER_WORDS`` are kept (a header of a million words costs what a native one does).
+    Cost: a few passes over the bytes (encode, check, find the marker), no copy of the context."""
+    if isinstance(text, str):
+        raw = text.encode("utf-8", "replace")
+    elif isinstance(text, bytes):
+        raw = text
+    else:
+        raw = to_bytes(text).tobytes()
+    data = to_bytes(raw)  # a view of raw unless it holds NUL or non-ASCII bytes (those become 127; the marker has neither)
     cut = raw.rfind(MARKER)
     if cut < 0:
         cut = raw.rstrip(b"\n").rfind(b"\n")
@@ -257,10 +267,10 @@ def split_prompt(text: str | bytes, width: int) -> PromptParts:
         cut += 1  # the context keeps its last line's end, as in training (the last word's separator is "'\n")
     context, tail = data[:cut], data[cut:]
     starts, lengths = find_words(tail)
-    chars = gather_chars(tail, starts, lengths, width)
-    if len(chars) == 0:
+    if len(starts) == 0:
         return PromptParts(context, np.zeros((0, width), dtype=np.int64), np.zeros((1, width), dtype=np.int64))
-    return PromptParts(context, chars[:-1], chars[-1:])
+    header = gather_chars(tail, starts[:-1][:MAX_HEADER_WORDS], lengths[:-1][:MAX_HEADER_WORDS], width)
+    return PromptParts(context, header, gather_chars(tail, starts[-1:], lengths[-1:], width))
 
 
 @dataclass
