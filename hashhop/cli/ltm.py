@@ -30,7 +30,7 @@ def _add_train(sub) -> None:
     p.add_argument("--context-chars", type=int, default=d.context_chars, help="training context size (at most 16384)")
     p.add_argument("--lr", type=finite_float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", default=WEIGHTS, help="weights file (a model card and a .json summary go next to it)")
+    p.add_argument("--out", default=WEIGHTS, help="weights file; its summary (PATH.json) and model card (PATH.card.md) go next to it")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_run_train)
 
@@ -38,11 +38,11 @@ def _add_train(sub) -> None:
 def _run_train(args) -> int:
     import shlex
 
-    from hashhop.ltm.config import TrainConfig
+    from hashhop.ltm.config import TrainConfig, card_path, summary_path
 
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, context_chars=args.context_chars, lr=args.lr, seed=args.seed)
     if not args.out.endswith(".safetensors"):
-        raise HashHopError("--out names the weights file: PATH.safetensors (its .json summary and model card go next to it)")
+        raise HashHopError("--out names the weights file: PATH.safetensors (its summary PATH.json and model card PATH.card.md go next to it)")
     folder = os.path.dirname(os.path.abspath(args.out))
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise HashHopError(f"cannot write {args.out}: {folder} is not a folder")
@@ -54,8 +54,8 @@ def _run_train(args) -> int:
     # mounts pass permission checks and refuse writes. The weights are written atomically at the end, so a failed
     # run leaves an existing weights file as it was.
     check_output_file(args.out, "weights file")
-    check_output_file(os.path.splitext(args.out)[0] + ".json", "training summary")
-    check_output_file(os.path.join(folder, "MODEL_CARD.md"), "model card")
+    check_output_file(summary_path(args.out), "training summary")
+    check_output_file(card_path(args.out), "model card")
     command = "hashhop train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else "hashhop train"
     from hashhop.ltm.training import train_ltm
 
