@@ -128,6 +128,8 @@ def test_make_one_equals_the_reference_several_blocks_and_chunks(monkeypatch, ar
     from hashhop.task import generator
 
     monkeypatch.setattr(compat, "_BLOCK", 1000)  # many blocks of targets
-    monkeypatch.setattr(generator, "LINES_PER_CHUNK", 777)  # many chunks of prompt
+    monkeypatch.setattr(compat, "_LINES_PER_CHUNK", 777)  # many chunks of prompt
+    monkeypatch.setattr(compat, "_WORKERS", 2)  # hashes on threads
+    monkeypatch.setattr(generator, "_PERMUTE_LINES", 2000)  # many groups of lines
     one = MultiHopEval.make_one(*args[:5], seed=args[5])
     assert (one.prompt, one.completion, list(one.targets.items())) == reference_make_one(*args)

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -198,16 +199,104 @@ def test_the_spec_bound_is_exact_for_characters_and_lenient_for_tokens():
 
 
 def test_ascii_string_equals_join_and_decode():
-    chunks = [b"abc\n", b"", b"de = 'f'", b"\n" * 3]
+    chunks = [b"abc\n", b"", bytearray(b"de = 'f'"), b"\n" * 3]
     assert generator.ascii_string(iter(chunks), 15) == b"".join(chunks).decode()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not 15|14 bytes promised"):
         generator.ascii_string(iter(chunks), 14)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not 16"):
         generator.ascii_string(iter(chunks), 16)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # UnicodeDecodeError
         generator.ascii_string(iter([b"caf\xc3\xa9"]), 5)
     text = generator.ascii_string(iter([b"x" * 1000]), 1000)
     assert text == "x" * 1000 and hash(text) == hash("x" * 1000) and {text: 1}["x" * 1000] == 1
+    # the buffer and the decode apart (make_one frees the hashes in between); plain str and bytes only
+    buffer = generator.fill_buffer(iter([b"ab", b"cd"]), 4)
+    assert generator.decode_ascii(buffer) == "abcd" and type(generator.decode_ascii(buffer)) is str
+
+
+def test_the_engine_fills_no_string_in_place():
+    # The prompt is built with plain Python: no ctypes, so no half-filled or shared string can exist.
+    import inspect
+
+    from hashhop import compat
+
+    for module in (generator, compat):
+        assert "ctypes" not in inspect.getsource(module)
+
+
+@pytest.mark.parametrize("hops, length, alphabet", [(1, 11, "alnum"), (3, 11, "alnum"), (2, 4, "hex"), (2, 16, "letters")])
+def test_chunks_threads_and_text_hashes_do_not_change_the_prompt(hops, length, alphabet):
+    spec = HashHopSpec(context_tokens=60_000, tokenizer="chars", hops=hops, hash_length=length, alphabet=alphabet, seed=4)
+    whole = plan(spec).prompt
+    problem = plan(spec)
+    digits, text = problem.hash_digits(), problem.hash_digits(workers=2, text=True)
+    assert np.array_equal(np.frombuffer(spec.alphabet_chars.encode(), dtype=np.uint8)[digits], text)
+    for lines, workers in [(50, 1), (50, 2), (4096, 1), (333, 3)]:
+        for hashes, as_text in [(None, False), (digits, False), (text, True)]:
+            chunks = problem.prompt_chunks(hashes=hashes, text=as_text, lines_per_chunk=lines, workers=workers)
+            assert b"".join(chunks).decode() == whole, (lines, workers, as_text)
+    json_text = b"".join(problem.prompt_chunks(eol=EOL_JSON, hashes=text, text=True, lines_per_chunk=77)).decode()
+    assert json_text == json.dumps(whole)[1:-1]
+    # written in place (make_one's path): the same bytes, and one newline after the last line
+    for lines in (1, 77, 1 << 14):
+        buffer = problem.prompt_text(text, lines)
+        assert generator.decode_ascii(buffer[:-1]) == whole and buffer[-1] == ord("\n")
+
+
+def test_planning_a_huge_character_context_is_constant_work(monkeypatch):
+    # 1e12 characters: planning, the summary and the completion touch a few lines and hashes, never
+    # an array that grows with the context, and count no tokens (sizing in characters is arithmetic).
+    from hashhop.cli.generate import summary
+    from hashhop.task import keyed, tokens
+
+    largest = []
+    for cls, name in [(keyed.KeyedPermutation, "__call__"), (keyed.KeyedPermutation, "inverse"), (keyed.HashFamily, "digits")]:
+        original = getattr(cls, name)
+
+        def spy(self, x, *args, _original=original, **kwargs):
+            largest.append(np.size(x))
+            return _original(self, x, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, spy)
+    monkeypatch.setattr(tokens.CharTokenizer, "count", lambda self, text: pytest.fail("counted tokens"))
+    monkeypatch.setattr(Problem, "_line_offsets", lambda self, positions: pytest.fail("a pass over the lines"))
+    spec = HashHopSpec(context_tokens=10**12, tokenizer="chars", hops=2, num_queries=5)
+    problem = plan(spec)
+    assert problem.num_chains == (10**12 + 1) // spec.chain_chars() and problem.prompt_chars <= 10**12
+    text = summary(problem, 0.0)
+    assert problem.completion.count("\n") == 5 + 5 and len(problem.targets) == 5
+    assert "999,999,999,961 characters" in text and len(largest) < 100 and max(largest) <= 16
+
+
+def test_link_offsets_are_computed_when_first_asked_for():
+    from hashhop.task.sample import Chain
+
+    spec = HashHopSpec(context_tokens=40_000, tokenizer="chars", hops=3, num_queries=3, seed=2)
+    problem = plan(spec)
+    lazy = problem.queries
+    assert all(c._offsets is None for c in lazy)  # the queries alone cost no pass over the prompt
+    eager = sample_from_text(problem.prompt, problem.completion).queries
+    assert lazy == eager and [c.offsets for c in lazy] == [c.offsets for c in eager]
+    assert hash(lazy[0]) == hash(eager[0]) and repr(lazy[0]) == repr(eager[0])
+    import pickle
+
+    assert pickle.loads(pickle.dumps(lazy[0])) == lazy[0]
+    with pytest.raises(AttributeError):
+        lazy[0].hashes = ()
+    with pytest.raises(TypeError):
+        Chain(("a", "b"), (0,))
+
+
+def test_importing_the_spec_loads_neither_the_generator_nor_numpy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hashhop.task.spec, hashhop.task.grammar; "
+        "assert not {'numpy', 'hashhop.task.generator', 'hashhop.task.keyed'} & set(sys.modules), sorted(sys.modules); "
+        "from hashhop.task import plan, HashHopSpec; assert plan.__module__ == 'hashhop.task.generator'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_queries_offsets_are_the_same_before_and_after_rendering(monkeypatch):

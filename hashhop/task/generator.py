@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
@@ -39,6 +40,8 @@ else:
     np = _Numpy()
 
 LINES_PER_CHUNK = 1 << 16
+_GATHER = 1 << 12  # lines whose hashes are gathered at once
+_PERMUTE_LINES = 1 << 16  # lines whose positions are permuted at once
 PROBE_CHARS = 1 << 20
 _WORKERS = 2
 
@@ -53,13 +56,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = _WORKERS, ahead: int = 4) -> Iterator[R]:
-    """``map`` on a thread pool, in order, with at most ``ahead`` results in flight (bounded memory).
-    A single item runs inline: starting threads costs more than small problems take."""
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, ahead: int = 4) -> Iterator[R]:
+    """``map`` on a thread pool of ``workers`` (default ``_WORKERS``) threads, in order, with at most
+    ``ahead`` results in flight (bounded memory). A single item, or a single worker, runs inline:
+    starting threads costs more than small problems take."""
+    workers = _WORKERS if workers is None else workers
     items = iter(items)
     head = list(itertools.islice(items, 2))
-    if len(head) < 2:
-        yield from map(fn, head)
+    if len(head) < 2 or workers < 2:
+        yield from map(fn, itertools.chain(head, items))
         return
     from concurrent.futures import ThreadPoolExecutor
 
@@ -74,55 +79,57 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = _WORKER
 
 
 def ascii_string(chunks: Iterable[bytes], size: int) -> str:
-    """``b"".join(chunks).decode("ascii")`` for ASCII chunks of ``size`` bytes in all, without the
-    joined bytes: on CPython the chunks are copied into a new string as they come, so a 300 MB
-    prompt costs 300 MB, not 600 MB."""
-    target = _new_ascii(size)
-    if target is None:
-        return b"".join(chunks).decode("ascii")
-    import ctypes
+    """``b"".join(chunks).decode("ascii")`` for ASCII chunks of ``size`` bytes in all: the chunks are
+    copied into one buffer as they come (no list of chunks), then decoded once. Peak memory: the
+    string and the buffer, twice the text, for the moment of the decode (:func:`fill_buffer` and
+    :func:`decode_ascii` let a caller free other memory in between)."""
+    return decode_ascii(fill_buffer(chunks, size))
 
-    text, address, filled = target
+
+def fill_buffer(chunks: Iterable[bytes], size: int) -> np.ndarray:
+    """A new uint8 array of ``size`` bytes holding the chunks one after the other; ValueError when
+    they hold more or fewer bytes than that."""
+    buffer = np.empty(size, dtype=np.uint8)
+    view = memoryview(buffer)
+    filled = 0
     for chunk in chunks:
-        if filled + len(chunk) > size or not chunk.isascii():
-            raise ValueError("ascii_string: the chunks are not the promised ASCII bytes")
-        ctypes.memmove(address + filled, chunk, len(chunk))
-        filled += len(chunk)
+        n = len(chunk)
+        if filled + n > size:
+            raise ValueError(f"the chunks hold more than the {size} bytes promised")
+        view[filled : filled + n] = chunk
+        filled += n
     if filled != size:
-        raise ValueError(f"ascii_string: the chunks hold {filled} bytes, not {size}")
-    return text
+        raise ValueError(f"the chunks hold {filled} bytes, not {size}")
+    return buffer
 
 
-@functools.lru_cache(maxsize=1)
-def _ascii_data_offset() -> int | None:
-    """Where a compact ASCII string's characters start in its object, checked on a fresh string;
-    None where that cannot be relied on (not CPython)."""
-    try:
-        import ctypes
-        import sys
-
-        if sys.implementation.name != "cpython":
-            return None
-        new = ctypes.pythonapi.PyUnicode_New
-        new.restype, new.argtypes = ctypes.py_object, (ctypes.c_ssize_t, ctypes.c_uint32)
-        offset = sys.getsizeof("") - 1  # the object header; one byte is the terminating NUL
-        probe = new(8, 127)
-        ctypes.memmove(id(probe) + offset, b"hashhop!", 8)
-        return offset if probe == "hashhop!" and probe.isascii() and sys.getsizeof(probe) == offset + 9 else None
-    except (AttributeError, OSError, TypeError, ValueError):
-        return None
+def decode_ascii(buffer: np.ndarray) -> str:
+    """The ASCII text in ``buffer`` as a str (UnicodeDecodeError, a ValueError, on any other byte)."""
+    return str(memoryview(buffer), "ascii")
 
 
-def _new_ascii(size: int) -> tuple[str, int, int] | None:
-    """A new, uninitialised ASCII string of ``size`` characters, its data address and 0; None
-    when strings cannot be filled in place (then the caller joins and decodes)."""
-    offset = _ascii_data_offset()
-    if offset is None or size < 1:
-        return None
-    import ctypes
+_THREAD = threading.local()
 
-    text = ctypes.pythonapi.PyUnicode_New(size, 127)
-    return text, id(text) + offset, 0
+
+def _scratch_bytes(size: int) -> bytearray:
+    """A bytearray of ``size`` bytes for this thread to assemble into (contents undefined), reused by
+    the next call of the same size: the chunks of a prompt all have one size but the last."""
+    cache = getattr(_THREAD, "scratch", None)
+    if cache is None:
+        cache = _THREAD.scratch = {}
+    buffer = cache.get(size)
+    if buffer is None:
+        if len(cache) >= 4:
+            cache.clear()
+        buffer = cache[size] = bytearray(size)
+    return buffer
+
+
+def hash_column(mat: np.ndarray, at: int, length: int) -> np.ndarray:
+    """Bytes ``[at, at + length)`` of every row of the 2-D uint8 array ``mat`` as a writable view of
+    one ``V{length}`` item per row: filling it copies one item per row, not one byte at a time."""
+    assert mat.dtype == np.uint8 and mat.ndim == 2 and mat.strides[1] == 1 and 0 <= at and at + length <= mat.shape[1]
+    return np.ndarray((mat.shape[0],), dtype=f"V{length}", buffer=mat, offset=at, strides=(mat.strides[0],))
 
 
 class Problem(HasQueries):
@@ -159,7 +166,10 @@ class Problem(HasQueries):
         for code, char in [(_SPACE, " "), (_EQUALS, "="), (_QUOTE, "'"), (_NEWLINE, "\n"), (_BACKSLASH, "\\"), (_LETTER_N, "n")]:
             table[code] = ord(char)
         self._table = bytes(table)
+        table[: len(alphabet)] = range(len(alphabet))  # identity on ASCII: for hashes already in text
+        self._text_table = bytes(table)
         self._chain_ends: dict[int, tuple[int, int]] = {}  # chunk start -> (stop, lines that end a chain)
+        self._chain_ends_step = LINES_PER_CHUNK  # the chunks' size in lines
 
     # -- sizes -------------------------------------------------------------------------------
     @property
@@ -169,55 +179,172 @@ class Problem(HasQueries):
     # -- rendering ---------------------------------------------------------------------------
     def render_lines(self, start: int, stop: int, eol: bytes = EOL_TEXT) -> bytes:
         """Prompt lines ``[start, stop)`` as ASCII, each followed by ``eol`` except the prompt's last."""
-        return self._render(start, stop, eol)[0]
+        return bytes(self._render(start, stop, eol)[0])
 
-    def _render(self, start: int, stop: int, eol: bytes = EOL_TEXT, hashes: np.ndarray | None = None) -> tuple[bytes, int]:
+    def _render(
+        self,
+        start: int,
+        stop: int,
+        eol: bytes = EOL_TEXT,
+        hashes: np.ndarray | None = None,
+        line: np.ndarray | None = None,
+        text: bool = False,
+    ) -> tuple[bytearray, int]:
         """Lines ``[start, stop)`` and how many of them end a chain. ``hashes``: the digits of every
-        hash of the problem (:meth:`hash_digits`), gathered instead of computed when given."""
+        hash of the problem (:meth:`hash_digits`; their characters with ``text``), gathered instead of
+        computed when given; ``line``: ``lines(arange(start, stop))`` when already computed
+        (overwritten here).
+
+        The lines are assembled in a scratch buffer of this thread's, reused from chunk to chunk, and
+        ``bytearray.translate`` maps them to text: one new buffer per chunk, not three (fresh memory
+        costs a page fault per 4 KiB)."""
         L, hops = self.spec.hash_length, self.hops
-        positions = np.arange(start, stop, dtype=np.uint64)
-        line = self._lines(positions)
-        chain = line // np.uint64(hops)
-        link = line - chain * np.uint64(hops)
-        key_index = chain * np.uint64(hops + 1) + link
-        mat = np.empty((stop - start, 2 * L + 5 + len(eol)), dtype=np.uint8)
+        n = stop - start
+        if line is None:
+            line = self._lines(np.arange(start, stop, dtype=np.uint64))
+        # line = chain * hops + link; its key is hash chain * (hops + 1) + link = line + chain, its value the next
+        if hops == 1:
+            key_index = line + line
+        else:
+            chain = line // np.uint64(hops)
+            key_index = line + chain
+            chain *= np.uint64(hops)
+            line -= chain  # the link
+            last = line == np.uint64(hops - 1)
+        width = 2 * L + 5 + len(eol)
+        scratch = _scratch_bytes(n * width)
+        mat = np.frombuffer(scratch, dtype=np.uint8).reshape(n, width)
+        keys, values = hash_column(mat, 0, L), hash_column(mat, L + 4, L)
         if hashes is None:
-            mat[:, :L] = self.hash_family.digits(key_index)
-            mat[:, L + 4 : 2 * L + 4] = self.hash_family.digits(key_index + np.uint64(1))
+            keys[:] = self.hash_family.digits(key_index).view(f"V{L}")[:, 0]
+            key_index += np.uint64(1)
+            values[:] = self.hash_family.digits(key_index).view(f"V{L}")[:, 0]
         else:
+            table = np.ascontiguousarray(hashes).view(f"V{L}")[:, 0]
             rows = key_index.astype(np.intp)
-            mat[:, :L] = np.take(hashes, rows, axis=0)  # take: 20x faster than hashes[rows] on rows of bytes
-            rows += 1
-            mat[:, L + 4 : 2 * L + 4] = np.take(hashes, rows, axis=0)
-        mat[:, L : L + 3] = (_SPACE, _EQUALS, _SPACE)
-        mat[:, 2 * L + 5 :] = np.frombuffer(eol, dtype=np.uint8)
+            after = rows + 1
+            # A line's key and value are neighbours in the table: gathering both for a few thousand
+            # lines at a time reads each cache line once. The rows are in range: clip skips the check.
+            for at in range(0, n, _GATHER):
+                np.take(table, rows[at : at + _GATHER], out=keys[at : at + _GATHER], mode="clip")
+                np.take(table, after[at : at + _GATHER], out=values[at : at + _GATHER], mode="clip")
+        # The separators as two items per row: " = '" after the key, "'" + eol after the value; the
+        # quotes of links that do not end a chain are written as _DELETE, which translate removes.
+        middle, end = hash_column(mat, L, 4), hash_column(mat, 2 * L + 4, 1 + len(eol))
         if hops > 1:
-            # Only the last link of a chain keeps its quotes: the others' are deleted by translate.
-            last = link == np.uint64(hops - 1)
-            quotes = np.where(last, np.uint8(_QUOTE), np.uint8(_DELETE))
-            mat[:, L + 3] = quotes
-            mat[:, 2 * L + 4] = quotes
+            pick = last.view(np.uint8).astype(np.intp)  # 1: the link ends its chain
+            np.take(self._separators(eol)[0], pick, out=middle, mode="clip")
+            np.take(self._separators(eol)[1], pick, out=end, mode="clip")
             ends = int(np.count_nonzero(last))
-            text = mat.tobytes().translate(self._table, _DELETE_BYTES)
+            out = scratch.translate(self.alphabet_table(text and hashes is not None), _DELETE_BYTES)
         else:
-            mat[:, L + 3] = _QUOTE
-            mat[:, 2 * L + 4] = _QUOTE
-            ends = stop - start
-            text = mat.tobytes().translate(self._table)
+            middle[:] = self._separators(eol)[0][1]
+            end[:] = self._separators(eol)[1][1]
+            ends = n
+            out = scratch.translate(self.alphabet_table(text and hashes is not None))
+        del mat, keys, values, middle, end  # the scratch buffer's views
         if stop == self.num_lines:
-            text = text[: len(text) - len(eol)]
-        return text, ends
+            del out[len(out) - len(eol) :]
+        return out, ends
 
-    def prompt_chunks(self, eol: bytes = EOL_TEXT, progress: bool = False, hashes: np.ndarray | None = None) -> Iterator[bytes]:
-        """The prompt as ASCII chunks of whole lines, computed on two threads, in order."""
-        bounds = [(s, min(s + LINES_PER_CHUNK, self.num_lines)) for s in range(0, self.num_lines, LINES_PER_CHUNK)]
+    def prompt_text(self, hash_text: np.ndarray, lines_per_chunk: int = 1 << 14) -> np.ndarray:
+        """The prompt's bytes (a uint8 array of ``prompt_chars + 1``, the last byte not part of it),
+        written in place from ``hash_text`` (:meth:`hash_digits` with ``text=True``).
 
-        def render(bound: tuple[int, int]) -> bytes:
-            text, ends = self._render(bound[0], bound[1], eol, hashes)
-            self._chain_ends[bound[0]] = (bound[1], ends)  # lets the queries' offsets skip this chunk
-            return text
+        For materialising whole prompts: each line's key, separator, value, quotes and newline are
+        scattered straight to their offsets (a running sum of the line widths), so the prompt is
+        written once, without a per-chunk text to translate and copy."""
+        L, hops = self.spec.hash_length, self.hops
+        out = np.empty(self.prompt_chars + 1, dtype=np.uint8)  # + the newline after the last line
 
-        chunks = ordered_map(render, bounds)
+        def items(length: int) -> np.ndarray:  # item k: bytes [k, k + length) of out
+            return np.ndarray((out.size - length + 1,), dtype=f"V{length}", buffer=out, strides=(1,))
+
+        hashes_at, separator_at = items(L), items(3)
+        table = np.ascontiguousarray(hash_text).view(f"V{L}")[:, 0]
+        separator = np.frombuffer(b" = ", dtype="V3")[0]
+        at = 0
+        self._chain_ends, self._chain_ends_step = {}, lines_per_chunk
+        for group in range(0, self.num_lines, _PERMUTE_LINES):
+            lines = self._lines(np.arange(group, min(group + _PERMUTE_LINES, self.num_lines), dtype=np.uint64))
+            for first in range(0, lines.size, lines_per_chunk):
+                line = lines[first : first + lines_per_chunk]
+                chain = line // np.uint64(hops)
+                rows = (line + chain).astype(np.intp)  # the key's hash; the value's is the next
+                chain *= np.uint64(hops)
+                line -= chain
+                last = line == np.uint64(hops - 1)  # the link ends its chain: quoted value
+                width = last.astype(np.intp)
+                width *= 2
+                width += 2 * L + 4
+                offsets = np.empty(line.size, dtype=np.intp)
+                offsets[0] = at
+                np.cumsum(width[:-1], out=offsets[1:])
+                offsets[1:] += at
+                at = int(offsets[-1] + width[-1])
+                keys, values = np.empty(line.size, dtype=table.dtype), np.empty(line.size, dtype=table.dtype)
+                for sub in range(0, line.size, _GATHER):  # a line's key and value share cache lines
+                    np.take(table, rows[sub : sub + _GATHER], out=keys[sub : sub + _GATHER], mode="clip")
+                    rows[sub : sub + _GATHER] += 1
+                    np.take(table, rows[sub : sub + _GATHER], out=values[sub : sub + _GATHER], mode="clip")
+                hashes_at[offsets] = keys
+                separator_at[offsets + L] = separator
+                ends = offsets[last]
+                out[ends + (L + 3)] = ord("'")
+                out[ends + (2 * L + 4)] = ord("'")
+                offsets += L + 3
+                offsets += last
+                hashes_at[offsets] = values
+                offsets += L
+                offsets += last
+                out[offsets] = ord("\n")
+                self._chain_ends[group + first] = (group + first + line.size, int(ends.size))
+        assert at == out.size
+        return out
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _separators(eol: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """The separator items of a line, ``[deleted quotes, quotes]``: after the key, after the value
+        (read-only: shared by every problem)."""
+        middle = np.array([bytes([_SPACE, _EQUALS, _SPACE, quote]) for quote in (_DELETE, _QUOTE)], dtype="V4")
+        end = np.array([bytes([quote]) + eol for quote in (_DELETE, _QUOTE)], dtype=f"V{1 + len(eol)}")
+        middle.flags.writeable = end.flags.writeable = False
+        return middle, end
+
+    def prompt_chunks(
+        self,
+        eol: bytes = EOL_TEXT,
+        progress: bool = False,
+        hashes: np.ndarray | None = None,
+        lines_per_chunk: int | None = None,
+        workers: int | None = None,
+        text: bool = False,
+    ) -> Iterator[bytearray]:
+        """The prompt as ASCII chunks of ``lines_per_chunk`` whole lines (default ``LINES_PER_CHUNK``),
+        computed on ``workers`` threads (default ``_WORKERS``), in order. ``hashes``: every hash's
+        digits (:meth:`hash_digits`; their characters with ``text``), gathered instead of computed."""
+        size = lines_per_chunk or LINES_PER_CHUNK
+        if size != self._chain_ends_step:  # the counts recorded are for chunks of one size
+            self._chain_ends, self._chain_ends_step = {}, size
+        # The line permutation is computed for groups of chunks at once (its cycle walking costs a
+        # few NumPy calls per call, whatever the size), each group on one thread.
+        group = size * max(1, _PERMUTE_LINES // size)
+        groups = [(g, min(g + group, self.num_lines)) for g in range(0, self.num_lines, group)]
+
+        def render(g: tuple[int, int]) -> Iterator[bytearray]:
+            lines = self._lines(np.arange(g[0], g[1], dtype=np.uint64))
+            for start in range(g[0], g[1], size):
+                stop = min(start + size, g[1])
+                chunk, ends = self._render(start, stop, eol, hashes, lines[start - g[0] : stop - g[0]], text)
+                self._chain_ends[start] = (stop, ends)  # lets the queries' offsets skip this chunk
+                yield chunk
+
+        workers = _WORKERS if workers is None else workers
+        if workers < 2 or len(groups) < 2:  # one chunk at a time: each chunk's memory is reused by the next
+            chunks = itertools.chain.from_iterable(map(render, groups))
+        else:
+            chunks = itertools.chain.from_iterable(ordered_map(lambda g: list(render(g)), groups, workers))
         if progress:
             from tqdm import tqdm
 
@@ -233,24 +360,33 @@ class Problem(HasQueries):
     def prompt(self) -> str:
         return ascii_string(self.prompt_chunks(), self.prompt_chars)
 
-    def hash_digits(self) -> np.ndarray:
+    def hash_digits(self, workers: int | None = None, text: bool = False) -> np.ndarray:
         """``(num_chains * (hops + 1), hash_length)`` digits of every hash, row ``i`` for index ``i``
-        (memory grows with the size: for materialising whole problems)."""
+        (memory grows with the size: for materialising whole problems), computed on ``workers``
+        threads (default ``_WORKERS``). ``text``: the hashes' characters (ASCII codes) instead."""
         n = self.num_chains * (self.hops + 1)
         out = np.empty((n, self.spec.hash_length), dtype=np.uint8)
-        step = 1 << 17
+        workers = _WORKERS if workers is None else workers
+        # One contiguous range per worker (each allocates its scratch once), in pieces of at least 2**16.
+        step = max(1 << 16, -(-n // max(1, workers)))
+        piece = 1 << 15  # mapped to text while in cache
 
         def fill(start: int) -> None:
-            stop = min(start + step, n)
-            out[start:stop] = self.hash_family.digits(np.arange(start, stop, dtype=np.uint64))
+            scratch = np.empty(2 * piece * self.spec.hash_length, dtype=np.uint8) if text else None
+            for at in range(start, min(start + step, n), piece):
+                stop = min(at + piece, start + step, n)
+                self.hash_family.range_digits(at, stop, out=out[at:stop])
+                if text:
+                    self.hash_family.to_text(out[at:stop], scratch)
 
-        for _ in ordered_map(fill, range(0, n, step)):
+        for _ in ordered_map(fill, range(0, n, step), workers):
             pass
         return out
 
-    def alphabet_table(self) -> bytes:
-        """The ``bytes.translate`` table from digits and this module's codes to text."""
-        return self._table
+    def alphabet_table(self, text: bool = False) -> bytes:
+        """The ``bytes.translate`` table from digits and this module's codes to text (``text``: for
+        hashes already in text, :meth:`hash_digits` with ``text=True``)."""
+        return self._text_table if text else self._table
 
     # -- queries -----------------------------------------------------------------------------
     def query_chain_ids(self) -> np.ndarray:
@@ -259,15 +395,24 @@ class Problem(HasQueries):
 
     @functools.cached_property
     def queries(self) -> tuple[Chain, ...]:
+        """The queried chains, in completion order: O(1) in the size of the prompt. The character
+        offsets of their links are computed when first asked for (one pass over the lines before the
+        deepest link, skipped for the chunks already rendered), for all of them at once."""
         hops = self.hops
         chains = self.query_chain_ids()
         positions = [self._lines.inverse(chain * np.uint64(hops) + np.arange(hops, dtype=np.uint64)) for chain in chains]
-        offsets = self._line_offsets(np.concatenate(positions))
+        found: dict[int, int] = {}
+
+        def locate(lines: tuple[int, ...]) -> list[int]:
+            if not found:
+                found.update(self._line_offsets(np.concatenate(positions)))
+            return [found[p] for p in lines]
+
         result = []
         for i, chain in enumerate(chains):
             index = chain * np.uint64(hops + 1) + np.arange(hops + 1, dtype=np.uint64)
             lines = tuple(int(p) for p in positions[i])
-            result.append(Chain(tuple(self.hash_family.strings(index)), lines, tuple(offsets[p] for p in lines)))
+            result.append(Chain(tuple(self.hash_family.strings(index)), lines, locate=locate))
         return tuple(result)
 
     def _line_offsets(self, positions: np.ndarray) -> dict[int, int]:
@@ -279,8 +424,9 @@ class Problem(HasQueries):
             return {int(p): int(p) * (2 * L + 6) for p in wanted}
         last_before = {}
         seen = 0
-        for start in range(0, int(wanted[-1]) + 1, LINES_PER_CHUNK):
-            stop = min(start + LINES_PER_CHUNK, self.num_lines)
+        step = self._chain_ends_step
+        for start in range(0, int(wanted[-1]) + 1, step):
+            stop = min(start + step, self.num_lines)
             inside = wanted[(wanted >= start) & (wanted < stop)]
             known = self._chain_ends.get(start)
             if known is not None and known[0] == stop:

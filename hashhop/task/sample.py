@@ -3,19 +3,64 @@ and the completion in Magic's format."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import FrozenInstanceError, asdict, dataclass
 
 from hashhop.task.grammar import answer_text, completion_header, format_completion  # noqa: F401 (completion_header: used by importers)
 from hashhop.task.spec import HashHopSpec
 
 
-@dataclass(frozen=True)
 class Chain:
-    """One chain ``H1 -> H2 -> ... -> H(hops+1)``; link ``i`` is the prompt line ``H(i+1) = H(i+2)``."""
+    """One chain ``H1 -> H2 -> ... -> H(hops+1)``; link ``i`` is the prompt line ``H(i+1) = H(i+2)``.
 
-    hashes: tuple[str, ...]
-    lines: tuple[int, ...]  # prompt line index of each link (0-based)
-    offsets: tuple[int, ...]  # character offset of each link's line in the prompt
+    Immutable, compared and printed like a frozen dataclass of ``hashes``, ``lines`` and ``offsets``.
+    ``offsets`` may be given as a function of ``lines`` instead of a tuple (``locate``): it is then
+    computed on first use, so a problem's queries (hashes, lines, completion) cost O(1) in the size of
+    the prompt; only the character offsets of the links need a pass over the prompt's lines
+    (cheap once the prompt has been rendered)."""
+
+    __slots__ = ("hashes", "lines", "_offsets", "_locate")
+
+    def __init__(self, hashes: tuple[str, ...], lines: tuple[int, ...], offsets: tuple[int, ...] | None = None,
+                 locate: Callable[[tuple[int, ...]], Sequence[int]] | None = None) -> None:
+        if (offsets is None) == (locate is None):
+            raise TypeError("Chain needs either offsets or locate")
+        object.__setattr__(self, "hashes", tuple(hashes))
+        object.__setattr__(self, "lines", tuple(lines))
+        object.__setattr__(self, "_offsets", None if offsets is None else tuple(offsets))
+        object.__setattr__(self, "_locate", locate)
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """Character offset of each link's line in the prompt."""
+        offsets, locate = self._offsets, self._locate
+        if offsets is None:
+            if locate is None:  # another thread has just computed them
+                return self._offsets
+            offsets = tuple(int(o) for o in locate(self.lines))
+            object.__setattr__(self, "_offsets", offsets)
+            object.__setattr__(self, "_locate", None)  # lets the problem go
+        return offsets
+
+    def __setattr__(self, name: str, value) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.hashes, self.lines) == (other.hashes, other.lines) and self.offsets == other.offsets
+
+    def __hash__(self) -> int:
+        return hash((self.hashes, self.lines))  # equal chains have equal hashes and lines
+
+    def __repr__(self) -> str:
+        return f"Chain(hashes={self.hashes!r}, lines={self.lines!r}, offsets={self.offsets!r})"
+
+    def __reduce__(self):
+        return (Chain, (self.hashes, self.lines, self.offsets))
 
     @property
     def query(self) -> str:
