@@ -282,3 +282,51 @@ def test_a_ctrl_c_swallowed_as_unraisable_is_raised_again_not_printed():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "interrupted"
     assert "Traceback" not in result.stderr and "ignored" not in result.stderr, result.stderr
+
+
+def test_weights_and_outputs_are_written_with_the_umask_mode_not_0600(tmp_path):
+    """Weights were once written 0600 (safetensors' temp file): others on the machine could not read them."""
+    import stat
+
+    import torch
+
+    from hashhop.checkpoint import save_checkpoint
+    from hashhop.cli import main
+
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(str(tmp_path / "w.safetensors"), torch.nn.Linear(2, 2), None, {"format": "test"})
+        assert main(["generate", "--context", "2k", "--tokenizer", "chars", "-o", str(tmp_path / "p.jsonl"), "--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    for name in ("w.safetensors", "p.jsonl"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o644, name
+
+
+def test_the_prefix_cache_lookup_hashes_a_bounded_sample_not_the_context(monkeypatch):
+    """Finding a cached context used to blake2b the whole context (3x a decode at 10M characters)."""
+    import hashlib
+
+    import numpy as np
+
+    from hashhop.ltm import engine
+
+    hashed, real_blake2b = [], hashlib.blake2b
+
+    class Counting:
+        def __init__(self, **kwargs) -> None:
+            self._h = real_blake2b(**kwargs)
+
+        def update(self, data) -> None:
+            hashed.append(len(memoryview(data)))
+            self._h.update(data)
+
+        def digest(self) -> bytes:
+            return self._h.digest()
+
+    monkeypatch.setattr(engine.hashlib, "blake2b", Counting)
+    small, large = np.zeros(1 << 20, dtype=np.uint8), np.zeros(64 << 20, dtype=np.uint8)
+    engine.sample_key(small)
+    small_bytes, hashed[:] = sum(hashed), []
+    engine.sample_key(large)
+    assert sum(hashed) <= max(small_bytes, 1 << 20)  # the same bounded sample at 64 MB as at 1 MB

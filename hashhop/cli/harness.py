@@ -66,8 +66,6 @@ def _run_eval(args) -> int:
     from hashhop.eval.store import default_cache_path
     from hashhop.runners import RunnerOptions
 
-    if args.retries < 0 or args.retries > 100 or args.timeout <= 0:
-        raise HashHopError("--retries must be 0..100 and --timeout > 0 seconds")
     runner_options = RunnerOptions(
         base_url=args.base_url,
         api_key=args.api_key,

@@ -15,6 +15,7 @@ from hashhop.errors import HashHopError
 from hashhop.eval.templates import Template
 from hashhop.runners.base import Request, Runner
 from hashhop.task.generator import plan
+from hashhop.task.grammar import answer_line
 from hashhop.task.keyed import derive_keys
 from hashhop.task.sample import Chain, Sample
 from hashhop.task.spec import HashHopSpec
@@ -214,7 +215,7 @@ def _answer_budget(tokenizer, chain: Chain, cot: bool, template: Template) -> in
     answer = chain.answer(cot)
     if template.native:
         return tokenizer.count(answer + "'") + 8
-    return 2 * tokenizer.count(f"{chain.query} = '{answer}'") + 32
+    return 2 * tokenizer.count(answer_line(chain.query, answer)) + 32
 
 
 

@@ -343,8 +343,11 @@ def evaluate(
     for name, price in (("price_in_per_m", price_in_per_m), ("price_out_per_m", price_out_per_m)):
         if price is not None and not (math.isfinite(price) and price >= 0):
             raise HashHopError(f"{name} must be a price >= 0 per 1M tokens, got {price}")
-    if run_options.concurrency < 1 or run_options.max_attempts < 1:
-        raise HashHopError("concurrency and attempts must be at least 1")
+    if run_options.concurrency < 1 or not 1 <= run_options.max_attempts <= 101:
+        raise HashHopError("concurrency (--concurrency) must be at least 1 and attempts 1..101 (--retries 0..100)")
+    timeout_s = (runner_options or RunnerOptions()).timeout_s
+    if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+        raise HashHopError(f"the request timeout (--timeout) must be a number of seconds > 0, got {timeout_s!r}")
     if run_options.log_every < 1 or not (math.isfinite(run_options.log_every_s) and run_options.log_every_s > 0):
         raise HashHopError("progress lines need log_every >= 1 answers and log_every_s > 0 seconds")
     if threshold is not None and not (math.isfinite(threshold) and 0 < threshold <= 1):

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from hashhop.task.grammar import LOOSE_QUOTES, parse_answers, prompt_hashes, split_answer
+from hashhop.task.grammar import LOOSE_QUOTES, answer_line, parse_answers, prompt_hashes, split_answer
 from hashhop.task.sample import Chain
 
 _PLACEHOLDER = re.compile(r"<[^<>]*>")
@@ -113,7 +113,7 @@ def score_text(sample, text: str) -> list[QueryScore]:
     answers = parse_answers(text)
     scores = []
     for chain in sample.queries:
-        line = f"{chain.query} = '{answers[chain.query]}'" if chain.query in answers else ""
+        line = answer_line(chain.query, answers[chain.query]) if chain.query in answers else ""
         scores.append(score_answer(chain, sample.chain_of_thought, line, hashes, alphabet))
     return scores
 

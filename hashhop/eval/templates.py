@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 
 from hashhop.errors import HashHopError
 from hashhop.runners.base import Request
-from hashhop.task.grammar import completion_header
+from hashhop.task.grammar import completion_header, query_line
 from hashhop.task.sample import Chain
 
 _CHAT_USER = """Below is a list of assignments between random strings, one per line. `A = B` means A points to B; a value in quotes ends a chain.
@@ -65,7 +65,7 @@ TEMPLATES = {
     "chat": Template(name="chat", user=_CHAT_USER),
     # No stop on the quote: a model that opens with a quote (``'HASH'``) would be cut to nothing. The scorer
     # reads up to the closing quote, and the answer budget bounds the length.
-    "native": Template(name="native", user="{prompt}\n\n{completion_header}{query} = '", native=True, stop=("\n",)),
+    "native": Template(name="native", user="{prompt}\n\n{completion_header}" + query_line("{query}"), native=True, stop=("\n",)),
 }
 
 

@@ -37,7 +37,7 @@ def h3_ar(steps: int = 1500) -> list[RunConfig]:
     return [_run(f"ar-{name}", task, mixer, lr=3e-3, steps=steps, eval_batches=8) for name, mixer in mixers.items()]
 
 
-def mqar(steps: int = 2000, vocab: int = 512) -> list[RunConfig]:
+def mqar_sweep(steps: int = 2000, vocab: int = 512) -> list[RunConfig]:
     """Zoology's MQAR at sequence 64, 4 pairs, d_model 64, 2 layers (vocabulary 512, not 8192, to fit a
     CPU): attention vs gated short convolution (BaseConv), linear attention, S4D, Mamba and DeltaNet."""
     task = TaskConfig(name="mqar", seq_len=64, vocab_size=vocab, num_pairs=4)
@@ -140,7 +140,7 @@ def smoke() -> list[RunConfig]:
 EXPERIMENTS = {
     "smoke": smoke,
     "h3_ar": h3_ar,
-    "mqar": mqar,
+    "mqar": mqar_sweep,
     "hashhop_mixers": hashhop_mixers,
     "three_tasks": three_tasks,
     "hashhop_attention": hashhop_attention,

@@ -56,7 +56,7 @@ def answer_runs(targets: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, cfg: RunConfig, batches: int, task=None, stream: int = 1) -> dict:
+def evaluate_batches(model: torch.nn.Module, cfg: RunConfig, batches: int, task=None, stream: int = 1) -> dict:
     """Token accuracy and exact match per answer (every token of a query's answer right) on fresh batches."""
     task = task or eval_config(cfg.task)
     eval_cfg = replace(cfg, task=task)
@@ -175,7 +175,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         last = step + 1 == cfg.steps
         if (step + 1) % cfg.eval_every == 0 or last:
             now = time.perf_counter()
-            result = evaluate(model, cfg, cfg.eval_batches)
+            result = evaluate_batches(model, cfg, cfg.eval_batches)
             record = {
                 "step": step + 1,
                 "train_loss": loss.item() / world,
@@ -198,7 +198,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
     final = history[-1] if history else {}
     lengths = {}
     for length in cfg.eval_lengths:
-        lengths[str(length)] = evaluate(model, cfg, cfg.eval_batches, task=eval_config(cfg.task, seq_len=length), stream=2)["exact_match"]
+        lengths[str(length)] = evaluate_batches(model, cfg, cfg.eval_batches, task=eval_config(cfg.task, seq_len=length), stream=2)["exact_match"]
     summary = {
         "name": cfg.name,
         "config": json.loads(json.dumps(cfg.to_dict())),

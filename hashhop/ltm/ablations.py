@@ -28,6 +28,7 @@ import torch
 
 from hashhop.ltm.model import LTM, LTMConfig
 from hashhop.ltm.text import END
+from hashhop.task.grammar import links_in, parse_native_request
 
 
 def _words_chars(words: list[str], width: int) -> torch.Tensor:
@@ -76,7 +77,7 @@ def untrained(seed: int = 0, cfg: LTMConfig | None = None) -> LTM:
 
 # The table the hand-set controller holds: (Hops, CoT) -> read depth of each answer slot (1-based).
 # Chain of thought writes one hash per hop (depths 1..H); without it, one hash at depth H.
-def depth_table(max_hops: int) -> dict[tuple[int, bool], list[int]]:
+def hops_to_depth(max_hops: int) -> dict[tuple[int, bool], list[int]]:
     table = {}
     for hops in range(1, max_hops + 1):
         table[(hops, True)] = list(range(1, hops + 1))
@@ -86,11 +87,11 @@ def depth_table(max_hops: int) -> dict[tuple[int, bool], list[int]]:
 
 def set_controller_table(model: LTM, big: float = 50.0) -> LTM:
     """Write the controller by hand (in place): two header reads aimed at the words ``Hops`` and ``CoT`` through
-    the model's own encoder, then one hidden unit per row of :func:`depth_table` that fires only when both
+    the model's own encoder, then one hidden unit per row of :func:`hops_to_depth` that fires only when both
     following words match the row, and whose output logits are +-``big`` for that row's depths and stops."""
     cfg = model.cfg
     width = cfg.max_word_chars
-    table = depth_table(cfg.max_hops)
+    table = hops_to_depth(cfg.max_hops)
     first, second = model.controller[0], model.controller[2]
     if len(table) > first.out_features:
         raise ValueError("the controller is too narrow for the depth table")
@@ -127,7 +128,7 @@ def hand_set(seed: int = 0, cfg: LTMConfig | None = None, tau: float = 1000.0, r
 
     Random character encoder from ``seed``; role = ``role_gap`` for an entry whose separator starts with
     `` = ``, about 0 otherwise; read temperature ``tau``; value = the next word; controller = the table
-    :func:`depth_table` over Hops 1..``cfg.max_hops`` (deeper chains cannot be expressed: ``max_hops`` reads)."""
+    :func:`hops_to_depth` over Hops 1..``cfg.max_hops`` (deeper chains cannot be expressed: ``max_hops`` reads)."""
     model = untrained(seed, cfg)
     cfg = model.cfg
     big = 50.0
@@ -163,11 +164,8 @@ def hand_set(seed: int = 0, cfg: LTMConfig | None = None, tau: float = 1000.0, r
 
 def dict_baseline(text: str) -> str:
     """Answer a native HashHop request (prompt, ``COMPLETION:`` header, ``QUERY = '``) with a Python dict."""
-    context, _, tail = text.rpartition("\n\nCOMPLETION:")
-    links = dict(line.replace("'", "").split(" = ", 1) for line in context.splitlines() if " = " in line)
-    hops = int(tail.split("Hops=", 1)[1].split()[0])
-    cot = tail.split("CoT=", 1)[1].split()[0] == "True"
-    key = tail.rstrip().removesuffix("= '").split()[-1]
+    links = links_in(text)
+    hops, cot, key = parse_native_request(text) or (1, False, "")
     path = []
     for _ in range(hops):
         key = links.get(key, "")

@@ -120,7 +120,7 @@ def test_a_corrupt_metrics_line_is_skipped_with_a_warning_on_resume(tmp_path, mo
     from hashhop.lab import train as train_module
 
     cfg = tiny(name="log", steps=30, eval_every=10)
-    real_evaluate, calls = train_module.evaluate, []
+    real_evaluate, calls = train_module.evaluate_batches, []
 
     def crash_on_third(*args, **kwargs):
         calls.append(1)
@@ -128,10 +128,10 @@ def test_a_corrupt_metrics_line_is_skipped_with_a_warning_on_resume(tmp_path, mo
             raise KeyboardInterrupt  # dies at step 30, after the step-20 checkpoint
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "evaluate", crash_on_third)
+    monkeypatch.setattr(train_module, "evaluate_batches", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg, str(tmp_path), progress=False)
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    monkeypatch.setattr(train_module, "evaluate_batches", real_evaluate)
     metrics = tmp_path / "log" / "metrics.jsonl"
     with open(metrics, "ab") as handle:
         handle.write(b'{"step": 10, "loss": 1.0\n' + b"[" * 100_000 + b"\n\xff\xfe\n" + b'{"step": "x"}\n' + b"[1, 2]\n")

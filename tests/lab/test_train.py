@@ -53,7 +53,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
     cfg = tiny(name="resume", steps=30, eval_every=10)
     train_run(cfg, str(tmp_path / "a"), progress=False)
-    real_evaluate, calls = train_module.evaluate, []
+    real_evaluate, calls = train_module.evaluate_batches, []
 
     def crash_on_third(*args, **kwargs):
         calls.append(1)
@@ -61,11 +61,11 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # dies at step 30, after the step-20 checkpoint
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "evaluate", crash_on_third)
+    monkeypatch.setattr(train_module, "evaluate_batches", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         train_run(cfg, str(tmp_path / "b"), progress=False)
     assert (tmp_path / "b" / "resume" / "checkpoint.safetensors").exists()
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    monkeypatch.setattr(train_module, "evaluate_batches", real_evaluate)
     summary = train_run(cfg, str(tmp_path / "b"), progress=False)
     assert summary["steps"] == 30
     a = load_file(str(tmp_path / "a" / "resume" / "model.safetensors"))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from hashhop.ltm.ablations import depth_table, dict_baseline, hand_set, random_encoder, untrained
+from hashhop.ltm.ablations import dict_baseline, hand_set, hops_to_depth, random_encoder, untrained
 from hashhop.ltm.engine import DenseEngine, Engine
 from hashhop.ltm.load import load_ltm
 from hashhop.ltm.model import split_prompt
@@ -85,7 +85,7 @@ def test_hand_set_network_is_really_set_by_hand():
         roles = {s: float(model.role(codes(s))) for s in (" = ", " = '", "'\n", "\n", "")}
     assert roles[" = "] > 30 and roles[" = '"] > 30  # a word followed by " = " is a key
     assert max(roles["'\n"], roles["\n"], roles[""]) < 0.1
-    assert (4, False) in depth_table(model.cfg.max_hops) and (5, False) not in depth_table(model.cfg.max_hops)
+    assert (4, False) in hops_to_depth(model.cfg.max_hops) and (5, False) not in hops_to_depth(model.cfg.max_hops)
 
 
 def test_random_character_encoder_reads_like_the_trained_one(trained, trained_score, problems):
