@@ -380,7 +380,7 @@ def test_lab_run_bad_input_is_one_line_and_trains_nothing(tmp_path, capsys, monk
         (["--price-in", "-1", "--dry-run"], "price_in_per_m must be a price >= 0"),
         (["--price-out", "inf", "--dry-run"], "not a finite number"),
         (["--lengths", "1k,,2k"], "has an empty item"),
-        (["--concurrency", "0"], "concurrency and attempts must be at least 1"),
+        (["--concurrency", "0"], "concurrency (--concurrency) must be at least 1"),
         (["--retries", "-1"], "--retries"),
         (["--samples", "0"], "grid samples"),
         (["--hops", "0"], "grid hops"),
