@@ -185,7 +185,8 @@ def _figures(cells: list[Cell], model: str) -> dict[str, bytes]:
         ax.set_xticks(range(len(lengths)), [_short(x) for x in lengths])
         ax.set_yticks(range(len(hops)), [str(h) for h in hops])
         ax.set_xlabel("context length (tokens)")
-        ax.set_ylabel("hops")
+        if ax is axes[0][0]:  # one label for the row: the next panel's would overlap this one's cells
+            ax.set_ylabel("hops")
         ax.set_title(f"chain of thought {'on' if cot else 'off'}")
     fig.colorbar(image, ax=axes[0].tolist(), label="exact match %")
     fig.suptitle(model, y=1.06)  # above the panel titles (the png is saved with a tight bounding box)
