@@ -55,11 +55,9 @@ def best(runs: list[tuple]) -> tuple:
 
 
 # -- plain-Python baselines --------------------------------------------------------------------
-def baseline(n_chars: int, hops: int, length: int, path: str) -> None:
-    """The obvious pure-Python generator: random strings, a set against collisions, a shuffled list."""
-    rng = random.Random(0)
-    chain_chars = hops * (2 * length + 4) + 2
-    n_chains = (n_chars + 1) // chain_chars
+def plain_chains(rng: random.Random, n_chars: int, hops: int, length: int) -> list[list[str]]:
+    """The chains that fill ``n_chars``: random strings, a set against collisions (the obvious way)."""
+    n_chains = (n_chars + 1) // (hops * (2 * length + 4) + 2)
     seen: set[str] = set()
 
     def fresh() -> str:
@@ -69,9 +67,14 @@ def baseline(n_chars: int, hops: int, length: int, path: str) -> None:
                 seen.add(h)
                 return h
 
+    return [[fresh() for _ in range(hops + 1)] for _ in range(n_chains)]
+
+
+def baseline(n_chars: int, hops: int, length: int, path: str) -> None:
+    """The obvious pure-Python generator: random strings, a set against collisions, a shuffled list."""
+    rng = random.Random(0)
     lines = []
-    for _ in range(n_chains):
-        chain = [fresh() for _ in range(hops + 1)]
+    for chain in plain_chains(rng, n_chars, hops, length):
         for j in range(hops):
             lines.append(f"{chain[j]} = '{chain[j + 1]}'" if j == hops - 1 else f"{chain[j]} = {chain[j + 1]}")
     rng.shuffle(lines)
@@ -83,18 +86,8 @@ def baseline_make_one(n_chars: int, num_queries: int, hops: int, length: int, co
     """A plain Python make_one: the same sample as ``MultiHopEval.make_one`` (the prompt of the same
     number of chains, so the same length; the completion; targets of every chain, queried first)."""
     rng = random.Random(seed)
-    chain_chars = hops * (2 * length + 4) + 2
-    n_chains = (n_chars + 1) // chain_chars
-    seen: set[str] = set()
-
-    def fresh() -> str:
-        while True:
-            h = "".join(rng.choices(ALPHABET, k=length))
-            if h not in seen:
-                seen.add(h)
-                return h
-
-    chains = [[fresh() for _ in range(hops + 1)] for _ in range(n_chains)]
+    chains = plain_chains(rng, n_chars, hops, length)
+    n_chains = len(chains)
     lines = [f"{c[j]} = '{c[j + 1]}'" if j == hops - 1 else f"{c[j]} = {c[j + 1]}" for c in chains for j in range(hops)]
     rng.shuffle(lines)
     prompt = "\n".join(lines)

@@ -8,18 +8,14 @@ import subprocess
 import sys
 
 import pytest
+from lab_helpers import tiny
 
 from hashhop.errors import HashHopError
 from hashhop.lab import config as config_module
 from hashhop.lab.data import TaskConfig
-from hashhop.lab.experiments import smoke
 from hashhop.lab.mixers import MixerConfig
 from hashhop.lab.model import ModelConfig
 from hashhop.lab.train import build_model, train_run
-
-
-def tiny(**changes):
-    return smoke()[0].replace(**changes)
 
 
 # -- 6. each part checks itself; the run config adds where the part sits ------------------------------
@@ -116,22 +112,9 @@ def test_a_failed_write_of_the_weights_leaves_no_file_and_the_run_resumes(tmp_pa
     assert train_run(cfg, str(tmp_path), progress=False)["steps"] == 20
 
 
-def test_a_corrupt_metrics_line_is_skipped_with_a_warning_on_resume(tmp_path, monkeypatch, capsys):
-    from hashhop.lab import train as train_module
-
+def test_a_corrupt_metrics_line_is_skipped_with_a_warning_on_resume(tmp_path, capsys, run_interrupted):
     cfg = tiny(name="log", steps=30, eval_every=10)
-    real_evaluate, calls = train_module.evaluate_batches, []
-
-    def crash_on_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # dies at step 30, after the step-20 checkpoint
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate_batches", crash_on_third)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, str(tmp_path), progress=False)
-    monkeypatch.setattr(train_module, "evaluate_batches", real_evaluate)
+    run_interrupted(cfg, str(tmp_path))
     metrics = tmp_path / "log" / "metrics.jsonl"
     with open(metrics, "ab") as handle:
         handle.write(b'{"step": 10, "loss": 1.0\n' + b"[" * 100_000 + b"\n\xff\xfe\n" + b'{"step": "x"}\n' + b"[1, 2]\n")

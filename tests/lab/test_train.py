@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+from lab_helpers import tiny
 
 from hashhop.checkpoint import load_checkpoint, save_checkpoint
 from hashhop.errors import HashHopError
@@ -11,10 +12,6 @@ from hashhop.lab.config import RunConfig, load_configs
 from hashhop.lab.experiments import smoke
 from hashhop.lab.sweep import run_sweep, with_learning_rates
 from hashhop.lab.train import build_model, train_run
-
-
-def tiny(**changes) -> RunConfig:
-    return smoke()[0].replace(**changes)
 
 
 def test_training_learns_associative_recall(tmp_path):
@@ -46,26 +43,14 @@ def test_early_stop_and_finished_runs_are_not_redone(tmp_path):
         train_run(cfg.replace(steps=5), str(tmp_path), progress=False)
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, run_interrupted):
     from safetensors.torch import load_file
 
-    from hashhop.lab import train as train_module
 
     cfg = tiny(name="resume", steps=30, eval_every=10)
     train_run(cfg, str(tmp_path / "a"), progress=False)
-    real_evaluate, calls = train_module.evaluate_batches, []
-
-    def crash_on_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt  # dies at step 30, after the step-20 checkpoint
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate_batches", crash_on_third)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, str(tmp_path / "b"), progress=False)
+    run_interrupted(cfg, str(tmp_path / "b"))
     assert (tmp_path / "b" / "resume" / "checkpoint.safetensors").exists()
-    monkeypatch.setattr(train_module, "evaluate_batches", real_evaluate)
     summary = train_run(cfg, str(tmp_path / "b"), progress=False)
     assert summary["steps"] == 30
     a = load_file(str(tmp_path / "a" / "resume" / "model.safetensors"))
