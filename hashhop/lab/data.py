@@ -241,7 +241,17 @@ TASKS = {
     "hashhop_tokens": hashhop_tokens,
     "hashhop_chars": hashhop_chars,
 }
-VOCAB = {"hashhop_chars": 128}
+VOCAB = {"hashhop_chars": 128, "ltm_mixture": 256}
+
+
+def _register_ltm_mixture() -> None:
+    """LTM-2's byte-level training mixture (hashhop/ltm2/data.py): code, HashHop, other layouts, needles, variables."""
+    from hashhop.ltm2.data import mixture_batch
+
+    TASKS["ltm_mixture"] = mixture_batch
+
+
+_register_ltm_mixture()
 
 
 def task_vocab(cfg: TaskConfig) -> int:

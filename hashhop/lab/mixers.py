@@ -35,6 +35,13 @@ class MixerConfig:
     expand: int = 2  # mamba
     chunk: int = 64  # linear_attention, deltanet
     inner: str = "attention"  # hybrid: the mixer after the short convolution
+    # ltm2 (hashhop/ltm2/model.py): conv encoder layers writing the memory, deep blocks, key size, read heads
+    encoder_layers: int = 2
+    layers: int = 2
+    key_dim: int = 32
+    value_dim: int = 24
+    memory_heads: int = 2
+    memory: bool = True  # False: the memory-off ablation (local window only)
 
     def __post_init__(self) -> None:
         """One-line errors naming the field (a run config adds ``model.mixer.`` in front)."""
@@ -49,6 +56,16 @@ class MixerConfig:
         checks.whole("state_dim", self.state_dim, 1, 4096)
         checks.whole("expand", self.expand, 1, 64)
         checks.whole("chunk", self.chunk, 1, checks.MAX_SEQ_LEN)
+        checks.whole("encoder_layers", self.encoder_layers, 1, 64)
+        checks.whole("layers", self.layers, 1, 64)
+        checks.whole("key_dim", self.key_dim, 1, 4096)
+        checks.whole("value_dim", self.value_dim, 1, 4096)
+        checks.whole("memory_heads", self.memory_heads, 1, min(self.key_dim, self.value_dim))
+        if self.key_dim % self.memory_heads or self.value_dim % self.memory_heads:
+            raise HashHopError(
+                f"key_dim {self.key_dim} and value_dim {self.value_dim} must be divisible by memory_heads {self.memory_heads}: pick sizes that divide"
+            )
+        checks.flag("memory", self.memory)
         checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")
 
     @property
@@ -431,3 +448,7 @@ class Hybrid(nn.Module):
 
     def state_bytes(self, length: int) -> int:
         return self.inner.state_bytes(length) + (self.cfg.conv_kernel - 1) * self.cfg.d_model * FP32
+
+
+# LTM-2's mixer lives in its own file (hashhop/ltm2/model.py) and registers itself here.
+from hashhop.ltm2 import model as _ltm2  # noqa: E402,F401

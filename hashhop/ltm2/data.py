@@ -1,0 +1,739 @@
+"""LTM-2's training data: a byte-level mixture of real code and synthetic long-range recall, one sample per row.
+
+The lab task ``ltm_mixture`` (:func:`mixture_batch`) draws each row from a mixture of five components, each a
+plain function ``component(rng, length, corpus=None) -> (text_bytes, loss_mask)`` returning exactly ``length``
+bytes and a mask that is True on the bytes whose prediction is trained:
+
+* ``code``     a random window of the training code corpus (pinned PyPI sources, never the held-out ones);
+               loss on every byte.
+* ``hashhop``  Magic's HashHop format from the data engine (``hashhop.task``), randomised per sample (hops,
+               chain of thought, hash length, alphabet, queries); loss on the answers and their closing quotes,
+               never on the prompt's random hashes (incompressible).
+* ``kv``       key-value recall in other layouts (``K -> V``, ``K: V``, JSON, Python, ``K = V;``), some 2-hop
+               chains answered with the intermediate written out; loss on the answers.
+* ``needle``   needle sentences in a haystack of code or word-list prose, asked at the end; loss on the answers.
+* ``vartrack`` variable-assignment chains in a haystack, the question asks which variables hold a value;
+               loss on the answer (the variables in chain order).
+
+Every sample is real text of exactly the requested length (no padding): a component sizes its content to fit
+and fills what is left with haystack (code or prose) *before* the content, so answers come last.
+
+The surface forms avoid RULER's exact strings (``One of the special magic ...``, ``VAR ABCDE = 12345``, its noise
+sentences and questions): RULER is LTM-2's held-out evaluation and must stay unseen.
+
+The training code corpus (:func:`build_train_corpus`) holds the ``.py`` files of pinned packages
+(:data:`TRAIN_PACKAGES`) and refuses any package of the held-out corpus (``hashhop.lab.corpus``)::
+
+    python -m hashhop.ltm2.data --out PATH [--packages sympy==1.13.3] [--progress]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.metadata
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hashhop.errors import HashHopError
+from hashhop.lab.corpus import HELD_OUT_PACKAGES, STDLIB, build_corpus, package_files
+
+if TYPE_CHECKING:
+    import torch
+
+    from hashhop.lab.data import TaskConfig
+
+TASK_NAME = "ltm_mixture"
+IGNORE = -100  # hashhop.lab.data.IGNORE (not imported: that module imports torch)
+DEFAULT_MIX: dict[str, float] = {"code": 0.35, "hashhop": 0.35, "kv": 0.12, "needle": 0.12, "vartrack": 0.06}
+TRAIN_PACKAGES: tuple[str, ...] = ("sympy==1.13.3",)
+# A curriculum inside every batch: this share of the recall rows hold a shorter task (log-uniform from MIN_SEQ_LEN
+# to the full length) after a code or prose window, so reads first learn among few entries (a retrieval plateau
+# at full size is long: probe in docs/ltm2.md) while the full-size rows teach them to stay sharp among many.
+SHORT_RECALL = 0.5
+MIN_SEQ_LEN = 256  # every component fits its smallest sample (one needle, one chain ...) in this many bytes
+BUILD_HINT = "build it with python -m hashhop.ltm2.data --out PATH and set task.extra.corpus to PATH"
+
+Rng = np.random.Generator
+Sample = tuple[bytes, np.ndarray]
+
+# Hash alphabets: the data engine's names plus two base64-like literal ones (no space, quote, '=' or backslash,
+# which HashHop's format forbids; no ';', ':' or '"' either, which the kv layouts use as delimiters).
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DIGITS = "0123456789"
+HASH_ALPHABETS: dict[str, str] = {
+    "letters": _LETTERS,
+    "digits": _DIGITS,
+    "hex": "0123456789abcdef",
+    "alnum": _LETTERS + _DIGITS,
+    "base64": _LETTERS + _DIGITS + "+/",
+    "urlsafe": _LETTERS + _DIGITS + "_-",
+}
+
+# A small built-in word list for prose haystacks and word-like keys and values (no downloads).
+WORDS: tuple[str, ...] = tuple(
+    """
+    able about above across after again against almost alone along already also always among animal answer
+    apple area around autumn basket beach bench between bird black blanket board boat book bottle bread bridge
+    bright brother build button cabin candle carry castle chair change cheese circle city clean clock cloud coast
+    coffee cold corner cotton country course cover cup dance dark desk dinner doctor door dream drive early earth
+    engine evening every family farm father field finger fire floor flower follow forest friend garden gentle glass
+    gold harbor heavy hill history horse house island journey kettle kitchen ladder lake lamp large later leaf letter
+    light little long machine market meadow middle minute mirror morning mountain music narrow near never night
+    north number ocean office orange paper pencil people piano picture plain planet pocket quiet rabbit railway
+    river road rock round saddle sand school season second shadow shelf ship short silver simple sister slow small
+    snow soft south spoon spring square station stone story street strong summer table tall teacher thread through
+    tiny today tower town train travel under valley village voice wagon walk warm water weather west window winter
+    wood yellow young
+    """.split()
+)
+
+# RULER's exact surface forms, never to appear in a training sample (checked by the tests).
+RULER_STRINGS: tuple[str, ...] = (
+    "special magic",
+    "The grass is green. The sky is blue.",
+    "Find all variables that are assigned the value",
+    "Memorize and track the chain of variable assignments",
+)
+
+
+# -- segments: text pieces that know whether they are trained --------------------------------------------------
+@dataclass
+class Built:
+    """A sample as it is assembled: byte pieces, each trained (True) or not, and what a test needs to check it."""
+
+    parts: list[tuple[bytes, bool]] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def add(self, text: str | bytes, trained: bool = False) -> None:
+        if text:
+            self.parts.append((text.encode("ascii") if isinstance(text, str) else text, trained))
+
+    def __len__(self) -> int:
+        return sum(len(p) for p, _ in self.parts)
+
+    def render(self, length: int) -> Sample:
+        data = b"".join(p for p, _ in self.parts)
+        if len(data) != length:  # a sizing bug, never bad input
+            raise RuntimeError(f"built {len(data)} bytes where {length} were asked ({self.meta.get('component')})")
+        mask = np.zeros(length, dtype=bool)
+        at = 0
+        for piece, trained in self.parts:
+            if trained:
+                mask[at : at + len(piece)] = True
+            at += len(piece)
+        return data, mask
+
+
+def _rng(rng: Rng | int) -> Rng:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def _check_length(length: int) -> None:
+    if not isinstance(length, int) or length < MIN_SEQ_LEN:
+        raise HashHopError(f"a sample needs at least {MIN_SEQ_LEN} bytes, got {length!r}: raise seq_len")
+
+
+# -- haystacks ---------------------------------------------------------------------------------------------------
+def _prose(rng: Rng, n: int) -> bytes:
+    """``n`` bytes of sentences of random words from :data:`WORDS`, a few sentences per line."""
+    out: list[str] = []
+    size = 0
+    while size < n:
+        words = [WORDS[i] for i in rng.integers(0, len(WORDS), int(rng.integers(4, 13)))]
+        sentence = " ".join(words).capitalize() + ("." if rng.random() < 0.85 else "?")
+        sentence += "\n" if rng.random() < 0.35 else " "
+        out.append(sentence)
+        size += len(sentence)
+    return "".join(out)[:n].encode("ascii")
+
+
+def _window(rng: Rng, corpus: np.ndarray, n: int) -> bytes:
+    if len(corpus) < n:
+        raise HashHopError(f"the code corpus holds {len(corpus):,} bytes, fewer than one sample's {n:,}: {BUILD_HINT}")
+    start = int(rng.integers(0, len(corpus) - n + 1))
+    return corpus[start : start + n].tobytes()
+
+
+def _filler(rng: Rng, n: int, corpus: np.ndarray | None) -> bytes:
+    """``n`` bytes of haystack ending in a newline (so what follows starts a line): a code window when there is a
+    corpus (half the time), else prose."""
+    if n <= 0:
+        return b""
+    body = _window(rng, corpus, n - 1) if corpus is not None and rng.random() < 0.5 else _prose(rng, n - 1)
+    return body + b"\n"
+
+
+def _insert_lines(hay: bytes, lines: list[bytes], rng: Rng) -> bytes:
+    """``lines`` inserted, in their order, at random line starts of ``hay`` (which ends in a newline)."""
+    starts = np.concatenate([[0], np.flatnonzero(np.frombuffer(hay, dtype=np.uint8) == 10) + 1])
+    where = np.sort(rng.choice(starts, size=len(lines)))  # sorted: the lines keep their order
+    pieces, prev = [], 0
+    for pos, line in zip(where.tolist(), lines):
+        pieces += [hay[prev:pos], line, b"\n"]
+        prev = pos
+    pieces.append(hay[prev:])
+    return b"".join(pieces)
+
+
+# -- random names and values -------------------------------------------------------------------------------------
+def _hash(rng: Rng, alphabet: str, length: int) -> str:
+    return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), length))
+
+
+def _word(rng: Rng) -> str:
+    return WORDS[int(rng.integers(len(WORDS)))]
+
+
+def _distinct(make: Callable[[], str], used: set[str]) -> str:
+    """A fresh string from ``make`` (not in ``used``, which it joins): recall needs unambiguous keys."""
+    for _ in range(1000):
+        text = make()
+        if text not in used:
+            used.add(text)
+            return text
+    raise RuntimeError(f"no fresh key or value after 1000 draws ({len(used)} used)")  # the caps keep this far off
+
+
+def _log_uniform(rng: Rng, low: int, high: int) -> int:
+    return int(np.exp(rng.uniform(np.log(low), np.log(high + 1))))
+
+
+def _maker(rng: Rng, identifier: bool = False) -> Callable[[], str]:
+    """A random kind of key or value for one sample: hashes (one alphabet, lengths in a range), word-like
+    (``user_4821``, ``amber-falcon``) or numbers. ``identifier``: only valid Python names."""
+    kinds = ["hash", "word_num", "word_word", "number"] if not identifier else ["ident", "word_num", "word_word_"]
+    kind = kinds[int(rng.integers(len(kinds)))]
+    name = list(HASH_ALPHABETS)[int(rng.integers(len(HASH_ALPHABETS)))]
+    alphabet = HASH_ALPHABETS[name] if kind == "hash" else HASH_ALPHABETS["alnum"]
+    low = _log_uniform(rng, 4, 24)
+    high = low + int(rng.integers(0, 9))
+    if kind == "hash":
+        return lambda: _hash(rng, alphabet, int(rng.integers(low, high + 1)))
+    if kind == "ident":
+        return lambda: _hash(rng, _LETTERS, 1) + _hash(rng, alphabet, int(rng.integers(low, high + 1)) - 1)
+    if kind == "word_num":
+        return lambda: f"{_word(rng)}_{int(rng.integers(10, 10 ** int(rng.integers(2, 7))))}"
+    if kind == "word_word":
+        return lambda: f"{_word(rng)}-{_word(rng)}"
+    if kind == "word_word_":
+        return lambda: f"{_word(rng)}_{_word(rng)}"
+    return lambda: str(int(rng.integers(10 ** (low % 6 + 1), 10 ** (low % 6 + 4))))
+
+
+def _needle_value(rng: Rng, kind: str) -> str:
+    if kind == "number":
+        digits = int(rng.integers(5, 10))
+        return str(int(rng.integers(10 ** (digits - 1), 10**digits)))
+    if kind == "uuid":
+        return str(uuid.UUID(bytes=rng.bytes(16), version=4))
+    if kind == "word":
+        return _word(rng)
+    return _hash(rng, HASH_ALPHABETS["hex"], int(rng.integers(6, 13)))
+
+
+def _needle_key(rng: Rng, kind: str) -> str:
+    if kind == "word_num":
+        return f"{_word(rng)}_{int(rng.integers(100, 100000))}"
+    if kind == "word_word":
+        return f"{_word(rng)}-{_word(rng)}"
+    return f"{_hash(rng, 'ABCDEFGHJKLMNPQRSTUVWXYZ', 2)}-{int(rng.integers(100, 10000))}"
+
+
+# -- components ----------------------------------------------------------------------------------------------------
+def code_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:
+    """A random window of the training code corpus; every byte trained."""
+    if corpus is None:
+        raise HashHopError(f"the code component needs the training code corpus: {BUILD_HINT}")
+    data = _window(_rng(rng), corpus, length)
+    return data, np.ones(length, dtype=bool)
+
+
+HASHHOP_HOPS = (1, 2, 3, 4)
+HASHHOP_HOP_WEIGHTS = (0.4, 0.35, 0.15, 0.1)
+HASHHOP_ALPHABETS = ("letters", "digits", "hex", "alnum", HASH_ALPHABETS["base64"], HASH_ALPHABETS["urlsafe"])
+
+
+def _hash_capacity(radix: int, length: int) -> int:
+    """Distinct hashes the data engine's HashFamily offers (``hashhop.task.keyed``)."""
+    space = radix**length
+    return space if space <= 1 << 32 else min(1 << ((radix.bit_length() - 1) * length), 1 << 64)
+
+
+def build_hashhop(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Built:
+    """:func:`hashhop_sample` with its parts: ``meta`` holds the prompt and completion exactly as written."""
+    from hashhop.task.generator import plan
+    from hashhop.task.grammar import completion_header, query_line
+    from hashhop.task.spec import HashHopSpec, resolve_alphabet
+
+    rng = _rng(rng)
+    _check_length(length)
+    hops = int(rng.choice(HASHHOP_HOPS, p=HASHHOP_HOP_WEIGHTS))
+    cot = bool(rng.random() < 0.7)
+    # Hash length: mostly 8-16 (Magic's 16 and shorter), the rest log-uniform over 4-64.
+    hash_length = int(rng.integers(8, 17)) if rng.random() < 0.6 else _log_uniform(rng, 4, 64)
+    alphabet = HASHHOP_ALPHABETS[int(rng.integers(len(HASHHOP_ALPHABETS)))]
+    radix = len(resolve_alphabet(alphabet))
+    wanted = int(rng.integers(2, 17))
+    header = completion_header(hops, cot)
+
+    def completion_chars(queries: int) -> int:
+        answer = hops * hash_length + 3 * (hops - 1) if cot else hash_length
+        return len(header) + queries * (len(query_line("x" * hash_length)) + answer + 2)  # answer, quote, newline
+
+    def chain_chars() -> int:
+        return hops * (2 * hash_length + 4) + 2
+
+    # As many queries as fit (down to one); when even one chain and its answer do not fit, shorter hashes, fewer
+    # hops. Short hashes over a small alphabet may run out of distinct hashes for a long context: longer ones.
+    for _ in range(200):
+        queries = wanted
+        while queries > 1 and queries * chain_chars() - 1 > length - 2 - completion_chars(queries):
+            queries -= 1
+        context = length - 2 - completion_chars(queries)
+        if queries * chain_chars() - 1 > context:
+            if hash_length > 4:
+                hash_length = max(4, hash_length // 2)
+            elif hops > 1:
+                hops -= 1
+                header = completion_header(hops, cot)
+            else:  # unreachable for length >= MIN_SEQ_LEN
+                raise HashHopError(f"a HashHop sample does not fit in {length} bytes")
+        elif _hash_capacity(radix, hash_length) < ((context + 1) // chain_chars() + 1) * (hops + 1):
+            hash_length += 1
+        else:
+            break
+    else:  # unreachable: sizes settle in a few steps
+        raise RuntimeError(f"HashHop sizing did not settle for {length} bytes")
+    spec = HashHopSpec(
+        context_tokens=context,
+        tokenizer="chars",
+        hops=hops,
+        chain_of_thought=cot,
+        hash_length=hash_length,
+        alphabet=alphabet,
+        num_queries=queries,
+        seed=int(rng.integers(0, 2**62)),
+    )
+    problem = plan(spec)
+    prompt, completion = problem.prompt, problem.completion
+    built = Built(meta={"component": "hashhop", "spec": spec, "prompt": prompt, "completion": completion})
+    built.meta["filler"] = length - len(prompt) - 2 - len(completion)
+    built.add(_filler(rng, built.meta["filler"], corpus))
+    built.add(prompt + "\n\n" + header)
+    for chain in problem.queries:  # the completion, piece by piece: loss on each answer and its closing quote
+        answer = chain.answer(cot)
+        built.add(query_line(chain.query))
+        built.add(answer + "'", trained=True)
+        built.add("\n")
+    return built
+
+
+def hashhop_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:
+    """Magic's HashHop text (prompt, blank line, completion) made by the data engine, sized to fit ``length``,
+    haystack filling the rest in front; trained on the answers and their closing quotes."""
+    return build_hashhop(rng, length, corpus).render(length)
+
+
+KV_MAX_ITEMS = 1000  # pairs or chains per sample: every key and value kind has over 9,000 distinct strings
+# Layouts: (pair line, query prefix, chain joiner for 2-hop answers or None, closing text of an answer).
+KV_LAYOUTS: dict[str, tuple[str, str, str | None, str]] = {
+    "arrow": ("{k} -> {v}", "{k} -> ", " -> ", "\n"),
+    "colon": ("{k}: {v}", "{k}: ", ": ", "\n"),
+    "python": ('{k} = "{v}"', 'assert {k} == "', None, '"'),
+    "semicolon": ("{k} = {v};", "{k} = ", " = ", ";"),
+    "json": ('"{k}": "{v}"', 'data["{k}"] == "', None, '"'),
+}
+
+
+def build_kv(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Built:
+    """:func:`kv_sample` with its parts: ``meta`` holds the layout, the pairs and the queries with answers."""
+    rng = _rng(rng)
+    _check_length(length)
+    layout = list(KV_LAYOUTS)[int(rng.integers(len(KV_LAYOUTS)))]
+    line_fmt, query_fmt, joiner, close = KV_LAYOUTS[layout]
+    used: set[str] = set()
+    new_key = _maker(rng, identifier=layout == "python")
+    new_value = _maker(rng)
+    chain_share = float(rng.choice([0.0, 0.15, 0.4])) if joiner else 0.0
+    json_indent = int(rng.choice([0, 2, 4]))
+    # Entries: one pair (k, v), or a 2-hop chain (a, b, c) whose middle is a key too.
+    items: list[tuple[str, ...]] = []
+    costs: list[int] = []
+    while sum(costs) < length and len(items) < KV_MAX_ITEMS:  # beyond the cap, haystack fills long samples
+        if rng.random() < chain_share:
+            item = (_distinct(new_key, used), _distinct(new_key, used), _distinct(new_value, used))
+        else:
+            item = (_distinct(new_key, used), _distinct(new_value, used))
+        items.append(item)
+        costs.append(sum(len(line_fmt.format(k=a, v=b)) + 6 for a, b in zip(item, item[1:])))  # +6: newline, JSON indent
+    order = rng.permutation(len(items)).tolist()
+    asked = order[: int(rng.integers(2, 9))]
+
+    def query_parts(item: tuple[str, ...]) -> tuple[str, str]:
+        answer = joiner.join(item[1:]) if joiner else item[1]
+        return query_fmt.format(k=item[0]), answer + close
+
+    def query_cost(i: int) -> int:
+        prefix, answer = query_parts(items[i])
+        return len(prefix) + len(answer) + (0 if close == "\n" else 1)
+
+    # Keep the asked items; drop the others from the end (they are in random order) until everything fits, and
+    # ask fewer questions rather than leave fewer unasked pairs than asked ones (recall needs distractors).
+    kept = list(range(len(items)))
+    overhead = 1 + 16  # the blank line before the queries; JSON's "data = {" and "}"
+
+    def total() -> int:
+        return sum(costs[i] for i in kept) + sum(query_cost(i) for i in asked) + overhead
+
+    asked_set = set(asked)
+    while total() > length:
+        droppable = [i for i in kept if i not in asked_set]
+        if len(asked) > 1 and len(droppable) <= len(asked):
+            asked_set.discard(asked.pop())  # its pair stays, unasked
+        elif droppable:
+            kept.remove(droppable[-1])
+        else:  # unreachable for length >= MIN_SEQ_LEN
+            raise HashHopError(f"a key-value sample does not fit in {length} bytes")
+    pairs = [(a, b) for i in kept for a, b in zip(items[i], items[i][1:])]
+    rng.shuffle(pairs)
+    lines = [line_fmt.format(k=k, v=v) for k, v in pairs]
+    if layout == "json":
+        if json_indent:
+            pad = " " * json_indent
+            context = "data = {\n" + ",\n".join(pad + line for line in lines) + "\n}\n"
+        else:
+            context = "data = {" + ", ".join(lines) + "}\n"
+    else:
+        context = "\n".join(lines) + "\n"
+    queries = [query_parts(items[i]) for i in asked]
+    query_chars = sum(len(p) + len(a) + (0 if close == "\n" else 1) for p, a in queries)
+    built = Built(meta={"component": "kv", "layout": layout, "pairs": dict(pairs), "queries": queries})
+    built.add(_filler(rng, length - len(context) - 1 - query_chars, corpus))
+    built.add(context + "\n")
+    for prefix, answer in queries:
+        built.add(prefix)
+        built.add(answer, trained=True)
+        if close != "\n":
+            built.add("\n")
+    return built
+
+
+def kv_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:
+    """Key-value recall in one of :data:`KV_LAYOUTS` (random keys and values, shuffled, some 2-hop chains), then
+    queries in the layout's style; trained on the answers (2-hop: the intermediate too) and their closing text."""
+    return build_kv(rng, length, corpus).render(length)
+
+
+# Needle templates: (statement, question, closing text of the answer). Not RULER's sentence.
+NEEDLE_TEMPLATES: tuple[tuple[str, str, str], ...] = (
+    ("The passcode for {key} is {value}.", "What is the passcode for {key}? The passcode for {key} is ", "."),
+    ("# config: {key} = {value}", "# config lookup: {key} = ", "\n"),
+    ("Remember: the {key} number is {value}.", "Question: what is the {key} number? Answer: the {key} number is ", "."),
+    ("Note that {key} was assigned the value {value}.", "Which value was assigned to {key}? The value assigned to {key} is ", "."),
+    ("[{key}] secret = {value}", "Recall the secret of [{key}]. [{key}] secret = ", "\n"),
+    ("log: stored {value} under key {key}", "log: fetch key {key} -> ", "\n"),
+    ("{key} access code: {value}", "Enter the access code for {key}: ", "\n"),
+    ("The hidden token attached to {key} reads {value}.", "What does the hidden token attached to {key} read? It reads ", "."),
+)
+NEEDLE_VALUES = ("number", "uuid", "word", "hash")
+NEEDLE_KEYS = ("word_num", "word_word", "code")
+
+
+def build_needle(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Built:
+    """:func:`needle_sample` with its parts: ``meta`` holds the template, the needles and the asked keys."""
+    rng = _rng(rng)
+    _check_length(length)
+    template = int(rng.integers(len(NEEDLE_TEMPLATES)))
+    statement, question, close = NEEDLE_TEMPLATES[template]
+    value_kind = NEEDLE_VALUES[int(rng.integers(len(NEEDLE_VALUES)))]
+    key_kind = NEEDLE_KEYS[int(rng.integers(len(NEEDLE_KEYS)))]
+    used: set[str] = set()
+    count = int(rng.integers(1, 5))
+    needles = [
+        (_distinct(lambda: _needle_key(rng, key_kind), used), _distinct(lambda: _needle_value(rng, value_kind), used)) for _ in range(count)
+    ]
+    asked = needles[: 1 if count == 1 or rng.random() < 0.7 else 2]  # the rest are distractors with other keys
+    rng.shuffle(needles)
+
+    def fixed() -> int:
+        lines = sum(len(statement.format(key=k, value=v)) + 1 for k, v in needles)
+        asks = sum(len(question.format(key=k)) + len(v) + len(close) + (0 if close == "\n" else 1) for k, v in asked)
+        return lines + asks
+
+    while fixed() > length:  # only with very short samples: drop distractors, then the second question
+        extra = [n for n in needles if n not in asked]
+        if extra:
+            needles.remove(extra[-1])
+        elif len(asked) > 1:
+            asked = asked[:1]
+            needles = [n for n in needles if n in asked]
+        else:  # unreachable for length >= MIN_SEQ_LEN
+            raise HashHopError(f"a needle sample does not fit in {length} bytes")
+    lines = [statement.format(key=k, value=v).encode("ascii") for k, v in needles]
+    hay = _insert_lines(_filler(rng, length - fixed(), corpus), lines, rng)
+    built = Built(meta={"component": "needle", "template": template, "needles": needles, "asked": asked})
+    built.add(hay)
+    for key, value in asked:
+        built.add(question.format(key=key))
+        built.add(value + close, trained=True)
+        if close != "\n":
+            built.add("\n")
+    return built
+
+
+def needle_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:
+    """1-4 needle sentences (one of :data:`NEEDLE_TEMPLATES`, distinct keys) in a code or prose haystack, then a
+    question about one or two of them in the same style; trained on the values and their closing text."""
+    return build_needle(rng, length, corpus).render(length)
+
+
+# Variable-tracking styles: (first assignment, copy). Not RULER's ``VAR ABCDE = 12345``.
+VARTRACK_STYLES: dict[str, tuple[str, str]] = {
+    "python": ("{name} = {value}", "{name} = {src}"),
+    "js": ("let {name} = {value};", "let {name} = {src};"),
+    "shell": ("{name}={value}", "{name}=${src}"),
+    "walrus": ("{name} := {value}", "{name} := {src}"),
+}
+VARTRACK_QUESTIONS: tuple[str, ...] = (
+    "Question: which variables end up holding {value}? In assignment order: ",
+    "# variables equal to {value}, in the order they were set: ",
+    "Q: list every variable whose value is {value}. A: ",
+)
+
+
+def build_vartrack(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Built:
+    """:func:`vartrack_sample` with its parts: ``meta`` holds the style, the chains and the asked values."""
+    rng = _rng(rng)
+    _check_length(length)
+    style = list(VARTRACK_STYLES)[int(rng.integers(len(VARTRACK_STYLES)))]
+    first, copy = VARTRACK_STYLES[style]
+    question = VARTRACK_QUESTIONS[int(rng.integers(len(VARTRACK_QUESTIONS)))]
+    used: set[str] = set()
+    values: set[str] = set()
+
+    def name() -> str:
+        return _hash(rng, "xyzuvwabcpqr", 1) + "_" + _hash(rng, HASH_ALPHABETS["letters"][:26], int(rng.integers(3, 6)))
+
+    def value() -> str:
+        return str(int(rng.integers(10, 10 ** int(rng.integers(3, 8)))))
+
+    chains = []  # (value, [names in chain order])
+    for _ in range(1 if rng.random() < 0.6 else 2):
+        chains.append((_distinct(value, values), [_distinct(name, used) for _ in range(int(rng.integers(1, 6)) + 1)]))
+    asked = chains[: 1 if len(chains) == 1 or rng.random() < 0.7 else 2]
+
+    def chain_lines(chain: tuple[str, list[str]]) -> list[str]:
+        val, names = chain
+        return [first.format(name=names[0], value=val)] + [copy.format(name=b, src=a) for a, b in zip(names, names[1:])]
+
+    def asks() -> list[tuple[str, str]]:
+        return [(question.format(value=val), ", ".join(names) + "\n") for val, names in asked]
+
+    def fixed() -> int:
+        return sum(len(line) + 1 for c in chains for line in chain_lines(c)) + sum(len(q) + len(a) for q, a in asks())
+
+    while fixed() > length:  # only with very short samples: drop the unasked chain, then shorten chains
+        if len(chains) > len(asked):
+            chains = list(asked)
+        elif len(asked) > 1:
+            chains = asked = asked[:1]
+        elif len(chains[0][1]) > 2:
+            chains = asked = [(chains[0][0], chains[0][1][:-1])]
+        else:  # unreachable for length >= MIN_SEQ_LEN
+            raise HashHopError(f"a variable-tracking sample does not fit in {length} bytes")
+    # Each chain's lines keep their order; the chains interleave at random.
+    per_chain = [chain_lines(c) for c in chains]
+    owners = rng.permutation(np.repeat(np.arange(len(chains)), [len(p) for p in per_chain])).tolist()
+    cursor = [0] * len(chains)
+    lines = []
+    for owner in owners:
+        lines.append(per_chain[owner][cursor[owner]].encode("ascii"))
+        cursor[owner] += 1
+    hay = _insert_lines(_filler(rng, length - fixed(), corpus), lines, rng)
+    built = Built(meta={"component": "vartrack", "style": style, "chains": chains, "asked": asked})
+    built.add(hay)
+    for ask, answer in asks():
+        built.add(ask)
+        built.add(answer, trained=True)
+    return built
+
+
+def vartrack_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:
+    """1-2 variable-assignment chains (1-5 copies each) in a code or prose haystack, then the question which
+    variables hold a chain's value; trained on the answer: the variables in chain order, and the newline."""
+    return build_vartrack(rng, length, corpus).render(length)
+
+
+COMPONENTS: dict[str, Callable[[Rng | int, int, np.ndarray | None], Sample]] = {
+    "code": code_sample,
+    "hashhop": hashhop_sample,
+    "kv": kv_sample,
+    "needle": needle_sample,
+    "vartrack": vartrack_sample,
+}
+
+
+# -- the lab task ------------------------------------------------------------------------------------------------
+def load_train_corpus(path: str) -> np.memmap:
+    """The training code corpus as a read-only uint8 memory map (mapped once per path and file version)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise HashHopError(f"the training code corpus {path!r} cannot be read: {BUILD_HINT}") from None
+    return _map_corpus(path, info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _map_corpus(path: str, mtime_ns: int, size: int) -> np.memmap:
+    if size == 0 or not os.path.isfile(path):
+        raise HashHopError(f"the training code corpus {path!r} is empty or not a file: {BUILD_HINT}")
+    try:
+        return np.memmap(path, dtype=np.uint8, mode="r")
+    except OSError as err:
+        raise HashHopError(f"cannot read the training code corpus {path!r} ({err.strerror or err}): {BUILD_HINT}") from None
+
+
+def mixture_weights(mix: object) -> tuple[list[str], np.ndarray]:
+    """The components and their probabilities from a ``{name: weight}`` mix (weights >= 0, not all 0)."""
+    if not isinstance(mix, dict) or not mix:
+        raise HashHopError(f"mix must be an object of component weights such as {DEFAULT_MIX}, got {mix!r}")
+    unknown = sorted(set(mix) - set(COMPONENTS))
+    if unknown:
+        raise HashHopError(f"unknown mixture component(s) {', '.join(map(str, unknown))}: known are {', '.join(COMPONENTS)}")
+    names = [n for n in COMPONENTS if n in mix]
+    weights = []
+    for n in names:
+        w = mix[n]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0:
+            raise HashHopError(f"mixture weight of {n} must be a number >= 0, got {w!r}")
+        weights.append(float(w))
+    total = sum(weights)
+    if total <= 0:
+        raise HashHopError(f"mixture weights {mix} are all zero: give at least one component a positive weight")
+    return names, np.asarray(weights) / total
+
+
+def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lab task ``ltm_mixture``: each row one sample of ``cfg.seq_len + 1`` bytes from the mixture
+    ``cfg.extra['mix']`` (default :data:`DEFAULT_MIX`), split into inputs and next-byte targets (-100 where no loss
+    is taken). Deterministic given ``generator``'s state; the code corpus is ``cfg.extra['corpus']``."""
+    import torch
+
+    names, probs = mixture_weights(cfg.extra.get("mix", DEFAULT_MIX))
+    path = cfg.extra.get("corpus")
+    needs_corpus = "code" in names and probs[names.index("code")] > 0
+    if needs_corpus and not path:
+        raise HashHopError(f"the ltm_mixture task's code component needs task.extra.corpus: {BUILD_HINT}")
+    corpus = load_train_corpus(str(path)) if path else None  # given without code weight: haystacks use it
+    length = cfg.seq_len + 1
+    _check_length(length)
+    short = cfg.extra.get("short_recall", SHORT_RECALL)
+    if isinstance(short, bool) or not isinstance(short, (int, float)) or not 0 <= short <= 1:
+        raise HashHopError(f"task.extra.short_recall must be a number from 0 to 1, got {short!r}")
+    # One seed per row from the torch generator: the rows are independent and reproducible.
+    seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
+    rows = np.empty((batch, length), dtype=np.int64)
+    masks = np.empty((batch, length), dtype=bool)
+    for i, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        name = names[int(rng.choice(len(names), p=probs))]
+        if short > 0 and name != "code" and length > MIN_SEQ_LEN and rng.random() < short:
+            inner = _log_uniform(rng, MIN_SEQ_LEN, length - 1)
+            data, mask = COMPONENTS[name](rng, inner, corpus)
+            lead = length - inner
+            if corpus is not None:  # real code before the task, trained like any code
+                data, mask = _window(rng, corpus, lead) + data, np.concatenate([np.ones(lead, bool), mask])
+            else:
+                data, mask = _prose(rng, lead - 1) + b"\n" + data, np.concatenate([np.zeros(lead, bool), mask])
+        else:
+            data, mask = COMPONENTS[name](rng, length, corpus)
+        rows[i] = np.frombuffer(data, dtype=np.uint8)
+        masks[i] = mask
+    inputs = rows[:, :-1]
+    targets = np.where(masks[:, 1:], rows[:, 1:], IGNORE)  # target t is byte t + 1 where byte t + 1 is trained
+    return torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets)
+
+
+# -- the training code corpus ---------------------------------------------------------------------------------------
+def _parse_pin(pin: str) -> tuple[str, str]:
+    if not isinstance(pin, str) or pin.count("==") != 1:
+        raise HashHopError(f"training package {pin!r} must be pinned as NAME==VERSION (e.g. {TRAIN_PACKAGES[0]})")
+    name, version = (part.strip() for part in pin.split("=="))
+    if not name or not version:
+        raise HashHopError(f"training package {pin!r} must be pinned as NAME==VERSION (e.g. {TRAIN_PACKAGES[0]})")
+    return name, version
+
+
+def held_out(name: str) -> bool:
+    """Whether ``name`` is part of the held-out corpus (``hashhop.lab.corpus``): the standard library or one
+    of its packages. Those must never be trained on."""
+    module = name.lower().replace("-", "_")
+    return module == STDLIB or module in HELD_OUT_PACKAGES or module in sys.stdlib_module_names
+
+
+def build_train_corpus(out_path: str, packages: Sequence[str] = TRAIN_PACKAGES, progress: bool = False) -> dict:
+    """Write the training code corpus to ``out_path`` atomically: the ``.py`` files of the pinned ``packages``,
+    in sorted ``package/relpath`` order, each after a line ``# file: package/relpath`` (the held-out corpus's
+    layout). Refuses held-out packages, and packages missing or at another version. Returns the stats."""
+    if isinstance(packages, str):
+        packages = [p for p in packages.split(",") if p.strip()]
+    pins = [_parse_pin(p) for p in packages]
+    if not pins:
+        raise HashHopError(f"no training packages given: name some, e.g. {TRAIN_PACKAGES[0]}")
+    for name, _ in pins:  # before anything is read: a held-out package never reaches the corpus
+        if held_out(name):
+            raise HashHopError(f"{name} is in the held-out corpus (stdlib, {', '.join(HELD_OUT_PACKAGES)}): it must never be trained on")
+    files = []
+    for name, version in pins:
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise HashHopError(f"training package {name} is not installed: pip install {name}=={version}") from None
+        if installed != version:
+            raise HashHopError(f"training package {name} is {installed}, the corpus pins {version}: pip install {name}=={version}")
+        files.extend(package_files(name.lower().replace("-", "_")))
+    files.sort(key=lambda f: f.name)
+    info = build_corpus(out_path, files, progress=progress)
+    return {
+        "path": info.path,
+        "files": info.files,
+        "bytes": info.total_bytes,
+        "sha256": info.sha256,
+        "packages": [f"{name}=={version}" for name, version in pins],
+    }
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        self.exit(2, " ".join(f"{self.prog}: error: {message} (see --help)".split()) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _Parser(prog="python -m hashhop.ltm2.data", description="Build LTM-2's training code corpus.")
+    parser.add_argument("--out", required=True, help="the corpus file to write (atomically)")
+    parser.add_argument("--packages", default=",".join(TRAIN_PACKAGES), help="comma-separated NAME==VERSION pins")
+    parser.add_argument("--progress", action="store_true", help="report progress on stderr")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        stats = build_train_corpus(args.out, args.packages, progress=args.progress)
+    except HashHopError as err:
+        print(" ".join(f"{parser.prog}: error: {err}".split()), file=sys.stderr)
+        return 2
+    print(f"files {stats['files']}")
+    print(f"bytes {stats['bytes']}")
+    print(f"sha256 {stats['sha256']}")
+    print(f"seconds {time.monotonic() - started:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

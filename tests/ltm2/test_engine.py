@@ -1,0 +1,127 @@
+"""LTM-2's model and engine: the engine computes the dense forward (same log-probabilities, same greedy bytes)."""
+
+import numpy as np
+import pytest
+import torch
+
+from hashhop.errors import HashHopError
+from hashhop.lab.mixers import MixerConfig
+from hashhop.lab.model import LM, ModelConfig
+from hashhop.ltm2.engine import Engine
+
+
+def small_lm(seed: int = 0, **mixer) -> LM:
+    torch.manual_seed(seed)
+    fields = {"name": "ltm2", "d_model": 32, "n_heads": 2, "window": 16, "conv_kernel": 4, "key_dim": 16, "value_dim": 8} | mixer
+    lm = LM(ModelConfig(mixer=MixerConfig(**fields), vocab_size=256, n_layers=1, mlp_ratio=0)).eval()
+    for block in lm.blocks[0].mixer.blocks:  # sharp, strong reads, so that a wrong read would show
+        block.read.log_scale.data.fill_(3.0)
+        block.read.out.weight.data.normal_(0, 0.5)
+        block.read.value.weight.data.normal_(0, 0.5)
+    lm.blocks[0].mixer.value.weight.data.normal_(0, 0.5)
+    return lm
+
+
+def text(length: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    return bytes(rng.integers(97, 105, length).tolist())
+
+
+def dense_logprobs(lm: LM, data: bytes) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.log_softmax(lm(torch.tensor(list(data))[None])[0], -1)
+
+
+def engine_logprobs(engine: Engine, data: bytes, prefix: int) -> torch.Tensor:
+    outs = [engine.prefill(data[:prefix])] + [engine.step(b) for b in data[prefix:-1]]
+    return torch.log_softmax(torch.stack(outs), -1)
+
+
+@pytest.mark.parametrize("prefix", [1, 40, 150])
+def test_exact_engine_matches_dense_forward(prefix):
+    lm = small_lm()
+    data = text(220)
+    dense = dense_logprobs(lm, data)[prefix - 1 : -1]
+    got = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, prefix)
+    assert (got - dense).abs().max() < 1e-4
+
+
+def test_int8_memory_stays_close():
+    """int8 keys and values (the memory the engine keeps) move log-probabilities little, greedy bytes rarely."""
+    lm = small_lm()
+    data = text(300, seed=1)
+    dense = dense_logprobs(lm, data)[199:-1]
+    got = engine_logprobs(Engine(lm, top_k=10**6), data, 200)
+    assert (got - dense).abs().max() < 0.1
+    assert (got.argmax(-1) == dense.argmax(-1)).float().mean() >= 0.95
+
+
+def test_top_k_is_the_dense_read_when_reads_are_sharp():
+    lm = small_lm()
+    for block in lm.blocks[0].mixer.blocks:
+        block.read.log_scale.data.fill_(5.0)  # scale 100 (the cap): a trained read's sharpness
+    data = text(300, seed=1)
+    dense = dense_logprobs(lm, data)[199:-1]
+    got = engine_logprobs(Engine(lm, top_k=16, exact=True), data, 200)
+    assert (got - dense).abs().max() < 0.05
+    assert (got.argmax(-1) == dense.argmax(-1)).all()
+
+
+def test_memory_off_matches_dense_memory_off():
+    lm = small_lm()
+    lm.blocks[0].mixer.memory_enabled = False
+    data = text(200, seed=2)
+    got = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, 120)
+    assert (got - dense_logprobs(lm, data)[119:-1]).abs().max() < 1e-4
+
+
+def test_reads_change_the_output():
+    """The test above would pass trivially if reads did nothing: switching memory off must change the output."""
+    lm = small_lm()
+    data = text(200, seed=3)
+    on = dense_logprobs(lm, data)
+    lm.blocks[0].mixer.memory_enabled = False
+    off = dense_logprobs(lm, data)
+    assert (on - off).abs().max() > 1e-2
+
+
+def test_prefill_in_chunks(monkeypatch):
+    """The encoder's chunked prefill (entries carried across chunk boundaries) equals one pass."""
+    import hashhop.ltm2.engine as engine_module
+
+    lm = small_lm()
+    data = text(400, seed=4)
+    whole = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, 330)
+    monkeypatch.setattr(engine_module, "PREFILL_CHUNK", 37)
+    chunked = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, 330)
+    assert (whole - chunked).abs().max() < 1e-5
+
+
+def test_generate_is_greedy_dense_decoding():
+    lm = small_lm()
+    prompt = text(100, seed=5)
+    engine = Engine(lm, top_k=10**6, exact=True)
+    engine.prefill(prompt)
+    out = engine.generate(12)
+    seq = bytearray(prompt)
+    for _ in range(12):
+        seq.append(int(dense_logprobs(lm, bytes(seq))[-1].argmax()))
+    assert out == bytes(seq[100:])
+
+
+def test_memory_kept_per_byte():
+    lm = small_lm()
+    engine = Engine(lm)
+    engine.prefill(text(5000))
+    cfg = lm.blocks[0].mixer.cfg
+    assert engine.bytes_per_context_byte() <= 1 + cfg.key_dim + cfg.value_dim + 2 + 1e-9
+    assert engine.memory.count == 5000 - lm.blocks[0].mixer.delay
+
+
+def test_errors():
+    with pytest.raises(HashHopError):
+        Engine(small_lm()).prefill(b"")
+    with pytest.raises(HashHopError):
+        Engine(small_lm()).generate(3)
+    with pytest.raises(HashHopError, match="ltm2"):
+        Engine(LM(ModelConfig(mixer=MixerConfig(name="attention", d_model=16, n_heads=2), vocab_size=256)))
