@@ -19,18 +19,24 @@ def add(sub) -> None:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train the built-in LTM model (builtin:ltm) on short HashHop contexts",
+        help="train a built-in model: builtin:ltm (short HashHop contexts) or LTM-2 (--model ltm2: the byte-level LM)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     from hashhop.ltm.config import WEIGHTS, TrainConfig
 
     d = TrainConfig()
-    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--model", choices=("ltm", "ltm2"), default="ltm", help="ltm2: LTM-2 (hashhop/ltm2), trained through the lab")
+    p.add_argument("--steps", type=int, default=None, help=f"default {d.steps} (ltm) or the LTM-2 config's (ltm2)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="problems per step")
     p.add_argument("--context-chars", type=int, default=d.context_chars, help="training context size (at most 16384)")
     p.add_argument("--lr", type=finite_float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", default=WEIGHTS, help="weights file; its summary (PATH.json) and model card (PATH.card.md) go next to it")
+    p.add_argument(
+        "--out", default=None, help=f"weights file (default {os.path.relpath(WEIGHTS)} or LTM-2's); its summary and model card go next to it"
+    )
+    p.add_argument("--runs", default="runs/ltm2", help="ltm2: the lab run folder (checkpoints; rerun the command to resume)")
+    p.add_argument("--corpus", default=None, help="ltm2: the training code corpus (built there from pinned packages if missing)")
+    p.add_argument("--threads", type=int, default=None, help="ltm2: torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_run_train)
 
@@ -38,8 +44,23 @@ def _add_train(sub) -> None:
 def _run_train(args) -> int:
     import shlex
 
-    from hashhop.ltm.config import TrainConfig, card_path, summary_path
+    from hashhop.ltm.config import WEIGHTS, TrainConfig, card_path, summary_path
 
+    command = "hashhop train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else "hashhop train"
+    if args.model == "ltm2":
+        from hashhop.ltm2.config import STEPS
+        from hashhop.ltm2.config import WEIGHTS as LTM2_WEIGHTS
+        from hashhop.ltm2.train import train_ltm2
+
+        out = args.out or LTM2_WEIGHTS
+        check_output_file(out, "weights file")
+        summary = train_ltm2(
+            out, args.runs, args.corpus, args.steps or STEPS, args.seed, args.threads, progress_on(args), command.strip()
+        )
+        print(f"trained {summary['params']:,} parameters for {summary['steps']} steps; wrote {summary['weights']} and {summary['card']}")
+        return 0
+    args.out = args.out or WEIGHTS
+    args.steps = args.steps or TrainConfig().steps
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, context_chars=args.context_chars, lr=args.lr, seed=args.seed)
     if not args.out.endswith(".safetensors"):
         raise HashHopError("--out names the weights file: PATH.safetensors (its summary PATH.json and model card PATH.card.md go next to it)")
@@ -56,7 +77,6 @@ def _run_train(args) -> int:
     check_output_file(args.out, "weights file")
     check_output_file(summary_path(args.out), "training summary")
     check_output_file(card_path(args.out), "model card")
-    command = "hashhop train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else "hashhop train"
     from hashhop.ltm.training import train_ltm
 
     summary = train_ltm(cfg, out=args.out, progress=progress_on(args), command=command.strip())

@@ -10,7 +10,7 @@ import os
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "ltm2.safetensors")
 CARD = os.path.join(os.path.dirname(WEIGHTS), "MODEL_CARD.md")
-STEPS = 2400
+STEPS = 1400
 SEQ_LEN = 2048  # bytes per training row; the memory spans the row, the local window is MIXER["window"]
 BATCH = 8
 MIXER = {

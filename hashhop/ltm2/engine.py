@@ -25,6 +25,9 @@ from hashhop.lab.model import LM
 from hashhop.ltm2.model import LTM2
 
 PREFILL_CHUNK = 1 << 16  # bytes the encoder runs over at once
+IVF_MIN_BYTES = 2_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
+SAMPLE_WINDOWS, SAMPLE_WINDOW = 48, 8192  # where IVF lists are learnt from: 48 stretches of 8 KB over the context
+FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
 
 def _faiss():
@@ -36,35 +39,63 @@ def _faiss():
 
 
 class Memory:
-    """The memory entries written so far: keys in one faiss index per head, values in a growing array."""
+    """The memory entries written so far: keys in one faiss index per head, values in a growing array.
 
-    def __init__(self, heads: int, head_key_dim: int, value_dim: int, exact: bool = False) -> None:
+    After :meth:`freeze`, new entries (a request's own bytes) go to a small exact ``recent`` part searched
+    beside the index, so a prefilled context can be returned to (:meth:`snapshot`, :meth:`restore`) without
+    touching the index: the prefix cache of the runner and the server."""
+
+    def __init__(self, heads: int, head_key_dim: int, value_dim: int, exact: bool = False, nlist: int = 0, nprobe: int = 32) -> None:
         faiss = _faiss()
         self.heads, self.head_key_dim, self.value_dim, self.exact = heads, head_key_dim, value_dim, exact
         self.indexes = []
+        self.quantizers = []  # IVF: each index's coarse quantizer must outlive it
+        corners = np.stack([-np.ones(head_key_dim), np.ones(head_key_dim)]).astype(np.float32)
         for _ in range(heads):
-            if exact:
+            if nlist:  # inverted lists: a read scans the nprobe lists nearest its query, not every entry
+                quantizer = faiss.IndexFlatIP(head_key_dim)
+                kind = faiss.ScalarQuantizer.QT_fp16 if exact else faiss.ScalarQuantizer.QT_8bit_uniform
+                index = faiss.IndexIVFScalarQuantizer(quantizer, head_key_dim, nlist, kind, faiss.METRIC_INNER_PRODUCT)
+                index.nprobe = nprobe
+                index.by_residual = False  # code the keys themselves on the same [-1, 1] grid as the flat scan
+                self.quantizers.append(quantizer)
+            elif exact:
                 index = faiss.IndexFlatIP(head_key_dim)
             else:  # unit keys: one uniform 8-bit grid over [-1, 1]
                 index = faiss.IndexScalarQuantizer(head_key_dim, faiss.ScalarQuantizer.QT_8bit_uniform, faiss.METRIC_INNER_PRODUCT)
-                index.train(np.stack([-np.ones(head_key_dim), np.ones(head_key_dim)]).astype(np.float32))
+                index.train(corners)
             self.indexes.append(index)
         self.count = 0
+        self.frozen: int | None = None  # entries in the index once frozen; later ones are `recent`
+        self.recent = np.zeros((0, heads, head_key_dim), np.float32)
         self._values = np.zeros((1024, value_dim), dtype=np.float32 if exact else np.int8)
         self._scales = np.ones(1024, dtype=np.float16)
+
+    def train(self, sample: np.ndarray) -> None:
+        """IVF only: learn each head's lists from sample keys (n, heads, head_key_dim); the 8-bit grid stays [-1, 1]."""
+        for h, index in enumerate(self.indexes):
+            if not index.is_trained:
+                keys = np.ascontiguousarray(sample[:, h], dtype=np.float32)
+                index.train(np.concatenate([keys, -np.ones((1, self.head_key_dim), np.float32), np.ones((1, self.head_key_dim), np.float32)]))
+
+    def reserve(self, entries: int) -> None:
+        if entries > len(self._values):
+            self._values = np.resize(self._values, (entries, self.value_dim))
+            self._scales = np.resize(self._scales, entries)
 
     def add(self, keys: np.ndarray, values: np.ndarray) -> None:
         """keys (n, heads, head_key_dim) unit vectors; values (n, value_dim)."""
         n = len(keys)
         if n == 0:
             return
-        for h, index in enumerate(self.indexes):
-            index.add(np.ascontiguousarray(keys[:, h], dtype=np.float32))
+        if self.frozen is None:
+            for h, index in enumerate(self.indexes):
+                index.add(np.ascontiguousarray(keys[:, h], dtype=np.float32))
+        else:
+            self.recent = np.concatenate([self.recent, keys.astype(np.float32)])
         need = self.count + n
         if need > len(self._values):
-            size = max(need, 2 * len(self._values))
-            self._values = np.resize(self._values, (size, self.value_dim))
-            self._scales = np.resize(self._scales, size)
+            self.reserve(max(need, 2 * len(self._values)))
         if self.exact:
             self._values[self.count : need] = values
         else:
@@ -73,6 +104,17 @@ class Memory:
             self._scales[self.count : need] = scale
         self.count = need
 
+    def freeze(self) -> None:
+        if self.frozen is None:
+            self.frozen = self.count
+
+    def snapshot(self) -> tuple[int, np.ndarray]:
+        return self.count, self.recent.copy()
+
+    def restore(self, snap: tuple[int, np.ndarray]) -> None:
+        self.count, recent = snap
+        self.recent = recent.copy()
+
     def values(self, ids: np.ndarray) -> np.ndarray:
         if self.exact:
             return self._values[ids]
@@ -80,34 +122,68 @@ class Memory:
 
     def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries."""
-        k = min(top_k, self.count)
-        if k == 0:
-            return np.zeros((self.heads, 0), np.float32), np.zeros((self.heads, 0), np.int64)
-        scores, ids = zip(*(index.search(queries[h : h + 1].astype(np.float32), k) for h, index in enumerate(self.indexes)))
-        return np.concatenate(scores), np.concatenate(ids)
+        indexed = self.count if self.frozen is None else self.frozen
+        k = min(top_k, indexed)
+        scores = np.full((self.heads, k), -np.inf, np.float32)
+        ids = np.full((self.heads, k), -1, np.int64)
+        if k:
+            for h, index in enumerate(self.indexes):
+                scores[h], ids[h] = index.search(queries[h : h + 1].astype(np.float32), k)
+        if len(self.recent):
+            recent_scores = np.einsum("nhd,hd->hn", self.recent, queries.astype(np.float32))
+            scores = np.concatenate([scores, recent_scores], axis=1)
+            ids = np.concatenate([ids, np.broadcast_to(np.arange(indexed, self.count), recent_scores.shape)], axis=1)
+            if scores.shape[1] > top_k:
+                best = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
+                scores, ids = np.take_along_axis(scores, best, 1), np.take_along_axis(ids, best, 1)
+        return scores, ids
+
+    def search_batch(self, head: int, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Head ``head``'s best ``top_k`` entries for each of ``queries`` (n, head_key_dim): (scores, ids), (n, k)."""
+        indexed = self.count if self.frozen is None else self.frozen
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = min(top_k, indexed)
+        scores, ids = self.indexes[head].search(queries, k) if k else (np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64))
+        if len(self.recent):
+            recent_scores = queries @ self.recent[:, head].T
+            scores = np.concatenate([scores, recent_scores], axis=1)
+            ids = np.concatenate([ids, np.broadcast_to(np.arange(indexed, self.count), recent_scores.shape)], axis=1)
+            if scores.shape[1] > top_k:
+                best = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
+                scores, ids = np.take_along_axis(scores, best, 1), np.take_along_axis(ids, best, 1)
+        return scores, ids
 
     def nbytes(self) -> int:
-        """Bytes kept per the design: int8 keys, int8 values and their scales (the text is counted by the engine)."""
-        return self.count * (self.heads * self.head_key_dim + self.value_dim + 2)
+        """Bytes kept per entry: int8 keys (fp16 under IVF when exact), int8 values and their fp16 scales, and under
+        IVF each list entry's 8-byte id (the text is counted by the engine)."""
+        key_bytes = self.head_key_dim * (2 if self.exact and self.quantizers else 4 if self.exact else 1)
+        ids = 8 if self.quantizers else 0
+        value_bytes = self.value_dim * 4 if self.exact else self.value_dim + 2
+        return self.count * (self.heads * (key_bytes + ids) + value_bytes)
 
 
 class Engine:
     """Greedy decoding and next-byte log-probabilities of an LTM-2 language model over a long context."""
 
-    def __init__(self, lm: LM, top_k: int = 64, exact: bool = False) -> None:
+    def __init__(self, lm: LM, top_k: int = 64, exact: bool = False, index: str = "auto", nprobe: int = 32) -> None:
         if not isinstance(lm.blocks[0].mixer, LTM2) or len(lm.blocks) != 1 or lm.blocks[0].mlp is not None:
             raise HashHopError("the engine runs LTM-2 models: one lab block whose mixer is ltm2 and no block MLP")
         self.lm = lm.eval()
         self.net: LTM2 = lm.blocks[0].mixer
         self.cfg = self.net.cfg
-        self.top_k, self.exact = top_k, exact
+        if index not in ("auto", "flat", "ivf"):
+            raise HashHopError(f"index must be auto, flat or ivf, got {index!r}")
+        self.top_k, self.exact, self.index, self.nprobe = top_k, exact, index, nprobe
         self.reach = self.net.encoder.reach
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
-    def reset(self) -> None:
+    def reset(self, context_bytes: int = 0) -> None:
         cfg = self.cfg
-        self.memory = Memory(cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact)
+        ivf = self.index == "ivf" or (self.index == "auto" and context_bytes >= IVF_MIN_BYTES)
+        # about sqrt(N) lists, and at least 39 sample keys per list for k-means (faiss's rule)
+        nlist = max(64, min(int(context_bytes**0.5), SAMPLE_WINDOWS * SAMPLE_WINDOW // 39)) if ivf else 0
+        self.memory = Memory(cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact, nlist, self.nprobe)
         self.text = bytearray()
         self.window = deque(maxlen=self.reach)  # normalised embeddings of the last `reach` bytes
         self.pending_keys: dict[int, np.ndarray] = {}
@@ -126,14 +202,17 @@ class Engine:
     @torch.inference_mode()
     def prefill(self, data: bytes, progress: bool = False) -> torch.Tensor:
         """Start over with ``data`` as the context; return the next-byte logits after it. The encoder writes
-        the memory over all but the last chunks; those run through the deep stack byte by byte."""
-        self.reset()
+        the memory over all but the last ``layers + 1`` local windows; those run through the deep stack."""
         if not data:
             raise HashHopError("the context is empty: give at least one byte")
+        self.reset(len(data))
         w, layers, reach = self.cfg.window, len(self.net.blocks), self.reach
         n = len(data)
         tail_start = max(0, ((n - 1) // w - layers) * w)
         buf = np.frombuffer(bytes(data), dtype=np.uint8)
+        self.memory.reserve(n + 4096)
+        if self.memory.indexes and not self.memory.indexes[0].is_trained:
+            self.memory.train(self._sample_keys(buf))
         bar = None
         if progress and tail_start > PREFILL_CHUNK:
             from tqdm import tqdm
@@ -160,13 +239,18 @@ class Engine:
         if bar is not None:
             bar.close()
         self.text += data[:tail_start]
-        self.pending_keys = {tail_start - len(carry) + i: key for i, key in enumerate(carry)}
-        for p in range(max(0, tail_start - reach + 1), tail_start):
-            self.window.append(self._embed(torch.tensor([buf[p]], dtype=torch.long))[0])
-        logits = None
-        for byte in data[tail_start:]:
-            logits = self.step(byte)
-        return logits
+        # the last chunks run through the deep stack (their local windows start empty: `layers` windows of slack)
+        self.feed_chunks(data[tail_start:])
+        return self.logits
+
+    def _sample_keys(self, buf: np.ndarray, windows: int = None, window: int = None) -> np.ndarray:
+        """Keys of ``windows`` stretches spread over the context: what the IVF lists are learnt from."""
+        windows, window = windows or SAMPLE_WINDOWS, window or SAMPLE_WINDOW
+        keys = []
+        for start in np.linspace(0, max(0, len(buf) - window), windows).astype(int):
+            x = self._embed(torch.from_numpy(buf[start : start + window].astype(np.int64)))
+            keys.append(self._keys(self.net.encoder(x[None])[0][self.reach :]))
+        return np.concatenate(keys)
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.blocks[0].norm1(self.lm.embed(ids))
@@ -174,6 +258,28 @@ class Engine:
     def _keys(self, states: torch.Tensor) -> np.ndarray:
         heads = self.cfg.memory_heads
         return F.normalize(self.net.key(states).view(len(states), heads, -1), dim=-1).numpy()
+
+    # -- prefix cache ------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """The state after what was fed so far; later bytes go to the memory's recent part (see Memory)."""
+        self.memory.freeze()
+        return {
+            "memory": self.memory.snapshot(),
+            "length": len(self.text),
+            "window": list(self.window),
+            "pending_keys": dict(self.pending_keys),
+            "pending_values": dict(self.pending_values),
+            "caches": [list(cache) for cache in self.caches],
+            "logits": self.logits,
+        }
+
+    def restore(self, snap: dict) -> None:
+        self.memory.restore(snap["memory"])
+        del self.text[snap["length"] :]
+        self.window = deque(snap["window"], maxlen=self.reach)
+        self.pending_keys, self.pending_values = dict(snap["pending_keys"]), dict(snap["pending_values"])
+        self.caches = [deque(cache) for cache in snap["caches"]]
+        self.logits = snap["logits"]
 
     # -- decode ------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -227,7 +333,7 @@ class Engine:
         outs = []
         for h in range(heads):
             valid = ids[h] >= 0
-            logits = torch.cat([torch.from_numpy(scores[h][valid]) * scale[h], sink[h : h + 1]])
+            logits = torch.cat([torch.from_numpy(np.ascontiguousarray(scores[h][valid])) * scale[h], sink[h : h + 1]])
             weights = torch.softmax(logits, dim=0)[:-1]
             if valid.any():
                 vals = read.value(torch.from_numpy(self.memory.values(ids[h][valid])))  # (k, value_dim)
@@ -238,25 +344,135 @@ class Engine:
         return read.out(torch.cat(outs)[None])
 
     @torch.inference_mode()
-    def generate(self, max_bytes: int, stop: bytes | None = None) -> bytes:
-        """Greedy bytes after what was fed, until ``stop`` appears or ``max_bytes``."""
+    def generate(self, max_bytes: int, stop: bytes | tuple[bytes, ...] = ()) -> bytes:
+        """Greedy bytes after what was fed, until one of ``stop`` ends the output (kept) or ``max_bytes``."""
         if self.logits is None:
             raise HashHopError("nothing to continue: prefill a context first")
+        stops = (stop,) if isinstance(stop, bytes) else tuple(stop)
         out = bytearray()
         for _ in range(max_bytes):
             byte = int(self.logits.argmax())
             out.append(byte)
-            if stop and out.endswith(stop):
+            if any(s and out.endswith(s) for s in stops):
                 break
             self.step(byte)
         return bytes(out)
 
     def feed(self, data: bytes) -> torch.Tensor:
-        """Continue the context with ``data`` (a prompt after a prefilled corpus)."""
-        logits = self.logits
-        for byte in data:
-            logits = self.step(byte)
+        """Continue the context with ``data`` (a prompt after a prefilled corpus); the logits after it."""
+        if len(data) >= FEED_CHUNK_MIN:
+            self.feed_chunks(data)
+        else:
+            for byte in data:
+                self.step(byte)
+        return self.logits
+
+    @torch.inference_mode()
+    def feed_chunks(self, data: bytes, chunk: int = 1024) -> torch.Tensor:
+        """Continue with ``data`` a chunk at a time: the same network as :meth:`step`, positions in a chunk computed
+        together (the encoder and deep stack as matrix products, the reads of a chunk as one batched index search
+        plus a dense read over the chunk's own new entries). Returns the logits at every position of ``data``:
+        row i predicts the byte after ``data[i]``."""
+        rows = []
+        for a in range(0, len(data), chunk):
+            rows.append(self._chunk(data[a : a + chunk]))
+        self.logits = rows[-1][-1]
+        return torch.cat(rows)
+
+    def _chunk(self, data: bytes) -> torch.Tensor:
+        reach, heads = self.reach, self.cfg.memory_heads
+        c0 = self.position
+        c1 = c0 + len(data)
+        self.text += data
+        lo = max(0, c0 - 2 * reach)  # the state at c0 - reach (the first new key) needs reach - 1 bytes before it
+        ids = torch.tensor(list(self.text[lo:c1]), dtype=torch.long)
+        embedded_all = self.lm.embed(ids)
+        x = self.lm.blocks[0].norm1(embedded_all)
+        states_all = self.net.encoder(x[None])[0]  # exact from position lo + reach - 1 (or from 0)
+        s0 = min(self.memory.count, c0)  # first state needed: the first new entry's key
+        states = states_all[s0 - lo :]  # positions s0 .. c1-1
+        # new entries: e in [E, c1 - reach], E = c0 - reach (clipped at 0); key from state e, value from state
+        # e + reach - 1 and the byte embedding at e + 1
+        first_new = self.memory.count  # c0 - reach after step(), one more right after a bulk prefill
+        if not max(0, c0 - reach) <= first_new <= max(0, c0 - reach + 1):
+            raise RuntimeError(f"memory holds {first_new} entries at position {c0}")  # an engine bug, never input
+        last_new = c1 - reach  # inclusive; may be < first_new for a short chunk at the start
+        n_new = max(0, last_new - first_new + 1)
+        keys_all = F.normalize(self.net.key(states).view(len(states), heads, -1), dim=-1)  # positions s0..c1-1
+        new_keys = keys_all[first_new - s0 : first_new - s0 + n_new]
+        value_states = states_all[first_new + reach - 1 - lo : first_new + reach - 1 - lo + n_new]
+        new_values = self.net.value(value_states) + self.net.next_value(x[first_new + 1 - lo : first_new + 1 - lo + n_new])
+        h = states_all[c0 - lo :]  # (n, d) positions c0 .. c1-1
+        q_pos = torch.arange(c0, c1)
+        visible_new = torch.arange(first_new, first_new + n_new)[None, :] <= (q_pos[:, None] - reach)  # (n, n_new)
+        for block, cache in zip(self.net.blocks, self.caches):
+            h = h + self._local_chunk(block.local, block.norm_local(h), cache, c0)
+            if self.net.memory_enabled:
+                h = h + self._read_chunk(block.read, block.norm_read(h), q_pos, new_keys, new_values, visible_new)
+            h = h + block.mlp(block.norm_mlp(h))
+        logits = self.lm.head(self.lm.norm(embedded_all[c0 - lo :] + h))
+        # commit entries visible to the next position (<= c1 - reach - 1); keep the rest pending for step()
+        commit_end = c1 - reach  # exclusive
+        n_commit = max(0, commit_end - first_new)
+        if n_commit:
+            self.memory.add(new_keys[:n_commit].numpy(), new_values[:n_commit].numpy())
+        self.pending_values = {}
+        if n_commit < n_new:
+            self.pending_values[first_new + n_commit] = new_values[n_commit].numpy()
+        self.pending_keys = {p: keys_all[p - s0].numpy() for p in range(max(commit_end, s0, 0), c1)}
+        self.window = deque(x[max(0, c1 - reach) - lo :], maxlen=reach)
         return logits
+
+    def _local_chunk(self, attn, x: torch.Tensor, cache: deque, c0: int) -> torch.Tensor:
+        w, heads = attn.window, attn.heads
+        n, d = x.shape
+        q, k, v = attn.qkv(x).view(n, 3, heads, d // heads).permute(1, 2, 0, 3)  # (heads, n, dh) each
+        old = [c for c in cache if c[0] > c0 - w]
+        old_k = torch.stack([c[1] for c in old], dim=1) if old else k[:, :0]
+        old_v = torch.stack([c[2] for c in old], dim=1) if old else v[:, :0]
+        keys, values = torch.cat([old_k, k], dim=1), torch.cat([old_v, v], dim=1)
+        base = c0 - len(old)
+        positions = torch.arange(base, c0 + n)
+        keys = rotary(keys[None])[0]
+        queries = rotary(F.pad(q, (0, 0, len(old), 0))[None])[0, :, len(old) :]
+        distance = torch.arange(c0, c0 + n)[:, None] - positions[None, :]
+        mask = (distance >= 0) & (distance < w)
+        y = F.scaled_dot_product_attention(queries[None], keys[None], values[None], attn_mask=mask[None, None])[0]
+        cache.clear()
+        for i in range(max(0, len(positions) - w), len(positions)):
+            cache.append((int(positions[i]), keys_raw(old_k, k, i, len(old)), keys_raw(old_v, v, i, len(old))))
+        return attn.out(y.transpose(0, 1).reshape(n, d))
+
+    def _read_chunk(self, read, x, q_pos, new_keys, new_values, visible_new) -> torch.Tensor:
+        heads = read.heads
+        n = len(x)
+        scale = read.log_scale.exp().clamp(max=100.0)
+        unit = F.normalize((self.net.key(x) + read.query(x)).view(n, heads, -1), dim=-1)  # (n, heads, hk)
+        sink = (unit * read.sink_keys()[None]).sum(-1) * scale + torch.log(torch.clamp(q_pos + 1, max=self.net.delay).float())[:, None]
+        projected_new = read.value(new_values).view(len(new_values), heads, self.cfg.value_dim // heads)  # (n_new, heads, dv)
+        outs = []
+        for h in range(heads):
+            parts_logits = [sink[:, h : h + 1]]
+            parts_values = [torch.zeros(n, 1, projected_new.shape[-1])]
+            if self.memory.count:
+                scores, ids = self.memory.search_batch(h, unit[:, h].numpy(), self.top_k)
+                valid = torch.from_numpy(ids >= 0)
+                logits = torch.from_numpy(scores) * scale[h]
+                parts_logits.append(logits.masked_fill(~valid, float("-inf")))
+                vals = read.value(torch.from_numpy(self.memory.values(np.maximum(ids, 0)))).view(n, ids.shape[1], heads, -1)[:, :, h]
+                parts_values.append(vals)
+            if len(new_keys):
+                logits = (unit[:, h] @ new_keys[:, h].T) * scale[h]
+                parts_logits.append(logits.masked_fill(~visible_new, float("-inf")))
+                parts_values.append(projected_new[None, :, h].expand(n, -1, -1))
+            weights = torch.softmax(torch.cat(parts_logits, dim=1), dim=1)
+            outs.append(torch.einsum("nk,nkd->nd", weights, torch.cat(parts_values, dim=1)))
+        return read.out(torch.cat(outs, dim=1))
+
+
+def keys_raw(old: torch.Tensor, new: torch.Tensor, i: int, n_old: int) -> torch.Tensor:
+    """Column i of old ++ new (heads, n, dh) -> (heads, dh): the un-rotated key or value the step cache holds."""
+    return old[:, i] if i < n_old else new[:, i - n_old]
 
 
 def _rotary_at(x: torch.Tensor, position: int) -> torch.Tensor:

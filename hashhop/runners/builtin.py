@@ -1,4 +1,6 @@
 """``builtin:ltm``: the project's own LTM model (``hashhop/ltm``), run in-process on CPU.
+``builtin:ltm2``: LTM-2, the byte-level language model with a learnt memory (``hashhop/ltm2``);
+``builtin:ltm2:PATH`` runs other LTM-2 weights (a file from ``hashhop train --model ltm2`` or a lab run folder).
 
 ``builtin:ltm`` loads the weights shipped in the package; ``builtin:PATH`` loads a weights file
 made by ``hashhop train --out PATH``. Prompts are sized in characters (the model reads characters): a
@@ -52,6 +54,71 @@ class BuiltinRunner(BaseRunner):
             return await asyncio.to_thread(self._answer, request)
 
 
+class LTM2Runner(BaseRunner):
+    """LTM-2 over raw bytes with a one-entry prefix cache: a prompt is prefilled up to ``TAIL`` bytes before its
+    end, the state there kept; a later prompt that starts with the same bytes continues from it. Nothing here
+    reads the prompt's format: the cut is a byte count."""
+
+    TAIL = 512
+
+    def __init__(self, path: str | None, options: RunnerOptions, top_k: int = 64) -> None:
+        if options.tokenizer not in (None, "chars"):
+            raise HashHopError(
+                f"builtin:ltm2 reads bytes and sizes prompts in characters: drop --tokenizer (or pass --tokenizer chars), "
+                f"got {str(options.tokenizer)[:80]!r}"
+            )
+        try:
+            from hashhop.ltm2.config import WEIGHTS
+            from hashhop.ltm2.engine import Engine
+            from hashhop.ltm2.load import load_ltm2
+        except ModuleNotFoundError as err:
+            raise HashHopError(f"builtin:ltm2 needs torch, safetensors and faiss ({err.name} is missing): pip install -e .") from None
+        self.engine = Engine(load_ltm2(path or WEIGHTS), top_k=top_k)
+        self.name = "builtin:ltm2" + (f":{path}" if path else "")
+        self.chat = False
+        self.tokenizer = "chars"
+        self.max_context_tokens = options.max_context_tokens
+        self.max_concurrency = 1  # CPU-bound
+        self._lock = asyncio.Lock()
+        self._prefix: bytes | None = None
+        self._snapshot: dict | None = None
+
+    def continue_text(self, data: bytes) -> None:
+        """Bring the engine to the end of ``data``, reusing the cached prefix when ``data`` starts with it."""
+        if self._prefix is not None and data.startswith(self._prefix) and len(data) > len(self._prefix):
+            self.engine.restore(self._snapshot)
+            self.engine.feed(data[len(self._prefix) :])
+            return
+        cut = len(data) - self.TAIL
+        if cut <= 0:
+            self._prefix = self._snapshot = None
+            self.engine.prefill(data)
+            return
+        self.engine.prefill(data[:cut])
+        self._prefix, self._snapshot = data[:cut], self.engine.snapshot()
+        self.engine.feed(data[cut:])
+
+    def _answer(self, request: Request) -> Reply:
+        text = request.prompt if request.prompt is not None else (request.messages[-1][1] if request.messages else "")
+        data = text.encode("utf-8")
+        if not data:
+            raise PermanentError("the prompt is empty")
+        self.continue_text(data)
+        stops = tuple(s.encode("utf-8") for s in request.stop if s)
+        out = self.engine.generate(request.max_tokens, stops)
+        answer = out.decode("utf-8", errors="replace")
+        for stop in request.stop:
+            if stop and stop in answer:
+                answer = answer[: answer.index(stop)]
+        return Reply(answer, len(data), len(out))
+
+    async def complete(self, request: Request) -> Reply:
+        async with self._lock:
+            return await asyncio.to_thread(self._answer, request)
+
+
 @register_runner("builtin")
-def _make(name: str, options: RunnerOptions) -> BuiltinRunner:
+def _make(name: str, options: RunnerOptions) -> BaseRunner:
+    if name == "ltm2" or name.startswith("ltm2:"):
+        return LTM2Runner(name[5:] or None, options)
     return BuiltinRunner(name, options)

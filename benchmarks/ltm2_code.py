@@ -1,0 +1,132 @@
+"""LTM-2 on real code it never saw: bits per byte by context size, and what the engine costs.
+
+The held-out corpus (``hashhop/lab/corpus.py``: CPython's standard library without tests, torch, numpy, matplotlib,
+networkx last, in sorted path order); the last ``--scored`` bytes are scored, each byte given everything before it
+in a context of C bytes: the C bytes before the scored range are prefilled (encoder only), then the scored bytes
+are read a chunk at a time (``Engine.feed_chunks``; the memory grows as they are read). The same for the trained
+network with its memory off (local window only) and for the untrained network. Then the engine's costs: prefill
+bytes/s, bytes kept per context byte, and greedy decode bytes/s after contexts of each size.
+
+Usage: python benchmarks/ltm2_code.py [--weights PATH] [--contexts 2k,100k,1M] [--scored 200k] [--decode 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import update_section  # noqa: E402
+
+from hashhop.lab.corpus import build_corpus, held_out_files  # noqa: E402
+from hashhop.ltm2.config import WEIGHTS  # noqa: E402
+from hashhop.ltm2.engine import Engine  # noqa: E402
+from hashhop.ltm2.load import load_ltm2  # noqa: E402
+from hashhop.task.spec import parse_size  # noqa: E402
+
+CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs", "heldout_code.bin")
+
+
+def held_out_corpus(path: str = CACHE) -> np.ndarray:
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        build_corpus(path, held_out_files())
+    return np.memmap(path, dtype=np.uint8, mode="r")
+
+
+def bits_per_byte(engine: Engine, context: bytes, scored: bytes, chunk: int = 1024) -> tuple[float, float]:
+    """(bits per byte of ``scored`` after ``context``, seconds)."""
+    started = time.perf_counter()
+    first = engine.prefill(context)
+    total_bits = -float(torch.log_softmax(first, -1)[scored[0]]) / math.log(2)
+    targets = torch.tensor(list(scored[1:]), dtype=torch.long)
+    done = 0
+    for a in range(0, len(scored) - 1, chunk * 8):
+        rows = engine.feed_chunks(scored[a : a + chunk * 8], chunk=chunk)
+        want = targets[a : a + len(rows)]
+        logp = torch.log_softmax(rows[: len(want)], -1).gather(1, want[:, None])
+        total_bits -= float(logp.sum()) / math.log(2)
+        done += len(want)
+    return total_bits / len(scored), time.perf_counter() - started
+
+
+def decode_speed(engine: Engine, context: bytes, count: int) -> tuple[float, float, float]:
+    """(prefill bytes/s, bytes kept per context byte, greedy decode bytes/s)."""
+    t0 = time.perf_counter()
+    engine.prefill(context)
+    prefill_s = time.perf_counter() - t0
+    kept = engine.bytes_per_context_byte()
+    engine.generate(4)  # warm
+    t0 = time.perf_counter()
+    engine.generate(count)
+    return len(context) / prefill_s, kept, count / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", default=WEIGHTS)
+    ap.add_argument("--contexts", default="2k,100k,1M", help="context sizes before the scored bytes")
+    ap.add_argument("--scored", default="200k", help="bytes scored at the end of the held-out corpus")
+    ap.add_argument("--ablation-context", default="100k", help="context of the memory-off and untrained rows")
+    ap.add_argument("--decode-contexts", default="1M,10M", help="contexts for the prefill / decode speed rows")
+    ap.add_argument("--decode", type=int, default=64, help="bytes generated for the decode speed")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--section", default="ltm2_code")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    corpus = held_out_corpus()
+    scored_n = parse_size(args.scored)
+    scored = corpus[len(corpus) - scored_n :].tobytes()
+    trained = load_ltm2(args.weights)
+    rows = []
+    base = None
+    for context_n in (parse_size(x) for x in args.contexts.split(",")):
+        context = corpus[len(corpus) - scored_n - context_n : len(corpus) - scored_n].tobytes()
+        bpb, seconds = bits_per_byte(Engine(trained), context, scored)
+        base = base if base is not None else bpb
+        rows.append((f"trained, context {context_n:,}", bpb, bpb / base - 1, seconds))
+        print(rows[-1], flush=True)
+    ablation_n = parse_size(args.ablation_context)
+    context = corpus[len(corpus) - scored_n - ablation_n : len(corpus) - scored_n].tobytes()
+    off = load_ltm2(args.weights)
+    off.blocks[0].mixer.memory_enabled = False
+    for label, model in ((f"memory off, context {ablation_n:,}", off), (f"untrained, context {ablation_n:,}", load_ltm2(args.weights, random_init=True))):
+        bpb, seconds = bits_per_byte(Engine(model), context, scored)
+        rows.append((label, bpb, bpb / base - 1, seconds))
+        print(rows[-1], flush=True)
+    speed = []
+    for context_n in (parse_size(x) for x in args.decode_contexts.split(",")):
+        context = corpus[len(corpus) - context_n :].tobytes() if context_n <= len(corpus) else None
+        if context is None:
+            continue
+        engine = Engine(trained)
+        prefill_bps, kept, decode_bps = decode_speed(engine, context, args.decode)
+        speed.append((context_n, prefill_bps, kept, decode_bps, "ivf" if engine.memory.quantizers else "flat"))
+        print(speed[-1], flush=True)
+    command = "python benchmarks/ltm2_code.py " + " ".join(sys.argv[1:])
+    lines = [
+        f"LTM-2 on the held-out code (never trained on): the last {scored_n:,} bytes of the corpus scored after a context of "
+        f"the code before them. Command: `{command.strip()}`.",
+        "",
+        "| model, context before the scored bytes | bits per byte | vs the first row | seconds |",
+        "|---|---|---|---|",
+        *[f"| {label} | {bpb:.3f} | {rel:+.1%} | {s:.0f} |" for label, bpb, rel, s in rows],
+        "",
+        "| context bytes | prefill bytes/s | bytes kept per context byte | greedy decode bytes/s | index |",
+        "|---|---|---|---|---|",
+        *[f"| {n:,} | {p:,.0f} | {k:.1f} | {d:.1f} | {kind} |" for n, p, k, d, kind in speed],
+    ]
+    print("\n".join(lines))
+    if args.section:
+        update_section(args.section, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

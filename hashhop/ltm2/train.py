@@ -1,0 +1,165 @@
+"""Train LTM-2 and ship its weights: ``hashhop train --model ltm2`` (or ``python -m hashhop.ltm2.train``).
+
+1. builds the training code corpus (``hashhop/ltm2/data.py``: pinned PyPI packages, never the held-out ones) if
+   it is not there;
+2. trains the lab config :func:`hashhop.ltm2.config.ltm2_config` through the lab (``train_run``: checkpoints
+   every 100 steps, a rerun resumes; torchrun-ready);
+3. writes the weights with their run config in the metadata, and a model card next to them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+
+from hashhop.errors import HashHopError
+from hashhop.ltm2.config import CARD, STEPS, WEIGHTS, ltm2_config
+
+RUNS = "runs/ltm2"
+
+
+def card_path(out: str) -> str:
+    return CARD if os.path.realpath(out) == os.path.realpath(WEIGHTS) else os.path.splitext(out)[0] + ".card.md"
+
+
+def train_ltm2(
+    out: str = WEIGHTS,
+    runs: str = RUNS,
+    corpus: str | None = None,
+    steps: int = STEPS,
+    seed: int = 0,
+    threads: int | None = None,
+    progress: bool = True,
+    command: str = "hashhop train --model ltm2",
+    log=print,
+) -> dict:
+    """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card."""
+    from hashhop.ltm2.data import build_train_corpus
+
+    if not out.endswith(".safetensors"):
+        raise HashHopError("--out names the weights file: PATH.safetensors (its model card PATH.card.md goes next to it)")
+    corpus = corpus or os.path.join(runs, "train_corpus.bin")
+    os.makedirs(runs, exist_ok=True)
+    started = time.time()
+    if os.path.exists(corpus):
+        corpus_info = {"path": corpus, "bytes": os.path.getsize(corpus), "sha256": _sha256(corpus)}
+    else:
+        log(f"building the training code corpus at {corpus}")
+        corpus_info = build_train_corpus(corpus)
+    cfg = ltm2_config(os.path.abspath(corpus), steps=steps, seed=seed, threads=threads)
+    from hashhop.lab.train import train_run
+
+    summary = train_run(cfg, runs, progress=progress, log=log)
+    return ship(os.path.join(runs, cfg.name), out, summary, corpus_info, command, time.time() - started)
+
+
+def ship(run_dir: str, out: str, summary: dict, corpus_info: dict, command: str, wall_s: float) -> dict:
+    """Write a finished run's weights to ``out`` (format hashhop-ltm2, run config in the metadata) and the card."""
+    from hashhop.checkpoint import save_checkpoint, write_atomically
+    from hashhop.ltm2.load import FORMAT, load_ltm2
+
+    model = load_ltm2(run_dir)
+    config = json.loads(json.dumps(summary["config"]))
+    extra = config["task"]["extra"]
+    if extra.get("corpus"):
+        extra["corpus"] = os.path.basename(extra["corpus"])  # no machine paths in shipped weights
+    meta = {"format": FORMAT, "config": config, "params": summary["params"], "steps": summary["steps"]}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    save_checkpoint(out, model, None, meta)
+    write_atomically(card_path(out), model_card(summary, corpus_info, command, wall_s))
+    return {**summary, "weights": out, "card": card_path(out)}
+
+
+def model_card(summary: dict, corpus_info: dict, command: str, wall_s: float) -> str:
+    from hashhop.ltm2.data import DEFAULT_MIX, SHORT_RECALL, TRAIN_PACKAGES
+
+    cfg = summary["config"]
+    mixer = cfg["model"]["mixer"]
+    machine = f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}"
+    try:
+        import torch
+
+        machine += f", torch {torch.__version__}" + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU")
+    except ImportError:  # pragma: no cover
+        pass
+    return f"""# LTM-2 model card
+
+A byte-level causal language model (256 symbols in, 256 out) with a learnt long-term memory
+(`hashhop/ltm2/model.py`): a causal convolution encoder writes one key and one value per byte of context;
+every position of a small deep stack (local attention over {mixer['window']} bytes, a memory read, an MLP; {mixer['layers']}
+blocks) reads the memory with a learnt query, softmax over every earlier entry plus a sink. Nothing in the network,
+engine or server parses the text.
+
+| | |
+|---|---|
+| parameters | {summary['params']:,} |
+| command | `{command}` |
+| seed | {cfg['seed']} |
+| steps x batch x bytes | {summary['steps']} x {cfg['batch_size']} x {cfg['task']['seq_len']} ({summary['steps'] * cfg['batch_size'] * cfg['task']['seq_len']:,} bytes) |
+| training time | {summary['elapsed_s']:.0f} s of training, {wall_s:.0f} s wall for the command (this run: {datetime.date.today()}) |
+| machine | {machine} |
+| final eval on the mixture (2 batches) | {_final(summary)} |
+
+## Data
+Generated on the fly (`hashhop/ltm2/data.py`, mixture {json.dumps(DEFAULT_MIX)}; {SHORT_RECALL:.0%} of the recall rows
+hold a shorter task after a code window):
+- code: the Python sources of {', '.join(TRAIN_PACKAGES)} ({corpus_info.get('bytes', 0):,} bytes, sha256
+  `{corpus_info.get('sha256', '?')}`), random windows;
+- HashHop in Magic's format (hops 1-4, CoT on and off, hash lengths 4-64, six alphabets), other key-value layouts
+  (`->`, `:`, JSON, Python, `;`), needle sentences in code or prose, variable chains; loss on the answers only.
+
+Never trained on or tuned against: the held-out code (CPython's standard library, torch, numpy, matplotlib,
+networkx: `hashhop/lab/corpus.py`), RULER's needle sentence and `VAR` form, and the layouts of the
+"never trained on" rows of `benchmarks/RESULTS.md`.
+
+## What its numbers mean
+Every number is in `benchmarks/RESULTS.md` (sections `ltm2_recall`, `ltm2_code`, `ltm2_engine`) beside the
+same table for the untrained network and for the trained network with its memory switched off. Where those
+ablations score as well as the trained weights, the number is about the wiring, not about learning.
+"""
+
+
+def _final(summary: dict) -> str:
+    def show(value) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    return f"answer exact match {show(summary.get('exact_match'))}, byte accuracy {show(summary.get('token_accuracy'))}"
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m hashhop.ltm2.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=WEIGHTS)
+    ap.add_argument("--runs", default=RUNS, help="the lab run folder (checkpoints; rerun to resume)")
+    ap.add_argument("--corpus", default=None, help="training code corpus (built there if missing)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        summary = train_ltm2(args.out, args.runs, args.corpus, args.steps, args.seed, args.threads, not args.no_progress)
+    except HashHopError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {summary['weights']} and {summary['card']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
