@@ -119,7 +119,9 @@ def _add_serve(sub) -> None:
         help="serve the built-in LTM model as an OpenAI-compatible server (completions and chat)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", default="builtin:ltm", help="builtin:ltm or builtin:PATH (weights from hashhop train)")
+    p.add_argument(
+        "--model", default="builtin:ltm", help="builtin:ltm, builtin:PATH (weights from hashhop train), builtin:ltm2 or builtin:ltm2:PATH"
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback by default)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-waiting", type=int, default=16, help="requests queued behind the running one; more get HTTP 429")
@@ -141,6 +143,18 @@ def _add_serve(sub) -> None:
         "--body-timeout", type=finite_float, default=60, metavar="SECONDS", help="close connections whose body takes longer (HTTP 408)"
     )
     p.add_argument("--cache-contexts", type=int, default=4, help="prefilled contexts kept for reuse (prefix caching)")
+    p.add_argument(
+        "--context",
+        default=None,
+        metavar="FILE|DIR",
+        help="LTM-2 only: a file or a folder (a whole repository: its text files in path order) prefilled once; every request continues it",
+    )
+    p.add_argument(
+        "--context-cache",
+        default=None,
+        metavar="DIR",
+        help="LTM-2 only: save the prefilled --context here, and memory-map it back on the next start (same context, same weights)",
+    )
     p.set_defaults(run=_run_serve)
 
 
@@ -165,6 +179,8 @@ def _run_serve(args) -> int:
         header_timeout_s=args.header_timeout,
         body_timeout_s=args.body_timeout,
         cache_contexts=args.cache_contexts,
+        context=args.context,
+        context_cache=args.context_cache,
     )
     try:
         serve(options)

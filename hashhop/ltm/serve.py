@@ -57,6 +57,8 @@ class ServeOptions:
     body_timeout_s: float = 60.0  # from the end of the headers to the end of the body
     cache_contexts: int = 4
     default_max_tokens: int = 256
+    context: str | None = None  # LTM-2: a file or folder every request continues
+    context_cache: str | None = None  # LTM-2: where the prefilled context is saved and memory-mapped back from
 
     def __post_init__(self) -> None:
         """One-line errors for values the server cannot run with (the CLI passes its options straight here)."""
@@ -86,6 +88,13 @@ class ServeOptions:
             raise HashHopError(f"cache contexts must be a whole number >= 1, got {self.cache_contexts!r}")
         if not whole(self.default_max_tokens, 1):
             raise HashHopError(f"default max tokens must be a whole number >= 1, got {self.default_max_tokens!r}")
+        ltm2 = self.model == "builtin:ltm2" or self.model.startswith("builtin:ltm2:")
+        if (self.context or self.context_cache) and not ltm2:
+            raise HashHopError("--context and --context-cache need an LTM-2 model (--model builtin:ltm2): builtin:ltm reads its prompt only")
+        if self.context is not None and not os.path.exists(self.context):
+            raise HashHopError(f"context {self.context} does not exist: give a file or a folder")
+        if self.context_cache is not None and os.path.exists(self.context_cache) and not os.path.isdir(self.context_cache):
+            raise HashHopError(f"--context-cache {self.context_cache} is not a folder")
 
 
 class _ApiError(Exception):
@@ -112,7 +121,17 @@ def _busy(message: str) -> _ApiError:
     return _ApiError(429, message, "rate_limit_error", {"Retry-After": "1"}, code="rate_limit_exceeded")
 
 
-def load_engine(model: str, cache_contexts: int):
+def load_engine(model: str, cache_contexts: int, context: str | None = None, context_cache: str | None = None):
+    if model == "builtin:ltm2" or model.startswith("builtin:ltm2:"):
+        from hashhop.ltm2.config import WEIGHTS as LTM2_WEIGHTS
+        from hashhop.ltm2.engine import Engine as LTM2Engine
+        from hashhop.ltm2.load import load_ltm2
+        from hashhop.ltm2.session import Session, read_context
+
+        engine = LTM2Engine(load_ltm2(model[len("builtin:ltm2:") :] or LTM2_WEIGHTS))
+        return Session(engine, read_context(context) if context else None, context_cache, progress=True)
+    if context:
+        raise HashHopError("--context needs an LTM-2 model (--model builtin:ltm2): builtin:ltm reads its prompt only")
     from hashhop.ltm.engine import Engine
     from hashhop.ltm.load import WEIGHTS, load_ltm
 
@@ -148,7 +167,7 @@ class _Reservation:
 class Server:
     def __init__(self, options: ServeOptions, engine=None) -> None:
         self.options = options
-        self.engine = engine or load_engine(options.model, options.cache_contexts)
+        self.engine = engine or load_engine(options.model, options.cache_contexts, options.context, options.context_cache)
         self._lock = asyncio.Lock()  # the queue: one request at the engine at a time
         self._engine_lock = threading.Lock()  # the engine itself, even if a waiting request was cancelled
         self._waiting = 0  # requests admitted (reading, queued or running)
@@ -301,9 +320,11 @@ class Server:
     async def _answer(self, text: str, max_tokens: int, stop: list[str]) -> tuple[str, str]:
         async with self._lock:
             try:
-                answer = await self._in_thread(text)
+                answer = await self._in_thread(text, max_tokens, stop)
             except HashHopError as err:  # e.g. a context beyond the machine's memory
                 raise _ApiError(413, str(err), code="context_too_large") from None
+        if getattr(self.engine, "limits", False):  # LTM-2 generated within the limits itself
+            return answer.text, answer.finish
         out, finish = answer.text, "stop"
         if len(out) > max_tokens:
             out, finish = out[:max_tokens], "length"
@@ -312,7 +333,7 @@ class Server:
                 out, finish = out[: out.index(s)], "stop"
         return out, finish
 
-    async def _in_thread(self, text: str):
+    async def _in_thread(self, text: str, max_tokens: int, stop: list[str]):
         """The engine in a daemon thread: it never keeps the process alive after SIGTERM (asyncio.to_thread would)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -327,7 +348,7 @@ class Server:
 
         def work() -> None:
             try:
-                result, error = self._run_engine(text), None
+                result, error = self._run_engine(text, max_tokens, stop), None
             except BaseException as err:  # noqa: BLE001 - carried to the request
                 result, error = None, err
             try:
@@ -338,10 +359,12 @@ class Server:
         threading.Thread(target=work, name="hashhop-engine", daemon=True).start()
         return await future
 
-    def _run_engine(self, text: str):
+    def _run_engine(self, text: str, max_tokens: int, stop: list[str]):
         with self._engine_lock:
             self.engine_busy = True
             try:
+                if getattr(self.engine, "limits", False):
+                    return self.engine.answer(text, max_tokens, stop)
                 return self.engine.answer(text)
             except StopIteration as err:  # a StopIteration cannot be set on a future: it would hang the request
                 raise RuntimeError("engine error") from err

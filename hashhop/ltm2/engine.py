@@ -13,6 +13,7 @@ and its fp16 scale: ``1 + key_dim + value_dim + 2`` bytes (59 at the default siz
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 
 import numpy as np
@@ -68,6 +69,7 @@ class Memory:
         self.count = 0
         self.frozen: int | None = None  # entries in the index once frozen; later ones are `recent`
         self.recent = np.zeros((0, heads, head_key_dim), np.float32)
+        self.recent_values = np.zeros((0, value_dim), np.float32)
         self._values = np.zeros((1024, value_dim), dtype=np.float32 if exact else np.int8)
         self._scales = np.ones(1024, dtype=np.float16)
 
@@ -88,11 +90,13 @@ class Memory:
         n = len(keys)
         if n == 0:
             return
-        if self.frozen is None:
-            for h, index in enumerate(self.indexes):
-                index.add(np.ascontiguousarray(keys[:, h], dtype=np.float32))
-        else:
+        if self.frozen is not None:  # a request's own bytes: kept exact beside the index, dropped by restore()
             self.recent = np.concatenate([self.recent, keys.astype(np.float32)])
+            self.recent_values = np.concatenate([self.recent_values, np.asarray(values, np.float32)])
+            self.count += n
+            return
+        for h, index in enumerate(self.indexes):
+            index.add(np.ascontiguousarray(keys[:, h], dtype=np.float32))
         need = self.count + n
         if need > len(self._values):
             self.reserve(max(need, 2 * len(self._values)))
@@ -108,17 +112,64 @@ class Memory:
         if self.frozen is None:
             self.frozen = self.count
 
-    def snapshot(self) -> tuple[int, np.ndarray]:
-        return self.count, self.recent.copy()
+    def snapshot(self) -> tuple:
+        return self.count, self.recent.copy(), self.recent_values.copy()
 
-    def restore(self, snap: tuple[int, np.ndarray]) -> None:
-        self.count, recent = snap
-        self.recent = recent.copy()
+    def restore(self, snap: tuple) -> None:
+        self.count, recent, recent_values = snap
+        self.recent, self.recent_values = recent.copy(), recent_values.copy()
 
     def values(self, ids: np.ndarray) -> np.ndarray:
-        if self.exact:
-            return self._values[ids]
-        return self._values[ids].astype(np.float32) * self._scales[ids].astype(np.float32)[..., None]
+        """The values of entries ``ids`` (any shape) as float32, (*ids.shape, value_dim)."""
+        base = self.count if self.frozen is None else self.frozen
+        indexed = np.minimum(ids, base - 1) if base else np.zeros_like(ids)
+        out = self._values[indexed].astype(np.float32)
+        if not self.exact:
+            out *= self._scales[indexed].astype(np.float32)[..., None]
+        late = ids >= base
+        if late.any():
+            out[late] = self.recent_values[ids[late] - base]
+        return out
+
+    # -- on disk: a prefilled context is written once and memory-mapped back by later processes --------------------
+    def save(self, folder: str) -> None:
+        import json
+
+        faiss = _faiss()
+        base = self.count if self.frozen is None else self.frozen
+        for h, index in enumerate(self.indexes):
+            faiss.write_index(index, os.path.join(folder, f"keys{h}.faiss"))
+        np.save(os.path.join(folder, "values.npy"), np.ascontiguousarray(self._values[:base]))
+        np.save(os.path.join(folder, "scales.npy"), np.ascontiguousarray(self._scales[:base]))
+        info = {"heads": self.heads, "head_key_dim": self.head_key_dim, "value_dim": self.value_dim, "exact": self.exact, "count": base}
+        with open(os.path.join(folder, "memory.json"), "w") as handle:
+            json.dump(info, handle)
+
+    @classmethod
+    def load(cls, folder: str) -> Memory:
+        """A saved memory, its keys and values memory-mapped (pages are read as reads touch them), frozen."""
+        import json
+
+        faiss = _faiss()
+        with open(os.path.join(folder, "memory.json")) as handle:
+            info = json.load(handle)
+        memory = cls.__new__(cls)
+        memory.heads, memory.head_key_dim, memory.value_dim, memory.exact = info["heads"], info["head_key_dim"], info["value_dim"], info["exact"]
+        memory.indexes = []
+        for h in range(memory.heads):
+            path = os.path.join(folder, f"keys{h}.faiss")
+            try:
+                index = faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+            except RuntimeError:  # an index type faiss cannot map: read it
+                index = faiss.read_index(path)
+            memory.indexes.append(index)
+        memory.quantizers = [faiss.downcast_index(i.quantizer) for i in memory.indexes if hasattr(i, "nprobe")]
+        memory._values = np.load(os.path.join(folder, "values.npy"), mmap_mode="r")
+        memory._scales = np.load(os.path.join(folder, "scales.npy"), mmap_mode="r")
+        memory.count = memory.frozen = info["count"]
+        memory.recent = np.zeros((0, memory.heads, memory.head_key_dim), np.float32)
+        memory.recent_values = np.zeros((0, memory.value_dim), np.float32)
+        return memory
 
     def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries."""
@@ -280,6 +331,37 @@ class Engine:
         self.pending_keys, self.pending_values = dict(snap["pending_keys"]), dict(snap["pending_values"])
         self.caches = [deque(cache) for cache in snap["caches"]]
         self.logits = snap["logits"]
+
+    def save(self, folder: str) -> None:
+        """Write the prefilled state (at a snapshot point: call after prefill) to ``folder``: the index, values,
+        text and the deep stack's local state, with a fingerprint of the weights."""
+        import hashlib
+
+        snap = self.snapshot()
+        os.makedirs(folder, exist_ok=True)
+        self.memory.save(folder)
+        with open(os.path.join(folder, "text.bin"), "wb") as handle:
+            handle.write(self.text[: snap["length"]])
+        state = {k: v for k, v in snap.items() if k != "memory"}
+        state["weights"] = _fingerprint(self.lm)
+        torch.save(state, os.path.join(folder, "state.pt"))
+        digest = hashlib.sha256(bytes(self.text[: snap["length"]])).hexdigest()
+        with open(os.path.join(folder, "context.sha256"), "w") as handle:
+            handle.write(digest + "\n")
+
+    def load(self, folder: str) -> None:
+        """Continue from a state :meth:`save` wrote (memory-mapped); refuses one written by other weights."""
+        try:
+            state = torch.load(os.path.join(folder, "state.pt"), weights_only=False)
+            memory = Memory.load(folder)
+            with open(os.path.join(folder, "text.bin"), "rb") as handle:
+                text = bytearray(handle.read())
+        except (OSError, RuntimeError, ValueError, KeyError) as err:
+            raise HashHopError(f"{folder} holds no saved LTM-2 context ({str(err).splitlines()[0][:120]})") from None
+        if state.get("weights") != _fingerprint(self.lm):
+            raise HashHopError(f"{folder} was prefilled by other LTM-2 weights: prefill the context again")
+        self.memory, self.text = memory, text
+        self.restore({**state, "memory": memory.snapshot()})
 
     # -- decode ------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -468,6 +550,16 @@ class Engine:
             weights = torch.softmax(torch.cat(parts_logits, dim=1), dim=1)
             outs.append(torch.einsum("nk,nkd->nd", weights, torch.cat(parts_values, dim=1)))
         return read.out(torch.cat(outs, dim=1))
+
+
+def _fingerprint(lm: LM) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(lm.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def keys_raw(old: torch.Tensor, new: torch.Tensor, i: int, n_old: int) -> torch.Tensor:

@@ -55,11 +55,8 @@ class BuiltinRunner(BaseRunner):
 
 
 class LTM2Runner(BaseRunner):
-    """LTM-2 over raw bytes with a one-entry prefix cache: a prompt is prefilled up to ``TAIL`` bytes before its
-    end, the state there kept; a later prompt that starts with the same bytes continues from it. Nothing here
-    reads the prompt's format: the cut is a byte count."""
-
-    TAIL = 512
+    """LTM-2 over raw bytes through :class:`hashhop.ltm2.session.Session`: the queries of one long prompt share its
+    prefill (a byte-count prefix cache; nothing reads the prompt's format)."""
 
     def __init__(self, path: str | None, options: RunnerOptions, top_k: int = 64) -> None:
         if options.tokenizer not in (None, "chars"):
@@ -71,46 +68,37 @@ class LTM2Runner(BaseRunner):
             from hashhop.ltm2.config import WEIGHTS
             from hashhop.ltm2.engine import Engine
             from hashhop.ltm2.load import load_ltm2
+            from hashhop.ltm2.session import Session
         except ModuleNotFoundError as err:
             raise HashHopError(f"builtin:ltm2 needs torch, safetensors and faiss ({err.name} is missing): pip install -e .") from None
-        self.engine = Engine(load_ltm2(path or WEIGHTS), top_k=top_k)
+        self.session = Session(Engine(load_ltm2(path or WEIGHTS), top_k=top_k))
         self.name = "builtin:ltm2" + (f":{path}" if path else "")
         self.chat = False
         self.tokenizer = "chars"
         self.max_context_tokens = options.max_context_tokens
         self.max_concurrency = 1  # CPU-bound
         self._lock = asyncio.Lock()
-        self._prefix: bytes | None = None
-        self._snapshot: dict | None = None
+
+    @property
+    def engine(self):
+        return self.session.engine
+
+    @engine.setter
+    def engine(self, engine) -> None:  # the ablations swap the network, keeping the session
+        from hashhop.ltm2.session import Session
+
+        self.session = Session(engine)
 
     def continue_text(self, data: bytes) -> None:
-        """Bring the engine to the end of ``data``, reusing the cached prefix when ``data`` starts with it."""
-        if self._prefix is not None and data.startswith(self._prefix) and len(data) > len(self._prefix):
-            self.engine.restore(self._snapshot)
-            self.engine.feed(data[len(self._prefix) :])
-            return
-        cut = len(data) - self.TAIL
-        if cut <= 0:
-            self._prefix = self._snapshot = None
-            self.engine.prefill(data)
-            return
-        self.engine.prefill(data[:cut])
-        self._prefix, self._snapshot = data[:cut], self.engine.snapshot()
-        self.engine.feed(data[cut:])
+        self.session.continue_text(data)
 
     def _answer(self, request: Request) -> Reply:
         text = request.prompt if request.prompt is not None else (request.messages[-1][1] if request.messages else "")
-        data = text.encode("utf-8")
-        if not data:
-            raise PermanentError("the prompt is empty")
-        self.continue_text(data)
-        stops = tuple(s.encode("utf-8") for s in request.stop if s)
-        out = self.engine.generate(request.max_tokens, stops)
-        answer = out.decode("utf-8", errors="replace")
-        for stop in request.stop:
-            if stop and stop in answer:
-                answer = answer[: answer.index(stop)]
-        return Reply(answer, len(data), len(out))
+        try:
+            answer = self.session.answer(text, request.max_tokens, request.stop)
+        except HashHopError as err:
+            raise PermanentError(str(err)) from None
+        return Reply(answer.text, len(text.encode("utf-8")), len(answer.text.encode("utf-8")))
 
     async def complete(self, request: Request) -> Reply:
         async with self._lock:

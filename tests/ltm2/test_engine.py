@@ -165,3 +165,23 @@ def test_inverted_lists_find_what_the_flat_scan_finds():
     assert (torch.log_softmax(a, -1) - torch.log_softmax(b, -1)).abs().max() < 1e-3
     assert flat.generate(20) == ivf.generate(20)
     assert ivf.bytes_per_context_byte() > flat.bytes_per_context_byte()  # the lists' ids are counted
+
+
+def test_saved_context_is_mapped_back_and_continues_the_same(tmp_path):
+    lm = small_lm()
+    context, prompt = text(3000, seed=11), text(40, seed=12)
+    for index in ("flat", "ivf"):
+        engine = Engine(lm, index=index)
+        engine.prefill(context)
+        engine.save(str(tmp_path / index))
+        expected = engine.feed(prompt).clone()
+        again = engine.generate(10)
+        loaded = Engine(lm, index=index)
+        loaded.load(str(tmp_path / index))
+        assert isinstance(loaded.memory._values, np.memmap)
+        assert torch.allclose(loaded.feed(prompt), expected, atol=1e-5)
+        assert loaded.generate(10) == again
+    with pytest.raises(HashHopError, match="other LTM-2 weights"):
+        Engine(small_lm(seed=1)).load(str(tmp_path / "flat"))
+    with pytest.raises(HashHopError, match="no saved LTM-2 context"):
+        Engine(lm).load(str(tmp_path / "nothing"))

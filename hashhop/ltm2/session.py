@@ -1,0 +1,120 @@
+"""Answering prompts with LTM-2: an optional preloaded context (a file or a whole repository) that every prompt
+continues, and a prefix cache, so that the queries of one long prompt pay one prefill.
+
+Nothing here reads the prompt's format: the cache cuts ``TAIL`` bytes before a prompt's end, a byte count.
+Used by ``builtin:ltm2`` (the harness) and ``hashhop serve --model builtin:ltm2`` (the HTTP server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from hashhop.errors import HashHopError
+
+TAIL = 512
+MAX_CONTEXT_FILE_BYTES = 64 << 20  # one file of a repository context; larger ones (data dumps) are skipped
+
+
+@dataclass
+class Answer:
+    text: str
+    finish: str  # "stop" or "length"
+
+
+def read_context(path: str) -> bytes:
+    """A context file's bytes, or a folder's text files (sorted by path, each after ``# file: PATH``; hidden
+    folders, binary files and files over 64 MB skipped), as one byte string."""
+    if os.path.isfile(path):
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except OSError as err:
+            raise HashHopError(f"cannot read context {path}: {err.strerror or err}") from None
+    if not os.path.isdir(path):
+        raise HashHopError(f"context {path} is neither a file nor a folder")
+    parts = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            try:
+                if not os.path.isfile(full) or os.path.getsize(full) > MAX_CONTEXT_FILE_BYTES:
+                    continue
+                with open(full, "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                continue
+            if b"\0" in data[:8192]:
+                continue  # binary
+            parts.append(f"\n# file: {os.path.relpath(full, path)}\n".encode() + data)
+    if not parts:
+        raise HashHopError(f"context folder {path} holds no readable text files")
+    return b"".join(parts)
+
+
+class Session:
+    """An :class:`~hashhop.ltm2.engine.Engine` answering prompts, each continuing ``context`` (if any)."""
+
+    limits = True  # the server passes max_tokens and stop strings to answer()
+
+    def __init__(self, engine, context: bytes | None = None, context_cache: str | None = None, progress: bool = False) -> None:
+        self.engine = engine
+        self._base = None
+        self._prefix: bytes | None = None
+        self._snapshot = None
+        if context:
+            self._base = self._prefill_context(context, context_cache, progress)
+
+    def _prefill_context(self, context: bytes, cache: str | None, progress: bool):
+        digest = hashlib.sha256(context).hexdigest()
+        if cache and os.path.exists(os.path.join(cache, "context.sha256")):
+            with open(os.path.join(cache, "context.sha256")) as handle:
+                saved = handle.read().strip()
+            if saved == digest:
+                self.engine.load(cache)
+                return self.engine.snapshot()
+        self.engine.prefill(context, progress=progress)
+        if cache:
+            self.engine.save(cache)
+        return self.engine.snapshot()
+
+    def continue_text(self, data: bytes) -> None:
+        """Bring the engine to the end of (context +) ``data``, from the cached prefix when ``data`` starts with it."""
+        if self._prefix is not None and data.startswith(self._prefix) and len(data) > len(self._prefix):
+            self.engine.restore(self._snapshot)
+            self.engine.feed(data[len(self._prefix) :])
+            return
+        cut = len(data) - TAIL
+        if self._base is not None:
+            self.engine.restore(self._base)
+            if cut > 0:
+                self.engine.feed(data[:cut])
+        elif cut > 0:
+            self.engine.prefill(data[:cut])
+        else:
+            self._prefix = self._snapshot = None
+            self.engine.prefill(data)
+            return
+        if cut > 0:
+            self._prefix, self._snapshot = data[:cut], self.engine.snapshot()
+            data = data[cut:]
+        else:
+            self._prefix = self._snapshot = None
+        self.engine.feed(data)
+
+    def answer(self, text: str, max_tokens: int = 256, stop: list[str] | tuple[str, ...] = ()) -> Answer:
+        data = text.encode("utf-8")
+        if not data and self._base is None:
+            raise HashHopError("the prompt is empty")
+        if data:
+            self.continue_text(data)
+        else:
+            self.engine.restore(self._base)
+        out = self.engine.generate(max_tokens, tuple(s.encode("utf-8") for s in stop if s)).decode("utf-8", errors="replace")
+        finish = "length"
+        for s in stop:
+            if s and s in out:
+                out, finish = out[: out.index(s)], "stop"
+        return Answer(out, finish)
