@@ -129,7 +129,8 @@ def load_engine(model: str, cache_contexts: int, context: str | None = None, con
         from hashhop.ltm2.session import Session, read_context
 
         engine = LTM2Engine(load_ltm2(model[len("builtin:ltm2:") :] or LTM2_WEIGHTS))
-        return Session(engine, read_context(context) if context else None, context_cache, progress=True)
+        log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+        return Session(engine, read_context(context) if context else None, context_cache, progress=True, log=log)
     if context:
         raise HashHopError("--context needs an LTM-2 model (--model builtin:ltm2): builtin:ltm reads its prompt only")
     from hashhop.ltm.engine import Engine

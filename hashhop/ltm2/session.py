@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 
 from hashhop.errors import HashHopError
@@ -59,8 +60,9 @@ class Session:
 
     limits = True  # the server passes max_tokens and stop strings to answer()
 
-    def __init__(self, engine, context: bytes | None = None, context_cache: str | None = None, progress: bool = False) -> None:
+    def __init__(self, engine, context: bytes | None = None, context_cache: str | None = None, progress: bool = False, log=None) -> None:
         self.engine = engine
+        self.log = log or (lambda text: None)
         self._base = None
         self._prefix: bytes | None = None
         self._snapshot = None
@@ -74,10 +76,14 @@ class Session:
                 saved = handle.read().strip()
             if saved == digest:
                 self.engine.load(cache)
+                self.log(f"context: {len(context):,} bytes, memory-mapped from {cache}")
                 return self.engine.snapshot()
+        started = time.perf_counter()
         self.engine.prefill(context, progress=progress)
+        self.log(f"context: {len(context):,} bytes prefilled in {time.perf_counter() - started:.1f} s")
         if cache:
             self.engine.save(cache)
+            self.log(f"context: saved to {cache}")
         return self.engine.snapshot()
 
     def continue_text(self, data: bytes) -> None:

@@ -87,7 +87,7 @@ def test_serve_continues_the_preloaded_repository(weights, repo, tmp_path):
     model = f"builtin:ltm2:{weights}"
     cache = tmp_path / "prefilled"
     expected = Session(Engine(load_ltm2(weights)), read_context(str(repo))).answer("\ndef gamma(", 12).text
-    for start in range(2):  # the second start maps the saved context back instead of prefilling it
+    for start in ("prefilled", "memory-mapped"):  # the second start maps the saved context back
         proc, url = _serve("--model", model, "--context", str(repo), "--context-cache", str(cache))
         try:
             assert _complete(url, model, "\ndef gamma(") == expected
@@ -95,9 +95,10 @@ def test_serve_continues_the_preloaded_repository(weights, repo, tmp_path):
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+            log = proc.stderr.read()
             proc.stdout.close()
             proc.stderr.close()
-        assert (cache / "context.sha256").exists()
+        assert (cache / "context.sha256").exists() and start in log
 
 
 def test_context_needs_ltm2(repo):
