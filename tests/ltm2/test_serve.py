@@ -83,9 +83,9 @@ def _complete(url: str, model: str, prompt: str) -> str:
         return json.loads(reply.read())["choices"][0]["text"]
 
 
-def test_serve_continues_the_preloaded_repository(weights, repo, tmp_path):
+def test_serve_continues_the_preloaded_repository(weights, repo, tmp_path_factory):
     model = f"builtin:ltm2:{weights}"
-    cache = tmp_path / "prefilled"
+    cache = tmp_path_factory.mktemp("cache") / "prefilled"  # outside the repository it caches
     expected = Session(Engine(load_ltm2(weights)), read_context(str(repo))).answer("\ndef gamma(", 12).text
     for start in ("prefilled", "memory-mapped"):  # the second start maps the saved context back
         proc, url = _serve("--model", model, "--context", str(repo), "--context-cache", str(cache))
