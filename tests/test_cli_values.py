@@ -130,6 +130,8 @@ COMMANDS = {
             "--lr": values("1e-3", "10", "10.5"),
             "--seed": values("0", str(2**63 - 1)),
             "--out": values("{tmp}/w2.safetensors", "{folder}/x.safetensors", "{file}/x.safetensors", "{tmp}/w.txt"),
+            "--model": values("ltm", "ltm2"),
+            "--threads": values("1", "0"),
         },
         ["--no-progress"],
     ),
@@ -152,6 +154,8 @@ COMMANDS = {
             "--max-waiting": values("0", "16"),
             "--max-request-mb": values("1024", "1e303", "0.000001"),
             "--cache-contexts": values("1", "4"),
+            "--context": values("{folder}", "{missing}"),
+            "--context-cache": values("{folder}", "{file}"),
         },
         [],
     ),
@@ -215,6 +219,7 @@ def stubs(paths):
     import hashhop.ltm.cost as cost
     import hashhop.ltm.serve as serve
     import hashhop.ltm.training as training
+    import hashhop.ltm2.train as ltm2_train
 
     real_plan, real_write = generate_cli.plan, generate_cli.write_samples
 
@@ -243,6 +248,7 @@ def stubs(paths):
         mp.setattr(export, "grid_rows", stop)
         mp.setattr(sweep, "train_run", stop)
         mp.setattr(training, "train_ltm", fake_training)
+        mp.setattr(ltm2_train, "train_ltm2", stop)
         mp.setattr(cost, "measure_ltm", lambda context_tokens: cost.LTMCost(1.0, 1.0, 1.0, 1, 1))
         mp.setattr(serve, "serve", no_server)
         yield

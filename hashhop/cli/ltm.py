@@ -48,11 +48,14 @@ def _run_train(args) -> int:
 
     command = "hashhop train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else "hashhop train"
     if args.model == "ltm2":
-        from hashhop.ltm2.config import STEPS
+        from hashhop.ltm2.config import STEPS, ltm2_config
         from hashhop.ltm2.config import WEIGHTS as LTM2_WEIGHTS
         from hashhop.ltm2.train import train_ltm2
 
         out = args.out or LTM2_WEIGHTS
+        if not out.endswith(".safetensors"):
+            raise HashHopError("--out names the weights file: PATH.safetensors (its model card PATH.card.md goes next to it)")
+        ltm2_config("corpus", args.steps or STEPS, args.seed, threads=args.threads)  # one-line errors before any work
         check_output_file(out, "weights file")
         summary = train_ltm2(
             out, args.runs, args.corpus, args.steps or STEPS, args.seed, args.threads, progress_on(args), command.strip()
