@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--ablation-context", default="100k", help="context of the memory-off and untrained rows")
     ap.add_argument("--decode-contexts", default="1M,10M", help="contexts for the prefill / decode speed rows")
     ap.add_argument("--decode", type=int, default=64, help="bytes generated for the decode speed")
+    ap.add_argument("--ivf-from", default="1M", help="contexts this long are searched through inverted lists (nprobe 32)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--section", default="ltm2_code")
     args = ap.parse_args()
@@ -89,9 +90,10 @@ def main() -> None:
     base = None
     for context_n in (parse_size(x) for x in args.contexts.split(",")):
         context = corpus[len(corpus) - scored_n - context_n : len(corpus) - scored_n].tobytes()
-        bpb, seconds = bits_per_byte(Engine(trained), context, scored)
+        index = "ivf" if context_n >= parse_size(args.ivf_from) else "flat"
+        bpb, seconds = bits_per_byte(Engine(trained, index=index), context, scored)
         base = base if base is not None else bpb
-        rows.append((f"trained, context {context_n:,}", bpb, bpb / base - 1, seconds))
+        rows.append((f"trained, context {context_n:,} ({index} index)", bpb, bpb / base - 1, seconds))
         print(rows[-1], flush=True)
     ablation_n = parse_size(args.ablation_context)
     context = corpus[len(corpus) - scored_n - ablation_n : len(corpus) - scored_n].tobytes()

@@ -55,15 +55,16 @@ def _run_train(args) -> int:
         out = args.out or LTM2_WEIGHTS
         if not out.endswith(".safetensors"):
             raise HashHopError("--out names the weights file: PATH.safetensors (its model card PATH.card.md goes next to it)")
-        ltm2_config("corpus", args.steps or STEPS, args.seed, threads=args.threads)  # one-line errors before any work
+        steps = STEPS if args.steps is None else args.steps
+        ltm2_config("corpus", steps, args.seed, threads=args.threads)  # one-line errors before any work
         check_output_file(out, "weights file")
         summary = train_ltm2(
-            out, args.runs, args.corpus, args.steps or STEPS, args.seed, args.threads, progress_on(args), command.strip()
+            out, args.runs, args.corpus, steps, args.seed, args.threads, progress_on(args), command.strip()
         )
         print(f"trained {summary['params']:,} parameters for {summary['steps']} steps; wrote {summary['weights']} and {summary['card']}")
         return 0
     args.out = args.out or WEIGHTS
-    args.steps = args.steps or TrainConfig().steps
+    args.steps = TrainConfig().steps if args.steps is None else args.steps
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, context_chars=args.context_chars, lr=args.lr, seed=args.seed)
     if not args.out.endswith(".safetensors"):
         raise HashHopError("--out names the weights file: PATH.safetensors (its summary PATH.json and model card PATH.card.md go next to it)")

@@ -14,7 +14,7 @@ from hashhop.lab.mixers import (
 from hashhop.lab.model import LM, ModelConfig
 
 
-@pytest.mark.parametrize("name", ["attention", "sliding_window", "short_conv", "s4d", "linear_attention", "deltanet", "mamba", "hybrid"])
+@pytest.mark.parametrize("name", ["attention", "sliding_window", "short_conv", "s4d", "linear_attention", "deltanet", "mamba", "hybrid", "ltm2"])
 def test_every_mixer_is_causal_and_reports_its_state(name):
     torch.manual_seed(0)
     mixer = make_mixer(MixerConfig(name=name, d_model=32, n_heads=2, window=8, chunk=16))
@@ -37,6 +37,7 @@ def test_state_grows_with_length_only_for_full_attention():
     assert grows == {
         "attention": True,
         "hybrid": True,
+        "ltm2": True,  # its memory keeps a key and a value per byte (59 bytes), by design
         "sliding_window": False,
         "short_conv": False,
         "s4d": False,
