@@ -125,9 +125,35 @@ def main() -> None:
         "|---|---|---|---|---|",
         *[f"| {n:,} | {p:,.0f} | {k:.1f} | {d:.1f} | {kind} |" for n, p, k, d, kind in speed],
     ]
+    curve = [(int(label.split("context ")[1].split(" ")[0].replace(",", "")), bpb) for label, bpb, _, _ in rows if label.startswith("trained")]
+    plot = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plots", "ltm2_code_bpb.png")
+    plot_curve(curve, rows, plot)
+    lines += ["", f"![bits per byte by context](plots/{os.path.basename(plot)})"]
     print("\n".join(lines))
     if args.section:
         update_section(args.section, "\n".join(lines))
+
+
+def plot_curve(curve: list[tuple[int, float]], rows: list, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot([c for c, _ in curve], [b for _, b in curve], "o-", label="LTM-2, trained")
+    for label, bpb, _, _ in rows:
+        if not label.startswith("trained"):
+            ax.axhline(bpb, ls="--", lw=1, color="grey" if "memory" in label else "red", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("context before the scored bytes (bytes)")
+    ax.set_ylabel("bits per byte (held-out code)")
+    ax.set_title("LTM-2 on code it never saw")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

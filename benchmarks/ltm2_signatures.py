@@ -1,0 +1,76 @@
+"""LTM-2 signature recall on the held-out code: the prompt is the corpus then ``def NAME(``; the model writes the
+parameter list; exact bytes (``hashhop/lab/signatures.py``).
+
+``--context all`` is the issue's definition (the whole 82 MB corpus, 100 names defined once). A shorter
+``--context N`` takes the corpus's last N bytes as the prompt and 100 names defined once in the whole corpus
+whose definition lies inside those bytes (picked the same way), so the answer is always in the context.
+The untrained network and the trained one with its memory off are scored on the same prompts.
+
+Usage: python benchmarks/ltm2_signatures.py [--weights PATH] [--context 10M] [--count 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import update_section  # noqa: E402
+from ltm2_code import CACHE, held_out_corpus  # noqa: E402
+
+from hashhop.lab.corpus import held_out_files  # noqa: E402
+from hashhop.lab.signatures import expected_text, find_signatures, pick_recall_set, prompt_suffix, score_signature  # noqa: E402
+from hashhop.ltm2.config import WEIGHTS  # noqa: E402
+from hashhop.ltm2.engine import Engine  # noqa: E402
+from hashhop.ltm2.load import load_ltm2  # noqa: E402
+from hashhop.ltm2.session import Session  # noqa: E402
+from hashhop.task.spec import parse_size  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", default=WEIGHTS)
+    ap.add_argument("--context", default="all", help="'all' (the whole corpus) or the last N bytes of it")
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--variants", default="trained,memory off")
+    ap.add_argument("--section", default="ltm2_signatures")
+    args = ap.parse_args()
+    corpus = held_out_corpus()
+    size = len(corpus) if args.context == "all" else min(len(corpus), parse_size(args.context))
+    start = len(corpus) - size
+    signatures = {name: sig for name, sig in find_signatures(held_out_files()).items() if sig.offset >= start}
+    chosen = pick_recall_set(signatures, min(args.count, len(signatures)))
+    context = corpus[start:].tobytes()
+    results = {}
+    for variant in (v.strip() for v in args.variants.split(",")):
+        lm = load_ltm2(args.weights, random_init=variant == "untrained")
+        if variant == "memory off":
+            lm.blocks[0].mixer.memory_enabled = False
+        session = Session(Engine(lm))
+        t0 = time.perf_counter()
+        right = 0
+        for sig in chosen:
+            session.continue_text(context + prompt_suffix(sig))
+            out = session.engine.generate(len(expected_text(sig)) + 2)
+            right += score_signature(out, sig)
+        results[variant] = (right, len(chosen), time.perf_counter() - t0)
+        print(variant, results[variant], flush=True)
+    command = "python benchmarks/ltm2_signatures.py " + " ".join(sys.argv[1:])
+    lines = [
+        f"Signature recall on the held-out code: prompt = the last {size:,} bytes of the corpus (`{os.path.basename(CACHE)}`, "
+        f"{len(corpus):,} bytes) then `def NAME(`; {len(chosen)} names defined once in the corpus, inside the prompt; "
+        f"exact parameter bytes. Command: `{command.strip()}`.",
+        "",
+        "| variant | exact | seconds |",
+        "|---|---|---|",
+        *[f"| {v} | {r}/{n} | {s:.0f} |" for v, (r, n, s) in results.items()],
+    ]
+    print("\n".join(lines))
+    if args.section:
+        update_section(args.section, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
