@@ -26,7 +26,7 @@ from hashhop.lab.model import LM
 from hashhop.ltm2.model import LTM2
 
 PREFILL_CHUNK = 1 << 16  # bytes the encoder runs over at once
-IVF_MIN_BYTES = 2_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
+IVF_MIN_BYTES = 1_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
 SAMPLE_WINDOWS, SAMPLE_WINDOW = 48, 8192  # where IVF lists are learnt from: 48 stretches of 8 KB over the context
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 

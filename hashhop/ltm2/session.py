@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from hashhop.errors import HashHopError
 
-TAIL = 512
+TAIL = 128  # bytes before a prompt's end where the prefix cache cuts: a query line and a header fit
 MAX_CONTEXT_FILE_BYTES = 64 << 20  # one file of a repository context; larger ones (data dumps) are skipped
 
 

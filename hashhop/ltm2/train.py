@@ -49,7 +49,7 @@ def train_ltm2(
     else:
         log(f"building the training code corpus at {corpus}")
         corpus_info = build_train_corpus(corpus)
-    cfg = ltm2_config(os.path.abspath(corpus), steps=steps, seed=seed, threads=threads)
+    cfg = ltm2_config(corpus, steps=steps, seed=seed, threads=threads)
     from hashhop.lab.train import train_run
 
     summary = train_run(cfg, runs, progress=progress, log=log)

@@ -154,7 +154,7 @@ def test_snapshot_restore_continues_like_a_fresh_prefill():
 
 
 def test_inverted_lists_find_what_the_flat_scan_finds():
-    """Beyond 2M bytes the engine searches inverted lists (IVF). Probing every list, it is the flat scan (the
+    """From 1M bytes the engine searches inverted lists (IVF). Probing every list, it is the flat scan (the
     plumbing: training, ids, values); how much probing fewer lists loses is measured on the trained model
     (benchmarks/ltm2_code.py), since a random network's keys have no near-exact matches to find."""
     lm = small_lm()
