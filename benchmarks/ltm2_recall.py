@@ -56,14 +56,18 @@ NEW_FORMATS = {
 
 
 def make_variant(name: str, weights: str) -> LTM2Runner:
+    from hashhop.ltm2.engine import Engine
+    from hashhop.ltm2.load import load_ltm2
+
     runner = LTM2Runner(weights, RunnerOptions())
     if name == "memory off":
         runner.engine.net.memory_enabled = False
     elif name == "random init":
-        from hashhop.ltm2.engine import Engine
-        from hashhop.ltm2.load import load_ltm2
-
-        runner.engine = Engine(load_ltm2(weights, random_init=True), top_k=runner.engine.top_k)
+        runner.engine = Engine(load_ltm2(weights, random_init=True))
+    elif name == "length-scaled reads":  # the test-time read sharpening of Engine(length_scaled_reads=True)
+        runner.engine = Engine(load_ltm2(weights), length_scaled_reads=True)
+    elif name != "trained":
+        raise SystemExit(f"unknown variant {name!r}")
     return runner
 
 
@@ -143,19 +147,24 @@ def hop_label(key) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=WEIGHTS, help="LTM-2 weights (a file from hashhop train --model ltm2, or a lab run folder)")
-    ap.add_argument("--lengths", default="100k,1M", help="HashHop context lengths in characters")
+    ap.add_argument("--lengths", default="10k,100k", help="HashHop context lengths in characters (every task)")
+    ap.add_argument("--long-lengths", default="1M", help="longer HashHop contexts (1 hop and 2 hops CoT only)")
     ap.add_argument("--queries", type=int, default=20, help="queries per HashHop problem")
     ap.add_argument("--shapes-length", default="100k", help="context length of the hash length / alphabet rows")
     ap.add_argument("--ruler-lengths", default="100k", help="RULER-style context lengths")
     ap.add_argument("--ruler-samples", type=int, default=10)
-    ap.add_argument("--variants", default="trained,memory off,random init")
+    ap.add_argument("--variants", default="trained,length-scaled reads,memory off,random init", help="for the HashHop rows")
+    ap.add_argument("--other-variants", default="trained,length-scaled reads,memory off", help="for the other rows")
     ap.add_argument("--skip", default="", help="sections to skip: hashhop,shapes,ruler,formats")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--section", default="ltm2_recall", help="RESULTS.md section to write ('' for none)")
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",")]
+    others = [v.strip() for v in args.other_variants.split(",")]
     skip = set(filter(None, args.skip.split(",")))
-    runners = {name: make_variant(name, args.weights) for name in variants}
+    all_runners = {name: make_variant(name, args.weights) for name in dict.fromkeys(variants + others)}
+    runners = {name: all_runners[name] for name in variants}
+    other_runners = {name: all_runners[name] for name in others}
     started = time.perf_counter()
     parts = []
     if "hashhop" not in skip:
@@ -164,32 +173,39 @@ def main() -> None:
             rows = hashhop_rows(runners, length, HASHHOP_TASKS, 16, "letters", args.queries, args.seed)
             parts.append(table(f"HashHop, Magic's format, {length:,} characters (16-letter hashes)", rows, variants, hop_label))
             print(parts[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        for length in (parse_size(x) for x in filter(None, args.long_lengths.split(","))):
+            t0 = time.perf_counter()
+            rows = hashhop_rows(runners, length, [(1, False), (2, True)], 16, "letters", args.queries, args.seed)
+            parts.append(table(f"HashHop, Magic's format, {length:,} characters (16-letter hashes)", rows, variants, hop_label))
+            print(parts[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if "shapes" not in skip:
         length = parse_size(args.shapes_length)
         rows = {}
         for label, hash_length, alphabet in SHAPES:
-            got = hashhop_rows(runners, length, [(1, False), (2, True)], hash_length, alphabet, args.queries, args.seed)
+            got = hashhop_rows(other_runners, length, [(1, False), (2, True)], hash_length, alphabet, args.queries, args.seed)
             rows[f"{label}, 1 hop"] = got[(1, False)]
             rows[f"{label}, 2 hops CoT"] = got[(2, True)]
-        parts.append(table(f"Hash lengths and alphabets, {length:,} characters", rows, variants, str))
+        parts.append(table(f"Hash lengths and alphabets, {length:,} characters", rows, others, str))
         print(parts[-1], flush=True)
     if "ruler" not in skip:
         for length in (parse_size(x) for x in args.ruler_lengths.split(",")):
-            rows = ruler_rows(runners, length, args.ruler_samples, args.seed)
-            parts.append(table(f"RULER-style tasks, {length:,} characters (string_match_all)", rows, variants, str))
+            rows = ruler_rows(other_runners, length, args.ruler_samples, args.seed)
+            parts.append(table(f"RULER-style tasks, {length:,} characters (string_match_all)", rows, others, str))
             print(parts[-1], flush=True)
     if "formats" not in skip:
         length = parse_size(args.shapes_length)
-        rows = new_format_rows(runners, length, args.queries, args.seed)
-        parts.append(table(f"Key-value layouts never trained on, {length:,} characters (12-letter keys and values)", rows, variants, str))
+        rows = new_format_rows(other_runners, length, args.queries, args.seed)
+        parts.append(table(f"Key-value layouts never trained on, {length:,} characters (12-letter keys and values)", rows, others, str))
         print(parts[-1], flush=True)
     elapsed = time.perf_counter() - started
     if args.section:
         command = "python benchmarks/ltm2_recall.py " + " ".join(sys.argv[1:])
         intro = (
             "LTM-2 (byte-level LM, learnt memory; hashhop/ltm2) on recall tasks through its engine (int8 keys in a faiss "
-            "index, top-64 reads per head). Same prompts for every variant: trained weights, the trained weights with "
-            f"the memory switched off (local window only), and the untrained network. Command: `{command.strip()}` "
+            "index, top-64 reads per head). Same prompts for every variant: trained weights; the same with length-scaled "
+            "reads (a test-time change: read logits times ln(entries)/ln(2048) beyond the 2,048-byte training rows, "
+            "Engine(length_scaled_reads=True)); the trained weights with the memory switched off (local window only); "
+            f"the untrained network. Command: `{command.strip()}` "
             f"({elapsed:.0f} s).\n"
         )
         update_section(args.section, intro + "\n" + "\n".join(parts))

@@ -96,10 +96,10 @@ engine or server parses the text.
 | | |
 |---|---|
 | parameters | {summary['params']:,} |
-| command | `{command}` |
+| command | `{command}` (it trains the lab config `hashhop/ltm2/config.py`, or finishes and ships a run folder that already holds it) |
 | seed | {cfg['seed']} |
 | steps x batch x bytes | {summary['steps']} x {cfg['batch_size']} x {cfg['task']['seq_len']} ({summary['steps'] * cfg['batch_size'] * cfg['task']['seq_len']:,} bytes) |
-| training time | {summary['elapsed_s']:.0f} s of training, {wall_s:.0f} s wall for the command (this run: {datetime.date.today()}) |
+| training time | {summary['elapsed_s']:.0f} s (the lab run's own clock, resumes included; written {datetime.date.today()}) |
 | machine | {machine} |
 | final eval on the mixture (2 batches) | {_final(summary)} |
 

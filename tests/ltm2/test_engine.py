@@ -185,3 +185,13 @@ def test_saved_context_is_mapped_back_and_continues_the_same(tmp_path):
         Engine(small_lm(seed=1)).load(str(tmp_path / "flat"))
     with pytest.raises(HashHopError, match="no saved LTM-2 context"):
         Engine(lm).load(str(tmp_path / "nothing"))
+
+
+def test_length_scaled_reads_change_nothing_within_the_trained_span():
+    lm = small_lm()
+    data = text(300, seed=13)
+    dense = dense_logprobs(lm, data)[199:-1]
+    within = engine_logprobs(Engine(lm, top_k=10**6, exact=True, length_scaled_reads=True, trained_span=2048), data, 200)
+    assert (within - dense).abs().max() < 1e-4
+    beyond = engine_logprobs(Engine(lm, top_k=10**6, exact=True, length_scaled_reads=True, trained_span=50), data, 200)
+    assert (beyond - dense).abs().max() > 1e-2  # sharper reads beyond the span: a different, documented computation
