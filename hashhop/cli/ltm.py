@@ -57,6 +57,10 @@ def _run_train(args) -> int:
             raise HashHopError("--out names the weights file: PATH.safetensors (its model card PATH.card.md goes next to it)")
         steps = STEPS if args.steps is None else args.steps
         ltm2_config("corpus", steps, args.seed, threads=args.threads)  # one-line errors before any work
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        except OSError as err:
+            raise HashHopError(f"cannot create the folder for {out}: {err.strerror or err}") from None
         check_output_file(out, "weights file")
         summary = train_ltm2(
             out, args.runs, args.corpus, steps, args.seed, args.threads, progress_on(args), command.strip()
