@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--decode", type=int, default=64, help="bytes generated for the decode speed")
     ap.add_argument("--ivf-from", default="1M", help="contexts this long are searched through inverted lists (nprobe 32)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--speed-only", action="store_true", help="only the prefill / memory / decode rows")
     ap.add_argument("--section", default="ltm2_code")
     args = ap.parse_args()
     if args.threads:
@@ -88,7 +89,7 @@ def main() -> None:
     trained = load_ltm2(args.weights)
     rows = []
     base = None
-    for context_n in (parse_size(x) for x in args.contexts.split(",")):
+    for context_n in (parse_size(x) for x in args.contexts.split(",")) if not args.speed_only else ():
         context = corpus[len(corpus) - scored_n - context_n : len(corpus) - scored_n].tobytes()
         index = "ivf" if context_n >= parse_size(args.ivf_from) else "flat"
         bpb, seconds = bits_per_byte(Engine(trained, index=index), context, scored)
@@ -99,7 +100,8 @@ def main() -> None:
     context = corpus[len(corpus) - scored_n - ablation_n : len(corpus) - scored_n].tobytes()
     off = load_ltm2(args.weights)
     off.blocks[0].mixer.memory_enabled = False
-    for label, model in ((f"memory off, context {ablation_n:,}", off), (f"untrained, context {ablation_n:,}", load_ltm2(args.weights, random_init=True))):
+    ablations = () if args.speed_only else ((f"memory off, context {ablation_n:,}", off), (f"untrained, context {ablation_n:,}", load_ltm2(args.weights, random_init=True)))
+    for label, model in ablations:
         bpb, seconds = bits_per_byte(Engine(model), context, scored)
         rows.append((label, bpb, bpb / base - 1, seconds))
         print(rows[-1], flush=True)
@@ -125,6 +127,12 @@ def main() -> None:
         "|---|---|---|---|---|",
         *[f"| {n:,} | {p:,.0f} | {k:.1f} | {d:.1f} | {kind} |" for n, p, k, d, kind in speed],
     ]
+    if args.speed_only:
+        lines = [lines[0].split(":")[0] + f" (engine costs only). Command: `{command.strip()}`.", "", *lines[-(len(speed) + 2) :]]
+        print("\n".join(lines))
+        if args.section:
+            update_section(args.section, "\n".join(lines))
+        return
     curve = [(int(label.split("context ")[1].split(" ")[0].replace(",", "")), bpb) for label, bpb, _, _ in rows if label.startswith("trained")]
     plot = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plots", "ltm2_code_bpb.png")
     plot_curve(curve, rows, plot)
