@@ -173,21 +173,8 @@ class Memory:
 
     def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries."""
-        indexed = self.count if self.frozen is None else self.frozen
-        k = min(top_k, indexed)
-        scores = np.full((self.heads, k), -np.inf, np.float32)
-        ids = np.full((self.heads, k), -1, np.int64)
-        if k:
-            for h, index in enumerate(self.indexes):
-                scores[h], ids[h] = index.search(queries[h : h + 1].astype(np.float32), k)
-        if len(self.recent):
-            recent_scores = np.einsum("nhd,hd->hn", self.recent, queries.astype(np.float32))
-            scores = np.concatenate([scores, recent_scores], axis=1)
-            ids = np.concatenate([ids, np.broadcast_to(np.arange(indexed, self.count), recent_scores.shape)], axis=1)
-            if scores.shape[1] > top_k:
-                best = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
-                scores, ids = np.take_along_axis(scores, best, 1), np.take_along_axis(ids, best, 1)
-        return scores, ids
+        found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
+        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def search_batch(self, head: int, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """Head ``head``'s best ``top_k`` entries for each of ``queries`` (n, head_key_dim): (scores, ids), (n, k)."""
