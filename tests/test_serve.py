@@ -3,50 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import openai
 import pytest
+from server_helpers import start_server, stop_server
 
 from hashhop.task.generator import plan
 from hashhop.task.grammar import native_request
 from hashhop.task.spec import HashHopSpec
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hashhop.cli", "serve", "--port", str(port), "--max-waiting", "2", "--max-request-mb", "8"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read()) from None
-            time.sleep(0.1)
+    proc, url = start_server("--max-waiting", "2", "--max-request-mb", "8")
     yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    stop_server(proc)
 
 
 def _post(url: str, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict, dict]:

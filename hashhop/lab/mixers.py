@@ -42,6 +42,7 @@ class MixerConfig:
     value_dim: int = 24
     memory_heads: int = 2
     memory: bool = True  # False: the memory-off ablation (local window only)
+    log_length_reads: bool = False  # a read's sharpness grows with ln(entries it sees) (trained in, not a test-time trick)
 
     def __post_init__(self) -> None:
         """One-line errors naming the field (a run config adds ``model.mixer.`` in front)."""
@@ -66,6 +67,7 @@ class MixerConfig:
                 f"key_dim {self.key_dim} and value_dim {self.value_dim} must be divisible by memory_heads {self.memory_heads}: pick sizes that divide"
             )
         checks.flag("memory", self.memory)
+        checks.flag("log_length_reads", self.log_length_reads)
         checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")
 
     @property

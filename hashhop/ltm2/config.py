@@ -21,9 +21,11 @@ MIXER = {
     "conv_kernel": 8,
     "encoder_layers": 2,
     "layers": 2,
-    "key_dim": 32,
+    "key_dim": 128,  # 2 heads x 64: a softmax over N near-random unit keys in d dims keeps the right key's share
+    # while N << exp(d / 2) (16 dims per head drowned the right key beyond ~10K entries)
     "value_dim": 24,
     "memory_heads": 2,
+    "log_length_reads": True,
 }
 
 

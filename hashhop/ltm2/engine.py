@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -23,11 +24,12 @@ import torch.nn.functional as F
 from hashhop.errors import HashHopError
 from hashhop.lab.mixers import rotary
 from hashhop.lab.model import LM
-from hashhop.ltm2.model import LTM2
+from hashhop.ltm2.model import LTM2, read_gain
 
 PREFILL_CHUNK = 1 << 16  # bytes the encoder runs over at once
 IVF_MIN_BYTES = 1_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
 SAMPLE_WINDOWS, SAMPLE_WINDOW = 48, 8192  # where IVF lists are learnt from: 48 stretches of 8 KB over the context
+PQ_DIMS_PER_BYTE = 4  # compact keys: one 8-bit product-quantiser code per 4 key dimensions
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
 
@@ -49,16 +51,28 @@ class Memory:
     def __init__(self, heads: int, head_key_dim: int, value_dim: int, exact: bool = False, nlist: int = 0, nprobe: int = 32) -> None:
         faiss = _faiss()
         self.heads, self.head_key_dim, self.value_dim, self.exact = heads, head_key_dim, value_dim, exact
+        # Long contexts (inverted lists) keep compact codes: product-quantised keys (4 dimensions per byte, coded
+        # relative to their list's centroid) and 4-bit values; short ones 8-bit keys and values.
+        self.compact = bool(nlist) and not exact and head_key_dim % (2 * PQ_DIMS_PER_BYTE) == 0
         self.indexes = []
         self.quantizers = []  # IVF: each index's coarse quantizer must outlive it
         corners = np.stack([-np.ones(head_key_dim), np.ones(head_key_dim)]).astype(np.float32)
         for _ in range(heads):
             if nlist:  # inverted lists: a read scans the nprobe lists nearest its query, not every entry
-                quantizer = faiss.IndexFlatIP(head_key_dim)
-                kind = faiss.ScalarQuantizer.QT_fp16 if exact else faiss.ScalarQuantizer.QT_8bit_uniform
-                index = faiss.IndexIVFScalarQuantizer(quantizer, head_key_dim, nlist, kind, faiss.METRIC_INNER_PRODUCT)
+                if self.compact:
+                    # an inverted multi-index: 2 x 2^b centroids over the key's halves give 4^b lists, so assigning
+                    # a key costs 2^b half-dot-products however many lists (a flat quantizer over sqrt(100M) lists
+                    # would cost more than the encoder); the lists' scan is inner product on residual PQ codes
+                    bits = max(3, round(math.log2(nlist) / 2))
+                    quantizer = faiss.MultiIndexQuantizer(head_key_dim, 2, bits)
+                    index = faiss.IndexIVFPQ(quantizer, head_key_dim, 4**bits, head_key_dim // PQ_DIMS_PER_BYTE, 8, faiss.METRIC_INNER_PRODUCT)
+                    index.quantizer_trains_alone = 1
+                else:
+                    quantizer = faiss.IndexFlatIP(head_key_dim)
+                    kind = faiss.ScalarQuantizer.QT_fp16 if exact else faiss.ScalarQuantizer.QT_8bit_uniform
+                    index = faiss.IndexIVFScalarQuantizer(quantizer, head_key_dim, nlist, kind, faiss.METRIC_INNER_PRODUCT)
+                    index.by_residual = False  # code the keys themselves on the same [-1, 1] grid as the flat scan
                 index.nprobe = nprobe
-                index.by_residual = False  # code the keys themselves on the same [-1, 1] grid as the flat scan
                 self.quantizers.append(quantizer)
             elif exact:
                 index = faiss.IndexFlatIP(head_key_dim)
@@ -70,8 +84,11 @@ class Memory:
         self.frozen: int | None = None  # entries in the index once frozen; later ones are `recent`
         self.recent = np.zeros((0, heads, head_key_dim), np.float32)
         self.recent_values = np.zeros((0, value_dim), np.float32)
-        self._values = np.zeros((1024, value_dim), dtype=np.float32 if exact else np.int8)
+        self._values = np.zeros((1024, self._value_width()), dtype=np.float32 if exact else np.uint8 if self.compact else np.int8)
         self._scales = np.ones(1024, dtype=np.float16)
+
+    def _value_width(self) -> int:
+        return (self.value_dim + 1) // 2 if self.compact else self.value_dim  # 4-bit values: two per byte
 
     def train(self, sample: np.ndarray) -> None:
         """IVF only: learn each head's lists from sample keys (n, heads, head_key_dim); the 8-bit grid stays [-1, 1]."""
@@ -82,7 +99,7 @@ class Memory:
 
     def reserve(self, entries: int) -> None:
         if entries > len(self._values):
-            self._values = np.resize(self._values, (entries, self.value_dim))
+            self._values = np.resize(self._values, (entries, self._value_width()))
             self._scales = np.resize(self._scales, entries)
 
     def add(self, keys: np.ndarray, values: np.ndarray) -> None:
@@ -103,8 +120,10 @@ class Memory:
         if self.exact:
             self._values[self.count : need] = values
         else:
-            scale = np.maximum(np.abs(values).max(axis=1), 1e-8) / 127.0
-            self._values[self.count : need] = np.round(values / scale[:, None]).astype(np.int8)
+            levels = 7.0 if self.compact else 127.0
+            scale = np.maximum(np.abs(values).max(axis=1), 1e-8) / levels
+            coded = np.round(values / scale[:, None]).astype(np.int8)
+            self._values[self.count : need] = _pack4(coded) if self.compact else coded
             self._scales[self.count : need] = scale
         self.count = need
 
@@ -123,7 +142,7 @@ class Memory:
         """The values of entries ``ids`` (any shape) as float32, (*ids.shape, value_dim)."""
         base = self.count if self.frozen is None else self.frozen
         indexed = np.minimum(ids, base - 1) if base else np.zeros_like(ids)
-        out = self._values[indexed].astype(np.float32)
+        out = _unpack4(self._values[indexed], self.value_dim) if self.compact else self._values[indexed].astype(np.float32)
         if not self.exact:
             out *= self._scales[indexed].astype(np.float32)[..., None]
         late = ids >= base
@@ -141,7 +160,7 @@ class Memory:
             faiss.write_index(index, os.path.join(folder, f"keys{h}.faiss"))
         np.save(os.path.join(folder, "values.npy"), np.ascontiguousarray(self._values[:base]))
         np.save(os.path.join(folder, "scales.npy"), np.ascontiguousarray(self._scales[:base]))
-        info = {"heads": self.heads, "head_key_dim": self.head_key_dim, "value_dim": self.value_dim, "exact": self.exact, "count": base}
+        info = {"heads": self.heads, "head_key_dim": self.head_key_dim, "value_dim": self.value_dim, "exact": self.exact, "compact": self.compact, "count": base}
         with open(os.path.join(folder, "memory.json"), "w") as handle:
             json.dump(info, handle)
 
@@ -155,6 +174,7 @@ class Memory:
             info = json.load(handle)
         memory = cls.__new__(cls)
         memory.heads, memory.head_key_dim, memory.value_dim, memory.exact = info["heads"], info["head_key_dim"], info["value_dim"], info["exact"]
+        memory.compact = info.get("compact", False)
         memory.indexes = []
         for h in range(memory.heads):
             path = os.path.join(folder, f"keys{h}.faiss")
@@ -192,12 +212,31 @@ class Memory:
         return scores, ids
 
     def nbytes(self) -> int:
-        """Bytes kept per entry: int8 keys (fp16 under IVF when exact), int8 values and their fp16 scales, and under
-        IVF each list entry's 8-byte id (the text is counted by the engine)."""
-        key_bytes = self.head_key_dim * (2 if self.exact and self.quantizers else 4 if self.exact else 1)
+        """Bytes kept per entry: the key codes (8-bit, or product-quantised when compact; fp16 under IVF when exact),
+        under IVF each list entry's 8-byte id, and the values (8-bit, 4-bit when compact) with their fp16 scale
+        (the text is counted by the engine)."""
+        if self.compact:
+            key_bytes = self.head_key_dim // PQ_DIMS_PER_BYTE
+        else:
+            key_bytes = self.head_key_dim * (2 if self.exact and self.quantizers else 4 if self.exact else 1)
         ids = 8 if self.quantizers else 0
-        value_bytes = self.value_dim * 4 if self.exact else self.value_dim + 2
+        value_bytes = self.value_dim * 4 if self.exact else self._value_width() + 2
         return self.count * (self.heads * (key_bytes + ids) + value_bytes)
+
+
+def _pack4(coded: np.ndarray) -> np.ndarray:
+    """int8 codes in [-7, 7], (n, dim) -> (n, ceil(dim / 2)) bytes, two 4-bit codes (offset by 8) per byte."""
+    if coded.shape[1] % 2:
+        coded = np.pad(coded, ((0, 0), (0, 1)))
+    nibbles = (coded + 8).astype(np.uint8)
+    return nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)
+
+
+def _unpack4(packed: np.ndarray, dim: int) -> np.ndarray:
+    """The inverse of _pack4, as float32 codes: (..., ceil(dim / 2)) -> (..., dim)."""
+    low = (packed & 15).astype(np.float32) - 8
+    high = (packed >> 4).astype(np.float32) - 8
+    return np.stack([low, high], axis=-1).reshape(*packed.shape[:-1], -1)[..., :dim]
 
 
 class Engine:
@@ -263,6 +302,7 @@ class Engine:
 
             bar = tqdm(total=tail_start, unit="B", unit_scale=True, desc="prefill", leave=False)
         carry = np.zeros((0, self.cfg.memory_heads, self.cfg.key_dim // self.cfg.memory_heads), np.float32)
+        writer, writing = ThreadPoolExecutor(1), None
         for a in range(0, tail_start, PREFILL_CHUNK):
             b = min(tail_start, a + PREFILL_CHUNK)
             lo = max(0, a - reach + 1)
@@ -276,10 +316,16 @@ class Engine:
             following = self.net.next_value(x[first + 1 - lo : first + 1 - lo + len(projected)])
             values = (projected + following).numpy()
             done = len(values)
-            self.memory.add(keys[:done], values)
+            if writing is not None:
+                writing.result()
+            # the index add (faiss, outside the GIL) of this chunk runs while the encoder runs over the next
+            writing = writer.submit(self.memory.add, keys[:done], values)
             carry = keys[done:]
             if bar is not None:
                 bar.update(b - a)
+        if writing is not None:
+            writing.result()
+        writer.shutdown()
         if bar is not None:
             bar.close()
         self.text += data[:tail_start]
@@ -407,7 +453,8 @@ class Engine:
 
     def _read(self, read, x: torch.Tensor, q: int) -> torch.Tensor:
         heads = read.heads
-        scale = read.log_scale.exp().clamp(max=100.0) * self._sharpening()
+        # the query at q sees q - reach + 1 entries (the dense forward's rule, trained in when log_length_reads)
+        scale = read.log_scale.exp().clamp(max=100.0) * self._sharpening() * read_gain(q - self.reach + 1, self.cfg.log_length_reads)
         unit = F.normalize((self.net.key(x) + read.query(x)).view(heads, -1), dim=-1)
         scores, ids = self.memory.search(unit.numpy(), self.top_k)
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
@@ -527,7 +574,9 @@ class Engine:
     def _read_chunk(self, read, x, q_pos, new_keys, new_values, visible_new) -> torch.Tensor:
         heads = read.heads
         n = len(x)
-        scale = read.log_scale.exp().clamp(max=100.0) * self._sharpening()
+        gain = read_gain(q_pos - self.reach + 1, self.cfg.log_length_reads)
+        gain = gain[:, None] if torch.is_tensor(gain) else torch.full((n, 1), gain)  # (n, 1): per query
+        scale = read.log_scale.exp().clamp(max=100.0)[None] * self._sharpening() * gain  # (n, heads)
         unit = F.normalize((self.net.key(x) + read.query(x)).view(n, heads, -1), dim=-1)  # (n, heads, hk)
         sink = (unit * read.sink_keys()[None]).sum(-1) * scale + torch.log(torch.clamp(q_pos + 1, max=self.net.delay).float())[:, None]
         projected_new = read.value(new_values).view(len(new_values), heads, self.cfg.value_dim // heads)  # (n_new, heads, dv)
@@ -538,12 +587,12 @@ class Engine:
             if self.memory.count:
                 scores, ids = self.memory.search_batch(h, unit[:, h].numpy(), self.top_k)
                 valid = torch.from_numpy(ids >= 0)
-                logits = torch.from_numpy(scores) * scale[h]
+                logits = torch.from_numpy(scores) * scale[:, h : h + 1]
                 parts_logits.append(logits.masked_fill(~valid, float("-inf")))
                 vals = read.value(torch.from_numpy(self.memory.values(np.maximum(ids, 0)))).view(n, ids.shape[1], heads, -1)[:, :, h]
                 parts_values.append(vals)
             if len(new_keys):
-                logits = (unit[:, h] @ new_keys[:, h].T) * scale[h]
+                logits = (unit[:, h] @ new_keys[:, h].T) * scale[:, h : h + 1]
                 parts_logits.append(logits.masked_fill(~visible_new, float("-inf")))
                 parts_values.append(projected_new[None, :, h].expand(n, -1, -1))
             weights = torch.softmax(torch.cat(parts_logits, dim=1), dim=1)

@@ -28,6 +28,21 @@ from torch import nn
 
 from hashhop.lab.mixers import MixerConfig, register_mixer, rotary
 
+LENGTH_REF = 2048  # log_length_reads: a read over this many entries has exactly its learnt sharpness
+
+
+def read_gain(entries: torch.Tensor | int, log_length: bool) -> torch.Tensor | float:
+    """How much sharper a read over ``entries`` earlier entries is than the learnt sharpness.
+
+    With ``log_length`` (SSMax-style, trained in) it is ln(1 + entries) / ln(1 + LENGTH_REF): a softmax over
+    N near-random keys needs logits that grow like ln N to keep the right key's share, so the network learns
+    its sharpness on rows of a few K entries and the same rule carries it to 100M. Without it, 1."""
+    if not log_length:
+        return 1.0
+    if isinstance(entries, int):
+        return math.log1p(max(entries, 0)) / math.log1p(LENGTH_REF)
+    return torch.log1p(entries.clamp(min=0).float()) / math.log1p(LENGTH_REF)
+
 
 class Encoder(nn.Module):
     """Causal full convolutions with residuals: position t sees bytes t - reach + 1 .. t."""
@@ -110,11 +125,13 @@ class MemoryRead(nn.Module):
     def sink_keys(self) -> torch.Tensor:
         return F.normalize(self.sink_key, dim=-1)
 
-    def forward(self, h: torch.Tensor, key: nn.Linear, keys: torch.Tensor, values: torch.Tensor, delay: int) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, key: nn.Linear, keys: torch.Tensor, values: torch.Tensor, delay: int, log_length: bool = False) -> torch.Tensor:
         """Dense read: position q sees memory entries t <= q - delay (their values are complete by then)
         and the sink. keys (b, heads, t, hk) unit vectors; values (b, t, value_dim)."""
         b, t, _ = h.shape
         q = self.queries(h, key)
+        if log_length:  # query q sees q - delay + 1 entries
+            q = q * read_gain(torch.arange(t, device=h.device) - delay + 1, True)[None, None, :, None]
         v = self.value(values).view(b, t, self.heads, -1).transpose(1, 2)
         # Shift memory right by `delay` slots filled with the sink, then an ordinary causal read does it.
         sink_k = self.sink_keys()[None, :, None, :].expand(b, -1, delay, -1)
@@ -170,10 +187,12 @@ class LTM2(nn.Module):
         for block in self.blocks:
             h = h + block.local(block.norm_local(h))
             if self.memory_enabled:
-                h = h + block.read(block.norm_read(h), self.key, keys, values, self.delay)
+                h = h + block.read(block.norm_read(h), self.key, keys, values, self.delay, self.cfg.log_length_reads)
             h = h + block.mlp(block.norm_mlp(h))
         return h
 
     def state_bytes(self, length: int) -> int:
-        """What the engine keeps per context byte: the byte, an int8 key, an int8 value and its fp16 scale."""
-        return length * (1 + self.cfg.key_dim + self.cfg.value_dim + 2)
+        """What the engine keeps per context byte over a long context: the byte, per head a product-quantised key
+        (one byte per 4 dimensions) and its inverted list's 8-byte id, a 4-bit value and its fp16 scale."""
+        heads = self.cfg.memory_heads
+        return length * (1 + heads * (self.cfg.key_dim // heads // 4 + 8) + (self.cfg.value_dim + 1) // 2 + 2)

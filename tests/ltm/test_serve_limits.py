@@ -22,7 +22,10 @@ import numpy as np
 import pytest
 import torch
 
-from hashhop.errors import HashHopError
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from server_helpers import start_server, stop_server  # noqa: E402
+
+from hashhop.errors import HashHopError  # noqa: E402
 from hashhop.ltm.engine import Engine, sample_key
 from hashhop.ltm.load import WEIGHTS, load_ltm
 from hashhop.ltm.memory import MAX_CANDIDATES, ContextMemory
@@ -45,47 +48,6 @@ def model():
 
 
 # -- servers ------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(*flags: str, env: dict | None = None, code: str | None = None) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    argv = ["serve", "--port", str(port), *flags]
-    if code is None:
-        cmd = [sys.executable, "-m", "hashhop.cli", *argv]
-    else:  # the real command, after a few lines of setup (e.g. a slow engine)
-        cmd = [sys.executable, "-c", code + f"\nimport sys\nfrom hashhop.cli import main\nsys.exit(main({argv!r}))"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1).read()
-            return proc, url
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read()) from None
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the server did not start")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        stream.close()
-
-
 def _post(url: str, path: str, body: bytes, timeout: float = 120) -> tuple[int, dict]:
     request = urllib.request.Request(url + path, data=body, headers={"Content-Type": "application/json"}, method="POST")
     try:
@@ -144,7 +106,7 @@ def test_a_huge_header_is_cut_and_a_huge_word_is_measured_without_a_byte_loop(mo
 
 
 def test_the_repeated_key_request_over_http_answers_with_small_memory_growth():
-    proc, url = _start("--max-waiting", "2")
+    proc, url = start_server("--max-waiting", "2")
     try:
         _warm(url)
         before = _kb(proc.pid, "VmHWM")
@@ -154,12 +116,12 @@ def test_the_repeated_key_request_over_http_answers_with_small_memory_growth():
         # Before: ~1.2 GB at 20,000 repeats and 6 GB at 200,000. Now the prefill's chunks and a read's 64 entries.
         assert grown_mb < 300, grown_mb
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 # -- 2. memory bounded whatever the bodies -------------------------------------------------------------
 def test_many_concurrent_large_bodies_get_429_and_memory_stays_bounded():
-    proc, url = _start("--max-request-mb", "32", "--max-inflight-mb", "64", "--max-waiting", "16")
+    proc, url = start_server("--max-request-mb", "32", "--max-inflight-mb", "64", "--max-waiting", "16")
     try:
         _warm(url)
         before = _kb(proc.pid, "VmHWM")
@@ -173,7 +135,7 @@ def test_many_concurrent_large_bodies_get_429_and_memory_stays_bounded():
         health = json.loads(urllib.request.urlopen(url + "/health", timeout=10).read())
         assert health["inflight_bytes"] == 0 and health["waiting"] == 0  # every reservation was released
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 def test_options_refuse_sizes_below_a_byte_and_a_budget_below_one_request():
@@ -194,9 +156,9 @@ def test_options_refuse_sizes_below_a_byte_and_a_budget_below_one_request():
 # -- 3. slow clients are closed ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def strict_server():
-    proc, url = _start("--header-timeout", "1", "--body-timeout", "1", "--max-request-mb", "8")
+    proc, url = start_server("--header-timeout", "1", "--body-timeout", "1", "--max-request-mb", "8")
     yield proc, int(url.rsplit(":", 1)[1])
-    _stop(proc)
+    stop_server(proc)
 
 
 def _closed_after(sock: socket.socket, trickle: bytes, limit: float = 15.0) -> tuple[float, bytes]:
@@ -263,7 +225,7 @@ Engine.answer = lambda self, text: time.sleep(120)  # a request the engine works
 
 
 def test_sigterm_stops_the_server_mid_request():
-    proc, url = _start(code=SLOW_ENGINE)
+    proc, url = start_server(code=SLOW_ENGINE)
     try:
         errors = []
 
@@ -290,7 +252,7 @@ def test_sigterm_stops_the_server_mid_request():
     finally:
         if proc.poll() is None:
             proc.kill()
-        _stop(proc)
+        stop_server(proc)
 
 
 # -- 5. a failed bind is one line, and nothing claims to be serving -------------------------------------

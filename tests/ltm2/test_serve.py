@@ -3,11 +3,8 @@ own greedy continuation of context + prompt; the prefilled context is saved and 
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -20,6 +17,9 @@ from hashhop.ltm2.train import ship
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_runner import tiny_config  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from server_helpers import start_server, stop_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,33 +49,6 @@ def test_read_context_takes_text_files_in_path_order(repo):
     assert b"never read" not in data and b"\0" not in data
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(*flags):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hashhop.cli", "serve", "--port", str(port), *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1).read()
-            return proc, url
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read()) from None
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the server did not start")
-
-
 def _complete(url: str, model: str, prompt: str) -> str:
     body = json.dumps({"model": model, "prompt": prompt, "max_tokens": 12, "temperature": 0}).encode()
     request = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
@@ -88,21 +61,15 @@ def test_serve_continues_the_preloaded_repository(weights, repo, tmp_path_factor
     cache = tmp_path_factory.mktemp("cache") / "prefilled"  # outside the repository it caches
     expected = Session(Engine(load_ltm2(weights)), read_context(str(repo))).answer("\ndef gamma(", 12).text
     for start in ("prefilled", "memory-mapped"):  # the second start maps the saved context back
-        proc, url = _serve("--model", model, "--context", str(repo), "--context-cache", str(cache))
+        proc, url = start_server("--model", model, "--context", str(repo), "--context-cache", str(cache))
         try:
             assert _complete(url, model, "\ndef gamma(") == expected
             assert _complete(url, model, "\ndef gamma(") == expected  # the base context is restored per request
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-            log = proc.stderr.read()
-            proc.stdout.close()
-            proc.stderr.close()
+            log = stop_server(proc)
         assert (cache / "context.sha256").exists() and start in log
 
 
 def test_context_needs_ltm2(repo):
-    out = subprocess.run(
-        [sys.executable, "-m", "hashhop.cli", "serve", "--context", str(repo)], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([sys.executable, "-m", "hashhop.cli", "serve", "--context", str(repo)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "LTM-2" in out.stderr and len(out.stderr.strip().splitlines()) == 1
