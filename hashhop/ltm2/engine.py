@@ -242,9 +242,7 @@ def _unpack4(packed: np.ndarray, dim: int) -> np.ndarray:
 class Engine:
     """Greedy decoding and next-byte log-probabilities of an LTM-2 language model over a long context."""
 
-    def __init__(
-        self, lm: LM, top_k: int = 64, exact: bool = False, index: str = "auto", nprobe: int = 32, length_scaled_reads: bool = False, trained_span: int = 2048
-    ) -> None:
+    def __init__(self, lm: LM, top_k: int = 64, exact: bool = False, index: str = "auto", nprobe: int = 32) -> None:
         if not isinstance(lm.blocks[0].mixer, LTM2) or len(lm.blocks) != 1 or lm.blocks[0].mlp is not None:
             raise HashHopError("the engine runs LTM-2 models: one lab block whose mixer is ltm2 and no block MLP")
         self.lm = lm.eval()
@@ -253,10 +251,6 @@ class Engine:
         if index not in ("auto", "flat", "ivf"):
             raise HashHopError(f"index must be auto, flat or ivf, got {index!r}")
         self.top_k, self.exact, self.index, self.nprobe = top_k, exact, index, nprobe
-        # A test-time change, off by default: reads over more entries than training ever showed (trained_span, the
-        # training row) get their logits sharpened by ln(entries) / ln(trained_span), as scalable softmax does
-        # (arXiv 2501.19399); at or below the trained span it is exactly the trained network.
-        self.length_scaled_reads, self.trained_span = length_scaled_reads, trained_span
         self.reach = self.net.encoder.reach
         self.reset()
 
@@ -273,6 +267,12 @@ class Engine:
         self.pending_values: dict[int, np.ndarray] = {}
         self.caches = [deque() for _ in self.net.blocks]  # per block: (position, k, v) of the local window
         self.logits: torch.Tensor | None = None
+
+    @property
+    def context_reach(self) -> int | None:
+        """How many of the last context bytes the output can depend on: all (None) with the memory on; with it
+        off (the ablation), the local windows of the deep blocks and the encoder's reach."""
+        return None if self.net.memory_enabled else len(self.net.blocks) * self.cfg.window + self.reach
 
     @property
     def position(self) -> int:
@@ -445,16 +445,10 @@ class Engine:
         y = F.scaled_dot_product_attention(qr, ks, vs)
         return attn.out(y.reshape(1, d))
 
-    def _sharpening(self) -> float:
-        entries = self.memory.count
-        if not self.length_scaled_reads or entries <= self.trained_span:
-            return 1.0
-        return math.log(entries) / math.log(self.trained_span)
-
     def _read(self, read, x: torch.Tensor, q: int) -> torch.Tensor:
         heads = read.heads
         # the query at q sees q - reach + 1 entries (the dense forward's rule, trained in when log_length_reads)
-        scale = read.log_scale.exp().clamp(max=100.0) * self._sharpening() * read_gain(q - self.reach + 1, self.cfg.log_length_reads)
+        scale = read.log_scale.exp().clamp(max=100.0) * read_gain(q - self.reach + 1, self.cfg.log_length_reads)
         unit = F.normalize((self.net.key(x) + read.query(x)).view(heads, -1), dim=-1)
         scores, ids = self.memory.search(unit.numpy(), self.top_k)
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
@@ -576,7 +570,7 @@ class Engine:
         n = len(x)
         gain = read_gain(q_pos - self.reach + 1, self.cfg.log_length_reads)
         gain = gain[:, None] if torch.is_tensor(gain) else torch.full((n, 1), gain)  # (n, 1): per query
-        scale = read.log_scale.exp().clamp(max=100.0)[None] * self._sharpening() * gain  # (n, heads)
+        scale = read.log_scale.exp().clamp(max=100.0)[None] * gain  # (n, heads)
         unit = F.normalize((self.net.key(x) + read.query(x)).view(n, heads, -1), dim=-1)  # (n, heads, hk)
         sink = (unit * read.sink_keys()[None]).sum(-1) * scale + torch.log(torch.clamp(q_pos + 1, max=self.net.delay).float())[:, None]
         projected_new = read.value(new_values).view(len(new_values), heads, self.cfg.value_dim // heads)  # (n_new, heads, dv)
