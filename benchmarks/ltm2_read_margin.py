@@ -1,6 +1,7 @@
-"""Why LTM-2's reads fail at length: for the first answer byte of 1-hop HashHop queries, where the right entry
-(the quote after the queried key in its link) ranks among each head's top-64 keys, and its cosine margin over the
-best other key. Flat exact index over the prompt; the query vector from the dense network over the last 2 KB.
+"""How LTM-2's first read holds up at length: for the first answer byte of 1-hop HashHop queries, where the right
+entry (the quote after the queried key in its link) ranks among each head's top-64 keys, its cosine margin over the
+best other key, its share of the read, and whether the compact index finds it. The query vector comes from the
+dense network over the last 2 KB.
 
 Usage: python benchmarks/ltm2_read_margin.py [--weights PATH] [--lengths 100k,1M] [--queries 8]
 """
@@ -21,6 +22,7 @@ from _results import update_section  # noqa: E402
 from hashhop.ltm2.config import WEIGHTS  # noqa: E402
 from hashhop.ltm2.engine import Engine  # noqa: E402
 from hashhop.ltm2.load import load_ltm2  # noqa: E402
+from hashhop.ltm2.model import read_gain  # noqa: E402
 from hashhop.task.generator import plan  # noqa: E402
 from hashhop.task.grammar import native_request  # noqa: E402
 from hashhop.task.spec import HashHopSpec, parse_size  # noqa: E402
@@ -45,29 +47,43 @@ def main() -> None:
     ap.add_argument("--section", default="ltm2_read_margin")
     args = ap.parse_args()
     lm = load_ltm2(args.weights)
+    net, read = lm.blocks[0].mixer, lm.blocks[0].mixer.blocks[0].read
     rows = []
     for length in (parse_size(x) for x in args.lengths.split(",")):
         problem = plan(HashHopSpec(context_tokens=length, tokenizer="chars", hops=1, hash_length=16, num_queries=args.queries, seed=3))
-        engine = Engine(lm, index="flat", exact=True)
-        engine.prefill(problem.prompt.encode())
-        first = margins = reads = 0
+        prompt = problem.prompt.encode()
+        exact, compact = Engine(lm, index="flat", exact=True), Engine(lm, index="ivf")
+        exact.prefill(prompt)
+        compact.prefill(prompt)
+        first = margins = reads = found = 0
+        share = 0.0
         for chain in problem.queries:
-            target = problem.prompt.encode().index(f"{chain.query} = '".encode()) + len(chain.query) + 3
-            scores, ids = engine.memory.search(first_read_queries(lm, native_request(problem.prompt, 1, False, chain.query).encode()), 64)
+            target = prompt.index(f"{chain.query} = '".encode()) + len(chain.query) + 3
+            request = native_request(problem.prompt, 1, False, chain.query).encode()
+            queries = first_read_queries(lm, request)
+            scores, ids = exact.memory.search(queries, 64)
+            _, compact_ids = compact.memory.search(queries, 64)
+            # the read's sharpness at this length (learnt x ln-length gain) and its sink, as the network computes them
+            scale = read.log_scale.detach().exp().clamp(max=100.0).numpy() * read_gain(len(request) - net.delay + 1, net.cfg.log_length_reads)
+            sink = (torch.from_numpy(queries) * read.sink_keys()).sum(-1).detach().numpy() * scale + np.log(net.delay)
             for head in range(len(ids)):
                 reads += 1
+                found += int(target in compact_ids[head])
+                logits = np.append(scores[head] * scale[head], sink[head])
+                weights = np.exp(logits - logits.max())
+                share += float(weights[:-1][ids[head] == target].sum() / weights.sum())
                 if ids[head][0] == target:
                     first += 1
                     margins += float(scores[head][0] - scores[head][1])
-        rows.append((length, first, reads, margins / max(1, first)))
+        rows.append((length, first, reads, margins / max(1, first), share / reads, found))
         print(rows[-1], flush=True)
     command = "python benchmarks/ltm2_read_margin.py " + " ".join(sys.argv[1:])
     lines = [
-        f"LTM-2's first read on 1-hop HashHop (16-letter hashes): is the right entry the best key, and by what cosine margin. Command: `{command.strip()}`.",
+        f"LTM-2's first read on 1-hop HashHop (16-letter hashes): is the right entry the best key (exact keys, every entry), by what cosine margin, what share of the read it gets, and whether the compact long-context index (product-quantised keys in inverted lists, 32 probed) finds it. Command: `{command.strip()}`.",
         "",
-        "| context chars | right entry ranked first (head-reads) | mean cosine margin when first |",
-        "|---|---|---|",
-        *[f"| {n:,} | {f}/{r} | {m:.3f} |" for n, f, r, m in rows],
+        "| context chars | right entry ranked first (head-reads) | mean cosine margin when first | its mean share of the read (top 64 + sink) | in the compact index's top 64 |",
+        "|---|---|---|---|---|",
+        *[f"| {n:,} | {f}/{r} | {m:.3f} | {w:.2f} | {c}/{r} |" for n, f, r, m, w, c in rows],
     ]
     print("\n".join(lines))
     if args.section:
