@@ -3,11 +3,12 @@ one byte at a time, reading the memory through a key index.
 
 It computes the trained network (``hashhop/ltm2/model.py``) with two differences, both measured by the
 tests against the dense forward: a read scores only the ``top_k`` best keys of each head (plus the sink)
-instead of every entry, and keys and values are stored as int8 (``exact=True`` keeps float32 and a flat
-index, for checking the computation itself).
+instead of every entry, and keys and values are stored in a few bits (``exact=True`` keeps float32 and a
+flat index, for checking the computation itself).
 
-What it keeps per context byte: the byte, one int8 key per memory head (in a faiss index), one int8 value
-and its fp16 scale: ``1 + key_dim + value_dim + 2`` bytes (59 at the default sizes).
+What it keeps per context byte: the byte, plus below 1M bytes an 8-bit key per memory head (flat faiss scan)
+and an 8-bit value with its fp16 scale (155 B at the shipped sizes); from 1M bytes the compact memory
+(:class:`Memory`): product-quantised keys in inverted lists and 4-bit values (95 B at the shipped sizes).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from hashhop.ltm2.model import LTM2, read_gain
 PREFILL_CHUNK = 1 << 16  # bytes the encoder runs over at once
 IVF_MIN_BYTES = 1_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
 SAMPLE_WINDOWS, SAMPLE_WINDOW = 48, 8192  # where IVF lists are learnt from: 48 stretches of 8 KB over the context
-PQ_DIMS_PER_BYTE = 4  # compact keys: one 8-bit product-quantiser code per 4 key dimensions
+COMPACT_MIN_BYTES = 8192  # inverted lists over shorter contexts (tests) keep 8-bit keys: too few keys to learn PQ codes
+PQ_DIMS_PER_BYTE = 2  # compact keys: one 8-bit product-quantiser code per 2 key dimensions (4 per byte lost half the right key's read share: benchmarks/ltm2_read_margin.py)
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
 
@@ -48,12 +50,14 @@ class Memory:
     beside the index, so a prefilled context can be returned to (:meth:`snapshot`, :meth:`restore`) without
     touching the index: the prefix cache of the runner and the server."""
 
-    def __init__(self, heads: int, head_key_dim: int, value_dim: int, exact: bool = False, nlist: int = 0, nprobe: int = 32) -> None:
+    def __init__(
+        self, heads: int, head_key_dim: int, value_dim: int, exact: bool = False, nlist: int = 0, nprobe: int = 32, compact: bool = True
+    ) -> None:
         faiss = _faiss()
         self.heads, self.head_key_dim, self.value_dim, self.exact = heads, head_key_dim, value_dim, exact
-        # Long contexts (inverted lists) keep compact codes: product-quantised keys (4 dimensions per byte, coded
+        # Long contexts (inverted lists) keep compact codes: product-quantised keys (2 dimensions per byte, coded
         # relative to their list's centroid) and 4-bit values; short ones 8-bit keys and values.
-        self.compact = bool(nlist) and not exact and head_key_dim % (2 * PQ_DIMS_PER_BYTE) == 0
+        self.compact = compact and bool(nlist) and not exact and head_key_dim % (2 * PQ_DIMS_PER_BYTE) == 0
         self.indexes = []
         self.quantizers = []  # IVF: each index's coarse quantizer must outlive it
         corners = np.stack([-np.ones(head_key_dim), np.ones(head_key_dim)]).astype(np.float32)
@@ -95,7 +99,9 @@ class Memory:
         for h, index in enumerate(self.indexes):
             if not index.is_trained:
                 keys = np.ascontiguousarray(sample[:, h], dtype=np.float32)
-                index.train(np.concatenate([keys, -np.ones((1, self.head_key_dim), np.float32), np.ones((1, self.head_key_dim), np.float32)]))
+                if not self.compact:  # the corners pin the 8-bit grid to [-1, 1]; product quantisers learn their own
+                    keys = np.concatenate([keys, -np.ones((1, self.head_key_dim), np.float32), np.ones((1, self.head_key_dim), np.float32)])
+                index.train(keys)
 
     def reserve(self, entries: int) -> None:
         if entries > len(self._values):
@@ -260,7 +266,9 @@ class Engine:
         ivf = self.index == "ivf" or (self.index == "auto" and context_bytes >= IVF_MIN_BYTES)
         # about sqrt(N) lists, and at least 39 sample keys per list for k-means (faiss's rule)
         nlist = max(64, min(int(context_bytes**0.5), SAMPLE_WINDOWS * SAMPLE_WINDOW // 39)) if ivf else 0
-        self.memory = Memory(cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact, nlist, self.nprobe)
+        # product quantisers learn 256 codes per sub-vector: a context too short for that keeps 8-bit keys
+        compact = context_bytes >= COMPACT_MIN_BYTES
+        self.memory = Memory(cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact, nlist, self.nprobe, compact)
         self.text = bytearray()
         self.window = deque(maxlen=self.reach)  # normalised embeddings of the last `reach` bytes
         self.pending_keys: dict[int, np.ndarray] = {}
@@ -302,30 +310,30 @@ class Engine:
 
             bar = tqdm(total=tail_start, unit="B", unit_scale=True, desc="prefill", leave=False)
         carry = np.zeros((0, self.cfg.memory_heads, self.cfg.key_dim // self.cfg.memory_heads), np.float32)
-        writer, writing = ThreadPoolExecutor(1), None
-        for a in range(0, tail_start, PREFILL_CHUNK):
-            b = min(tail_start, a + PREFILL_CHUNK)
-            lo = max(0, a - reach + 1)
-            x = self._embed(torch.from_numpy(buf[lo:b].astype(np.int64)))
-            states = self.net.encoder(x[None])[0, a - lo :]  # positions a .. b-1
-            # the state at p completes entry p - reach + 1: entries before a keep their keys in `carry`
-            keys = np.concatenate([carry, self._keys(states)])  # entries max(0, a-reach+1) .. b-1
-            # entry e's value: value(state at e + reach - 1) + next_value(embedding at e + 1)
-            projected = self.net.value(states)[max(0, reach - 1 - a) :]
-            first = max(0, a - reach + 1)
-            following = self.net.next_value(x[first + 1 - lo : first + 1 - lo + len(projected)])
-            values = (projected + following).numpy()
-            done = len(values)
+        writing = None
+        with ThreadPoolExecutor(1) as writer:  # leaving it (also on an error) waits for the last add
+            for a in range(0, tail_start, PREFILL_CHUNK):
+                b = min(tail_start, a + PREFILL_CHUNK)
+                lo = max(0, a - reach + 1)
+                x = self._embed(torch.from_numpy(buf[lo:b].astype(np.int64)))
+                states = self.net.encoder(x[None])[0, a - lo :]  # positions a .. b-1
+                # the state at p completes entry p - reach + 1: entries before a keep their keys in `carry`
+                keys = np.concatenate([carry, self._keys(states)])  # entries max(0, a-reach+1) .. b-1
+                # entry e's value: value(state at e + reach - 1) + next_value(embedding at e + 1)
+                projected = self.net.value(states)[max(0, reach - 1 - a) :]
+                first = max(0, a - reach + 1)
+                following = self.net.next_value(x[first + 1 - lo : first + 1 - lo + len(projected)])
+                values = (projected + following).numpy()
+                done = len(values)
+                if writing is not None:
+                    writing.result()
+                # the index add (faiss, outside the GIL) of this chunk runs while the encoder runs over the next
+                writing = writer.submit(self.memory.add, keys[:done], values)
+                carry = keys[done:]
+                if bar is not None:
+                    bar.update(b - a)
             if writing is not None:
                 writing.result()
-            # the index add (faiss, outside the GIL) of this chunk runs while the encoder runs over the next
-            writing = writer.submit(self.memory.add, keys[:done], values)
-            carry = keys[done:]
-            if bar is not None:
-                bar.update(b - a)
-        if writing is not None:
-            writing.result()
-        writer.shutdown()
         if bar is not None:
             bar.close()
         self.text += data[:tail_start]

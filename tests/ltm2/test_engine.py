@@ -7,7 +7,7 @@ import torch
 from hashhop.errors import HashHopError
 from hashhop.lab.mixers import MixerConfig
 from hashhop.lab.model import LM, ModelConfig
-from hashhop.ltm2.engine import Engine
+from hashhop.ltm2.engine import PQ_DIMS_PER_BYTE, Engine
 
 
 def small_lm(seed: int = 0, **mixer) -> LM:
@@ -182,14 +182,14 @@ def test_compact_codes_under_inverted_lists():
     """Long contexts keep product-quantised keys and 4-bit values: under 64 bytes per context byte at the shipped
     sizes, and close to the 8-bit flat memory (the random network's reads are blurred, so this checks the codes
     and their plumbing, not retrieval: retrieval is measured on the trained model)."""
-    lm = small_lm(key_dim=32, value_dim=8)  # 16 key dimensions per head: 4 PQ codes
+    lm = small_lm(key_dim=32, value_dim=8)  # 16 key dimensions per head
     data = text(12000, seed=10)
     flat, ivf = Engine(lm, index="flat"), Engine(lm, index="ivf", nprobe=100_000)
     a, b = flat.prefill(data), ivf.prefill(data)
     assert ivf.memory.compact and not flat.memory.compact
     assert (torch.log_softmax(a, -1) - torch.log_softmax(b, -1)).abs().max() < 0.15
     heads, hk, dv = 2, 16, 8
-    per_entry = heads * (hk // 4 + 8) + dv // 2 + 2  # PQ codes and ids per head, packed values, their scale
+    per_entry = heads * (hk // PQ_DIMS_PER_BYTE + 8) + dv // 2 + 2  # PQ codes and ids per head, packed values, their scale
     assert ivf.memory.nbytes() == ivf.memory.count * per_entry
     values = np.random.default_rng(0).normal(size=(50, 7)).astype(np.float32)
     from hashhop.ltm2.engine import _pack4, _unpack4
