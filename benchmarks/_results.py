@@ -51,3 +51,14 @@ def update_section(name: str, body: str) -> None:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, RESULTS)
+
+
+def run_script(main) -> None:
+    """Run a benchmark's ``main``: bad input (a size, a weights file) ends in one line on stderr and exit status 2."""
+    from hashhop.errors import HashHopError
+
+    try:
+        main()
+    except HashHopError as err:
+        print(f"{os.path.basename(sys.argv[0])}: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import update_section  # noqa: E402
+from _results import run_script, update_section  # noqa: E402
 
 from hashhop.lab.corpus import build_corpus, held_out_files  # noqa: E402
 from hashhop.ltm2.config import WEIGHTS  # noqa: E402
@@ -165,4 +165,4 @@ def plot_curve(curve: list[tuple[int, float]], rows: list, path: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

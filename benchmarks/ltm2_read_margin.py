@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import update_section  # noqa: E402
+from _results import run_script, update_section  # noqa: E402
 
 from hashhop.ltm2.config import WEIGHTS  # noqa: E402
 from hashhop.ltm2.engine import Engine  # noqa: E402
@@ -52,8 +52,13 @@ def main() -> None:
     ap.add_argument("--weights", default=WEIGHTS)
     ap.add_argument("--lengths", default="100k,1M")
     ap.add_argument("--queries", type=int, default=8)
+    ap.add_argument("--pq-dims-per-byte", type=int, default=None, help="compact keys: key dimensions per PQ byte (default: the engine's)")
     ap.add_argument("--section", default="ltm2_read_margin")
     args = ap.parse_args()
+    if args.pq_dims_per_byte:
+        import hashhop.ltm2.engine as engine_module
+
+        engine_module.PQ_DIMS_PER_BYTE = args.pq_dims_per_byte
     lm = load_ltm2(args.weights)
     net, read = lm.blocks[0].mixer, lm.blocks[0].mixer.blocks[0].read
     rows = []
@@ -100,4 +105,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

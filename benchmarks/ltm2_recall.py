@@ -25,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import update_section  # noqa: E402
+from _results import run_script, update_section  # noqa: E402
 
 from hashhop.ltm2.config import WEIGHTS  # noqa: E402
 from hashhop.runners.base import RunnerOptions  # noqa: E402
@@ -213,4 +213,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -19,7 +19,7 @@ import time
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _results import update_section  # noqa: E402
+from _results import run_script, update_section  # noqa: E402
 from ltm2_code import CACHE, held_out_corpus  # noqa: E402
 
 from hashhop.lab.corpus import held_out_files  # noqa: E402
@@ -89,4 +89,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
