@@ -14,7 +14,6 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import run_script, update_section  # noqa: E402
@@ -33,10 +32,9 @@ def first_read_queries(lm, text: bytes) -> np.ndarray:
     """Block 1's unit read queries (heads, hk) at the last byte of ``text`` (dense forward over its last 2 KB)."""
     net, block = lm.blocks[0].mixer, lm.blocks[0].mixer.blocks[0]
     x = lm.blocks[0].norm1(lm.embed(torch.tensor(list(text[-2048:]))[None]))
-    h = net.encoder(x)
-    h = h + block.local(block.norm_local(h))
-    xq = block.norm_read(h)[0, -1:]
-    return F.normalize((net.key(xq) + block.read.query(xq)).view(net.cfg.memory_heads, -1), dim=-1).numpy()
+    states = net.encoder(x)
+    h = states + block.local(block.norm_local(states))
+    return block.read.unit_queries(block.norm_read(h)[0, -1:], net.key, states[0, -2:-1])[0].detach().numpy()
 
 
 def read_share(scores: np.ndarray, ids: np.ndarray, target: int, scale: float, sink: float) -> float:

@@ -43,6 +43,7 @@ class MixerConfig:
     memory_heads: int = 2
     memory: bool = True  # False: the memory-off ablation (local window only)
     log_length_reads: bool = False  # a read's sharpness grows with ln(entries it sees) (trained in, not a test-time trick)
+    query_shift: bool = False  # a read's query may include the previous position's memory key (learnt share, zero at init)
 
     def __post_init__(self) -> None:
         """One-line errors naming the field (a run config adds ``model.mixer.`` in front)."""
@@ -68,6 +69,7 @@ class MixerConfig:
             )
         checks.flag("memory", self.memory)
         checks.flag("log_length_reads", self.log_length_reads)
+        checks.flag("query_shift", self.query_shift)
         checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")
 
     @property

@@ -26,6 +26,7 @@ MIXER = {
     "value_dim": 24,
     "memory_heads": 2,
     "log_length_reads": True,
+    "query_shift": True,  # Magic's first link `H1 = H2` is asked as `H1 = '`: the query may use the key one byte back
 }
 
 

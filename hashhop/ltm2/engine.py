@@ -275,6 +275,7 @@ class Engine:
         self.pending_values: dict[int, np.ndarray] = {}
         self.caches = [deque() for _ in self.net.blocks]  # per block: (position, k, v) of the local window
         self.logits: torch.Tensor | None = None
+        self.last_state = torch.zeros(1, cfg.d_model)  # the encoder state at the last position (a query shift's input)
 
     @property
     def context_reach(self) -> int | None:
@@ -369,6 +370,7 @@ class Engine:
             "pending_values": dict(self.pending_values),
             "caches": [list(cache) for cache in self.caches],
             "logits": self.logits,
+            "last_state": self.last_state,
         }
 
     def restore(self, snap: dict) -> None:
@@ -378,6 +380,7 @@ class Engine:
         self.pending_keys, self.pending_values = dict(snap["pending_keys"]), dict(snap["pending_values"])
         self.caches = [deque(cache) for cache in snap["caches"]]
         self.logits = snap["logits"]
+        self.last_state = snap["last_state"]
 
     def save(self, folder: str) -> None:
         """Write the prefilled state (at a snapshot point: call after prefill) to ``folder``: the index, values,
@@ -427,11 +430,12 @@ class Engine:
         ready = q - self.reach  # entries a query at q may read: t <= q - reach
         if ready >= 0 and ready in self.pending_values:
             self.memory.add(self.pending_keys.pop(ready)[None], self.pending_values.pop(ready)[None])
+        previous, self.last_state = self.last_state, state
         h = state
         for block, cache in zip(self.net.blocks, self.caches):
             h = h + self._local(block.local, block.norm_local(h), cache, q)
             if self.net.memory_enabled:
-                h = h + self._read(block.read, block.norm_read(h), q)
+                h = h + self._read(block.read, block.norm_read(h), q, previous)
             h = h + block.mlp(block.norm_mlp(h))
         out = embedded + h
         self.logits = self.lm.head(self.lm.norm(out))[0]
@@ -453,11 +457,11 @@ class Engine:
         y = F.scaled_dot_product_attention(qr, ks, vs)
         return attn.out(y.reshape(1, d))
 
-    def _read(self, read, x: torch.Tensor, q: int) -> torch.Tensor:
+    def _read(self, read, x: torch.Tensor, q: int, previous: torch.Tensor) -> torch.Tensor:
         heads = read.heads
         # the query at q sees q - reach + 1 entries (the dense forward's rule, trained in when log_length_reads)
         scale = read.log_scale.exp().clamp(max=100.0) * read_gain(q - self.reach + 1, self.cfg.log_length_reads)
-        unit = F.normalize((self.net.key(x) + read.query(x)).view(heads, -1), dim=-1)
+        unit = read.unit_queries(x, self.net.key, previous)[0]  # (heads, hk)
         scores, ids = self.memory.search(unit.numpy(), self.top_k)
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
         outs = []
@@ -533,12 +537,15 @@ class Engine:
         value_states = states_all[first_new + reach - 1 - lo : first_new + reach - 1 - lo + n_new]
         new_values = self.net.value(value_states) + self.net.next_value(x[first_new + 1 - lo : first_new + 1 - lo + n_new])
         h = states_all[c0 - lo :]  # (n, d) positions c0 .. c1-1
+        # the state one position earlier (exact from lo + reach - 1 <= c0 - 1; zeros before the first byte)
+        previous = states_all[c0 - 1 - lo : c1 - 1 - lo] if c0 else F.pad(h[:-1], (0, 0, 1, 0))
+        self.last_state = h[-1:]
         q_pos = torch.arange(c0, c1)
         visible_new = torch.arange(first_new, first_new + n_new)[None, :] <= (q_pos[:, None] - reach)  # (n, n_new)
         for block, cache in zip(self.net.blocks, self.caches):
             h = h + self._local_chunk(block.local, block.norm_local(h), cache, c0)
             if self.net.memory_enabled:
-                h = h + self._read_chunk(block.read, block.norm_read(h), q_pos, new_keys, new_values, visible_new)
+                h = h + self._read_chunk(block.read, block.norm_read(h), previous, q_pos, new_keys, new_values, visible_new)
             h = h + block.mlp(block.norm_mlp(h))
         logits = self.lm.head(self.lm.norm(embedded_all[c0 - lo :] + h))
         # commit entries visible to the next position (<= c1 - reach - 1); keep the rest pending for step()
@@ -573,13 +580,13 @@ class Engine:
             cache.append((int(positions[i]), keys_raw(old_k, k, i, len(old)), keys_raw(old_v, v, i, len(old))))
         return attn.out(y.transpose(0, 1).reshape(n, d))
 
-    def _read_chunk(self, read, x, q_pos, new_keys, new_values, visible_new) -> torch.Tensor:
+    def _read_chunk(self, read, x, previous, q_pos, new_keys, new_values, visible_new) -> torch.Tensor:
         heads = read.heads
         n = len(x)
         gain = read_gain(q_pos - self.reach + 1, self.cfg.log_length_reads)
         gain = gain[:, None] if torch.is_tensor(gain) else torch.full((n, 1), gain)  # (n, 1): per query
         scale = read.log_scale.exp().clamp(max=100.0)[None] * gain  # (n, heads)
-        unit = F.normalize((self.net.key(x) + read.query(x)).view(n, heads, -1), dim=-1)  # (n, heads, hk)
+        unit = read.unit_queries(x, self.net.key, previous)  # (n, heads, hk)
         sink = (unit * read.sink_keys()[None]).sum(-1) * scale + torch.log(torch.clamp(q_pos + 1, max=self.net.delay).float())[:, None]
         projected_new = read.value(new_values).view(len(new_values), heads, self.cfg.value_dim // heads)  # (n_new, heads, dv)
         outs = []

@@ -106,9 +106,12 @@ class MemoryRead(nn.Module):
     init): a read starts out looking for earlier positions whose context resembles this one (the prior an
     induction head learns), and training moves it from there (to skip a quote, to follow a hop)."""
 
-    def __init__(self, d_model: int, key_dim: int, value_dim: int, heads: int) -> None:
+    def __init__(self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False) -> None:
         super().__init__()
         self.heads = heads
+        # query_shift: per head, a learnt share (zero at init) of the previous position's memory key in the query, so
+        # a read can ask for "the entry whose key is where I was one byte ago" (a link written `K = V` asked as `K = '`)
+        self.shift = nn.Parameter(torch.zeros(heads)) if query_shift else None
         self.query = nn.Linear(d_model, key_dim, bias=False)
         nn.init.zeros_(self.query.weight)
         self.value = nn.Linear(value_dim, value_dim, bias=False)  # this read's view of the stored values
@@ -116,20 +119,39 @@ class MemoryRead(nn.Module):
         self.log_scale = nn.Parameter(torch.full((heads,), math.log(16.0)))
         self.sink_key = nn.Parameter(torch.randn(heads, key_dim // heads))
 
-    def queries(self, h: torch.Tensor, key: nn.Linear) -> torch.Tensor:
+    def unit_queries(self, h: torch.Tensor, key: nn.Linear, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., d) hidden states -> (..., heads, head_key_dim) unit queries. ``previous`` (..., d): the encoder state
+        one position earlier (zeros before the first), used when the read has a query shift."""
+        raw = key(h) + self.query(h)
+        if self.shift is not None:
+            if previous is None:
+                raise ValueError("a read with a query shift needs the previous positions' encoder states")
+            raw = raw + (key(previous).unflatten(-1, (self.heads, -1)) * self.shift[:, None]).flatten(-2)
+        return F.normalize(raw.unflatten(-1, (self.heads, -1)), dim=-1)
+
+    def queries(self, h: torch.Tensor, key: nn.Linear, previous: torch.Tensor | None = None) -> torch.Tensor:
         """(b, t, d) -> (b, heads, t, head_key_dim): unit queries times the head's sharpness."""
-        b, t, _ = h.shape
-        q = F.normalize((key(h) + self.query(h)).view(b, t, self.heads, -1), dim=-1).transpose(1, 2)
+        q = self.unit_queries(h, key, previous).transpose(1, 2)
         return q * self.log_scale.exp().clamp(max=100.0)[None, :, None, None]
 
     def sink_keys(self) -> torch.Tensor:
         return F.normalize(self.sink_key, dim=-1)
 
-    def forward(self, h: torch.Tensor, key: nn.Linear, keys: torch.Tensor, values: torch.Tensor, delay: int, log_length: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        h: torch.Tensor,
+        key: nn.Linear,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        delay: int,
+        log_length: bool = False,
+        previous: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Dense read: position q sees memory entries t <= q - delay (their values are complete by then)
-        and the sink. keys (b, heads, t, hk) unit vectors; values (b, t, value_dim)."""
+        and the sink. keys (b, heads, t, hk) unit vectors; values (b, t, value_dim); previous (b, t, d) the encoder
+        states one position earlier (for a query shift)."""
         b, t, _ = h.shape
-        q = self.queries(h, key)
+        q = self.queries(h, key, previous)
         if log_length:  # query q sees q - delay + 1 entries
             q = q * read_gain(torch.arange(t, device=h.device) - delay + 1, True)[None, None, :, None]
         v = self.value(values).view(b, t, self.heads, -1).transpose(1, 2)
@@ -147,7 +169,7 @@ class Block(nn.Module):
         d = cfg.d_model
         self.norm_local, self.norm_read, self.norm_mlp = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.local = LocalAttention(d, cfg.n_heads, cfg.window)
-        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads)
+        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
 
@@ -183,11 +205,12 @@ class LTM2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = self.encoder(x)
         keys, values = self.write(x, states)
+        previous = F.pad(states, (0, 0, 1, 0))[:, :-1] if self.cfg.query_shift else None
         h = states
         for block in self.blocks:
             h = h + block.local(block.norm_local(h))
             if self.memory_enabled:
-                h = h + block.read(block.norm_read(h), self.key, keys, values, self.delay, self.cfg.log_length_reads)
+                h = h + block.read(block.norm_read(h), self.key, keys, values, self.delay, self.cfg.log_length_reads, previous)
             h = h + block.mlp(block.norm_mlp(h))
         return h
 

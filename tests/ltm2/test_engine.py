@@ -18,6 +18,8 @@ def small_lm(seed: int = 0, **mixer) -> LM:
         block.read.log_scale.data.fill_(3.0)
         block.read.out.weight.data.normal_(0, 0.5)
         block.read.value.weight.data.normal_(0, 0.5)
+        if block.read.shift is not None:  # a strong shift, so that a wrong previous state would show
+            block.read.shift.data.fill_(1.5)
     lm.blocks[0].mixer.value.weight.data.normal_(0, 0.5)
     return lm
 
@@ -37,9 +39,11 @@ def engine_logprobs(engine: Engine, data: bytes, prefix: int) -> torch.Tensor:
     return torch.log_softmax(torch.stack(outs), -1)
 
 
-@pytest.mark.parametrize("prefix,log_length", [(1, False), (40, False), (150, False), (1, True), (150, True)])
-def test_exact_engine_matches_dense_forward(prefix, log_length):
-    lm = small_lm(log_length_reads=log_length)
+@pytest.mark.parametrize(
+    "prefix,log_length,shift", [(1, False, False), (40, False, False), (150, False, False), (1, True, False), (150, True, False), (1, True, True), (40, False, True), (150, True, True)]
+)
+def test_exact_engine_matches_dense_forward(prefix, log_length, shift):
+    lm = small_lm(log_length_reads=log_length, query_shift=shift)
     data = text(220)
     dense = dense_logprobs(lm, data)[prefix - 1 : -1]
     got = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, prefix)
@@ -139,11 +143,14 @@ def test_errors():
         Engine(LM(ModelConfig(mixer=MixerConfig(name="attention", d_model=16, n_heads=2), vocab_size=256)))
 
 
-@pytest.mark.parametrize("prefix,chunk,log_length", [(1, 37, False), (20, 16, False), (200, 1024, False), (20, 16, True), (200, 64, True)])
-def test_chunked_feed_matches_dense_forward(prefix, chunk, log_length):
+@pytest.mark.parametrize(
+    "prefix,chunk,log_length,shift",
+    [(1, 37, False, False), (20, 16, False, False), (200, 1024, False, False), (20, 16, True, False), (200, 64, True, False), (1, 37, True, True), (200, 64, False, True)],
+)
+def test_chunked_feed_matches_dense_forward(prefix, chunk, log_length, shift):
     """feed_chunks (a chunk's positions together, its reads as one batched search plus a dense read over its own
     new entries) computes what step() and the dense forward compute."""
-    lm = small_lm(log_length_reads=log_length)
+    lm = small_lm(log_length_reads=log_length, query_shift=shift)
     data = text(300, seed=6)
     engine = Engine(lm, top_k=10**6, exact=True)
     engine.prefill(data[:prefix])
@@ -151,8 +158,9 @@ def test_chunked_feed_matches_dense_forward(prefix, chunk, log_length):
     assert (torch.log_softmax(rows[:-1], -1) - dense_logprobs(lm, data)[prefix:-1]).abs().max() < 1e-4
 
 
-def test_snapshot_restore_continues_like_a_fresh_prefill():
-    lm = small_lm()
+@pytest.mark.parametrize("shift", [False, True])
+def test_snapshot_restore_continues_like_a_fresh_prefill(shift):
+    lm = small_lm(query_shift=shift)
     context, first, second = text(400, seed=7), text(30, seed=8), text(25, seed=9)
     engine = Engine(lm, top_k=10**6, exact=True)
     engine.prefill(context)
@@ -199,7 +207,7 @@ def test_compact_codes_under_inverted_lists():
 
 
 def test_saved_context_is_mapped_back_and_continues_the_same(tmp_path):
-    lm = small_lm()
+    lm = small_lm(query_shift=True)  # its last encoder state is saved too
     context, prompt = text(3000, seed=11), text(40, seed=12)
     for index in ("flat", "ivf"):
         engine = Engine(lm, index=index)
