@@ -32,6 +32,10 @@ IVF_MIN_BYTES = 1_000_000  # contexts this long get inverted-list indexes ("auto
 SAMPLE_WINDOWS, SAMPLE_WINDOW = 48, 8192  # where IVF lists are learnt from: 48 stretches of 8 KB over the context
 COMPACT_MIN_BYTES = 8192  # inverted lists over shorter contexts (tests) keep 8-bit keys: too few keys to learn PQ codes
 PQ_DIMS_PER_BYTE = 2  # compact keys: one 8-bit product-quantiser code per 2 key dimensions (4 per byte lost half the right key's read share: benchmarks/ltm2_read_margin.py)
+LIST_ENTRIES = 1024  # compact memory: about this many entries per inverted list at any length, so a read scans about
+# nprobe x LIST_ENTRIES codes whether the context is 1M or 100M bytes (decode cost flat in the context)
+SCAN_CAP_LISTS = 4  # ... and never more than this many times that (lists are unequal on code: faiss max_codes)
+THREADED_QUERIES = 16  # searches for fewer queries run on one OpenMP thread (a team's start-up costs more than the scan)
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
 
@@ -67,10 +71,11 @@ class Memory:
                     # an inverted multi-index: 2 x 2^b centroids over the key's halves give 4^b lists, so assigning
                     # a key costs 2^b half-dot-products however many lists (a flat quantizer over sqrt(100M) lists
                     # would cost more than the encoder); the lists' scan is inner product on residual PQ codes
-                    bits = max(3, round(math.log2(nlist) / 2))
+                    bits = min(10, max(3, round(math.log2(nlist) / 2)))
                     quantizer = faiss.MultiIndexQuantizer(head_key_dim, 2, bits)
                     index = faiss.IndexIVFPQ(quantizer, head_key_dim, 4**bits, head_key_dim // PQ_DIMS_PER_BYTE, 8, faiss.METRIC_INNER_PRODUCT)
                     index.quantizer_trains_alone = 1
+                    index.max_codes = SCAN_CAP_LISTS * nprobe * LIST_ENTRIES
                 else:
                     quantizer = faiss.IndexFlatIP(head_key_dim)
                     kind = faiss.ScalarQuantizer.QT_fp16 if exact else faiss.ScalarQuantizer.QT_8bit_uniform
@@ -190,6 +195,9 @@ class Memory:
                 index = faiss.read_index(path)
             memory.indexes.append(index)
         memory.quantizers = [faiss.downcast_index(i.quantizer) for i in memory.indexes if hasattr(i, "nprobe")]
+        for index in memory.indexes:  # not in faiss's file format
+            if memory.compact and hasattr(index, "nprobe"):
+                index.max_codes = SCAN_CAP_LISTS * index.nprobe * LIST_ENTRIES
         memory._values = np.load(os.path.join(folder, "values.npy"), mmap_mode="r")
         memory._scales = np.load(os.path.join(folder, "scales.npy"), mmap_mode="r")
         memory.count = memory.frozen = info["count"]
@@ -207,7 +215,12 @@ class Memory:
         indexed = self.count if self.frozen is None else self.frozen
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(top_k, indexed)
-        scores, ids = self.indexes[head].search(queries, k) if k else (np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64))
+        if not k:
+            scores, ids = np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        elif len(queries) < THREADED_QUERIES:
+            scores, ids = _one_thread(self.indexes[head].search, queries, k)
+        else:
+            scores, ids = self.indexes[head].search(queries, k)
         if len(self.recent):
             recent_scores = queries @ self.recent[:, head].T
             scores = np.concatenate([scores, recent_scores], axis=1)
@@ -228,6 +241,18 @@ class Memory:
         ids = 8 if self.quantizers else 0
         value_bytes = self.value_dim * 4 if self.exact else self._value_width() + 2
         return self.count * (self.heads * (key_bytes + ids) + value_bytes)
+
+
+def _one_thread(call, *args):
+    """``call(*args)`` with faiss on one OpenMP thread: a decode step's search of one query is a short scan, and
+    starting (and, beside other work, spinning) a thread team cost more than the scan itself."""
+    faiss = _faiss()
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return call(*args)
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def _pack4(coded: np.ndarray) -> np.ndarray:
@@ -264,10 +289,13 @@ class Engine:
     def reset(self, context_bytes: int = 0) -> None:
         cfg = self.cfg
         ivf = self.index == "ivf" or (self.index == "auto" and context_bytes >= IVF_MIN_BYTES)
-        # about sqrt(N) lists, and at least 39 sample keys per list for k-means (faiss's rule)
-        nlist = max(64, min(int(context_bytes**0.5), SAMPLE_WINDOWS * SAMPLE_WINDOW // 39)) if ivf else 0
         # product quantisers learn 256 codes per sub-vector: a context too short for that keeps 8-bit keys
         compact = context_bytes >= COMPACT_MIN_BYTES
+        if compact:  # an inverted multi-index: lists of about LIST_ENTRIES entries (its 2 x sqrt(nlist) centroids
+            # need only 39 sample keys each, so the sample bounds nothing up to 4^10 lists)
+            nlist = max(64, context_bytes // LIST_ENTRIES) if ivf else 0
+        else:  # about sqrt(N) lists, and at least 39 sample keys per list for k-means (faiss's rule)
+            nlist = max(64, min(int(context_bytes**0.5), SAMPLE_WINDOWS * SAMPLE_WINDOW // 39)) if ivf else 0
         self.memory = Memory(cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact, nlist, self.nprobe, compact)
         self.text = bytearray()
         self.window = deque(maxlen=self.reach)  # normalised embeddings of the last `reach` bytes

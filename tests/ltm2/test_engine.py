@@ -206,6 +206,29 @@ def test_compact_codes_under_inverted_lists():
     assert np.array_equal(_unpack4(_pack4(coded), 7), coded.astype(np.float32))
 
 
+def test_decode_searches_and_scan_cap(tmp_path):
+    """A decode step's search (one query, one OpenMP thread) finds what a batched search finds; the compact index
+    caps the codes a read scans (unequal lists), and the cap survives a save and a memory-mapped load."""
+    from hashhop.ltm2.engine import LIST_ENTRIES, SCAN_CAP_LISTS
+
+    lm = small_lm(key_dim=32, value_dim=8)
+    engine = Engine(lm, index="ivf", nprobe=8)
+    engine.prefill(text(12000, seed=13))
+    memory = engine.memory
+    assert memory.compact and memory.indexes[0].max_codes == SCAN_CAP_LISTS * 8 * LIST_ENTRIES
+    queries = np.random.default_rng(1).normal(size=(20, 16)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    batch_scores, batch_ids = memory.search_batch(1, queries, 10)
+    for i in (0, 7, 19):
+        scores, ids = memory.search_batch(1, queries[i : i + 1], 10)
+        assert np.array_equal(ids[0], batch_ids[i]) and np.allclose(scores[0], batch_scores[i], atol=1e-5)
+    engine.save(str(tmp_path / "ctx"))
+    loaded = Engine(lm, index="ivf", nprobe=8)
+    loaded.load(str(tmp_path / "ctx"))
+    assert loaded.memory.indexes[1].max_codes == memory.indexes[1].max_codes
+    assert np.array_equal(loaded.memory.search_batch(1, queries, 10)[1], batch_ids)
+
+
 def test_saved_context_is_mapped_back_and_continues_the_same(tmp_path):
     lm = small_lm(query_shift=True)  # its last encoder state is saved too
     context, prompt = text(3000, seed=11), text(40, seed=12)
