@@ -283,6 +283,9 @@ class Engine:
             raise HashHopError(f"index must be auto, flat or ivf, got {index!r}")
         self.top_k, self.exact, self.index, self.nprobe = top_k, exact, index, nprobe
         self.reach = self.net.encoder.reach
+        with torch.inference_mode():  # every byte's input vector, and the encoder's first convolution of each
+            self.byte_inputs = self._embed(torch.arange(256))
+            self.tap_table = self.net.encoder.tap_table(self.byte_inputs)
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
@@ -344,8 +347,9 @@ class Engine:
             for a in range(0, tail_start, PREFILL_CHUNK):
                 b = min(tail_start, a + PREFILL_CHUNK)
                 lo = max(0, a - reach + 1)
-                x = self._embed(torch.from_numpy(buf[lo:b].astype(np.int64)))
-                states = self.net.encoder(x[None])[0, a - lo :]  # positions a .. b-1
+                ids = torch.from_numpy(buf[lo:b].astype(np.int64))
+                x = self.byte_inputs[ids]
+                states = self.net.encoder.forward_symbols(ids, x, self.tap_table)[a - lo :]  # positions a .. b-1
                 # the state at p completes entry p - reach + 1: entries before a keep their keys in `carry`
                 keys = np.concatenate([carry, self._keys(states)])  # entries max(0, a-reach+1) .. b-1
                 # entry e's value: value(state at e + reach - 1) + next_value(embedding at e + 1)
@@ -375,8 +379,8 @@ class Engine:
         windows, window = windows or SAMPLE_WINDOWS, window or SAMPLE_WINDOW
         keys = []
         for start in np.linspace(0, max(0, len(buf) - window), windows).astype(int):
-            x = self._embed(torch.from_numpy(buf[start : start + window].astype(np.int64)))
-            keys.append(self._keys(self.net.encoder(x[None])[0][self.reach :]))
+            ids = torch.from_numpy(buf[start : start + window].astype(np.int64))
+            keys.append(self._keys(self.net.encoder.forward_symbols(ids, self.byte_inputs[ids], self.tap_table)[self.reach :]))
         return np.concatenate(keys)
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:

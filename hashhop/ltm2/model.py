@@ -63,6 +63,27 @@ class Encoder(nn.Module):
             h = h + F.gelu(conv(F.pad(h, (self.kernel - 1, 0))))
         return self.norm(h.transpose(1, 2))
 
+    def tap_table(self, symbols: torch.Tensor) -> torch.Tensor:
+        """(S, d) the input vector of each of S symbols -> (kernel * (S + 1), d): the first convolution's term for
+        each symbol at each tap (row S of each tap block: the zero padding before the first position)."""
+        conv, k = self.convs[0], self.kernel
+        padded = torch.cat([symbols, symbols.new_zeros(1, symbols.shape[1])])
+        return torch.einsum("si,oij->jso", padded, conv.weight).reshape(k * len(padded), -1).contiguous()
+
+    def forward_symbols(self, ids: torch.Tensor, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` of one sequence whose inputs come from a fixed symbol table (bytes): ids (t,), their input
+        vectors x (t, d), :meth:`tap_table` of the table -> (t, d). The first convolution of symbols is a sum of
+        ``kernel`` table rows per position (one gather-add instead of a kernel x d x d product): the prefill's
+        encoder costs about a third less, exactly (to float rounding)."""
+        k = self.kernel
+        symbols = len(table) // k  # S + 1
+        taps = F.pad(ids, (k - 1, 0), value=symbols - 1).unfold(0, k, 1) + torch.arange(k) * symbols  # (t, k)
+        h = x + F.gelu(F.embedding_bag(taps, table, mode="sum") + self.convs[0].bias)
+        h = h.T[None]
+        for conv in self.convs[1:]:
+            h = h + F.gelu(conv(F.pad(h, (k - 1, 0))))
+        return self.norm(h[0].T)
+
 
 class LocalAttention(nn.Module):
     """Causal attention over the last ``window`` positions (computed in chunks: a chunk's keys are itself and the chunk before)."""

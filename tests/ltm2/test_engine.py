@@ -259,3 +259,16 @@ def test_log_length_reads_are_the_learnt_sharpness_at_the_reference_length():
     lm_fixed, lm_scaled = small_lm(), small_lm(log_length_reads=True)
     data = text(300, seed=13)
     assert (dense_logprobs(lm_fixed, data) - dense_logprobs(lm_scaled, data)).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("layers,kernel", [(1, 4), (2, 8), (3, 5)])
+def test_encoder_over_byte_table_is_the_convolution(layers, kernel):
+    """The prefill's encoder: the first convolution as a sum of per-byte tap rows gives the dense encoder's states."""
+    lm = small_lm(encoder_layers=layers, conv_kernel=kernel)
+    encoder = lm.blocks[0].mixer.encoder
+    ids = torch.tensor(list(text(500, seed=14)))
+    with torch.no_grad():
+        inputs = lm.blocks[0].norm1(lm.embed(torch.arange(256)))
+        x = inputs[ids]
+        fast = encoder.forward_symbols(ids, x, encoder.tap_table(inputs))
+        assert (fast - encoder(x[None])[0]).abs().max() < 1e-5
