@@ -31,6 +31,7 @@ PREFILL_CHUNK = 1 << 16  # bytes the encoder runs over at once
 IVF_MIN_BYTES = 1_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
 SAMPLE_WINDOWS, SAMPLE_WINDOW = 48, 8192  # where IVF lists are learnt from: 48 stretches of 8 KB over the context
 COMPACT_MIN_BYTES = 8192  # inverted lists over shorter contexts (tests) keep 8-bit keys: too few keys to learn PQ codes
+PQ_ROTATION = False  # compact keys: learn a rotation (OPQ) before the product quantiser
 PQ_DIMS_PER_BYTE = 2  # compact keys: one 8-bit product-quantiser code per 2 key dimensions (4 per byte lost half the right key's read share: benchmarks/ltm2_read_margin.py)
 LIST_ENTRIES = 1024  # compact memory: about this many entries per inverted list at any length, so a read scans about
 # nprobe x LIST_ENTRIES codes whether the context is 1M or 100M bytes (decode cost flat in the context)
@@ -83,6 +84,12 @@ class Memory:
                     index.by_residual = False  # code the keys themselves on the same [-1, 1] grid as the flat scan
                 index.nprobe = nprobe
                 self.quantizers.append(quantizer)
+                if self.compact and PQ_ROTATION:  # a learnt rotation that spreads the key's variance over the codes
+                    rotation = faiss.OPQMatrix(head_key_dim, head_key_dim // PQ_DIMS_PER_BYTE)
+                    rotation.niter, rotation.max_train_points = 8, 16384  # seconds, not minutes, of training
+                    self.quantizers.append(index)  # the wrapped index must outlive its wrapper too
+                    index = faiss.IndexPreTransform(rotation, index)
+                    self.quantizers.append(rotation)
             elif exact:
                 index = faiss.IndexFlatIP(head_key_dim)
             else:  # unit keys: one uniform 8-bit grid over [-1, 1]
@@ -194,10 +201,11 @@ class Memory:
             except RuntimeError:  # an index type faiss cannot map: read it
                 index = faiss.read_index(path)
             memory.indexes.append(index)
-        memory.quantizers = [faiss.downcast_index(i.quantizer) for i in memory.indexes if hasattr(i, "nprobe")]
-        for index in memory.indexes:  # not in faiss's file format
-            if memory.compact and hasattr(index, "nprobe"):
-                index.max_codes = SCAN_CAP_LISTS * index.nprobe * LIST_ENTRIES
+        ivfs = [_inverted(i) for i in memory.indexes]
+        memory.quantizers = [faiss.downcast_index(i.quantizer) for i in ivfs if i is not None]
+        for ivf in ivfs:  # not in faiss's file format
+            if memory.compact and ivf is not None:
+                ivf.max_codes = SCAN_CAP_LISTS * ivf.nprobe * LIST_ENTRIES
         memory._values = np.load(os.path.join(folder, "values.npy"), mmap_mode="r")
         memory._scales = np.load(os.path.join(folder, "scales.npy"), mmap_mode="r")
         memory.count = memory.frozen = info["count"]
@@ -241,6 +249,14 @@ class Memory:
         ids = 8 if self.quantizers else 0
         value_bytes = self.value_dim * 4 if self.exact else self._value_width() + 2
         return self.count * (self.heads * (key_bytes + ids) + value_bytes)
+
+
+def _inverted(index):
+    """The inverted-list index inside ``index`` (itself, or behind a rotation), or None for a flat one."""
+    try:
+        return _faiss().extract_index_ivf(index)
+    except RuntimeError:
+        return None
 
 
 def _one_thread(call, *args):

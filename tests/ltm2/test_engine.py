@@ -7,6 +7,7 @@ import torch
 from hashhop.errors import HashHopError
 from hashhop.lab.mixers import MixerConfig
 from hashhop.lab.model import LM, ModelConfig
+from hashhop.ltm2 import engine as engine_module
 from hashhop.ltm2.engine import PQ_DIMS_PER_BYTE, Engine
 
 
@@ -206,16 +207,18 @@ def test_compact_codes_under_inverted_lists():
     assert np.array_equal(_unpack4(_pack4(coded), 7), coded.astype(np.float32))
 
 
-def test_decode_searches_and_scan_cap(tmp_path):
+@pytest.mark.parametrize("rotate", [False, True])
+def test_decode_searches_and_scan_cap(tmp_path, rotate, monkeypatch):
     """A decode step's search (one query, one OpenMP thread) finds what a batched search finds; the compact index
     caps the codes a read scans (unequal lists), and the cap survives a save and a memory-mapped load."""
-    from hashhop.ltm2.engine import LIST_ENTRIES, SCAN_CAP_LISTS
+    from hashhop.ltm2.engine import LIST_ENTRIES, SCAN_CAP_LISTS, _inverted
 
+    monkeypatch.setattr(engine_module, "PQ_ROTATION", rotate)
     lm = small_lm(key_dim=32, value_dim=8)
     engine = Engine(lm, index="ivf", nprobe=8)
     engine.prefill(text(12000, seed=13))
     memory = engine.memory
-    assert memory.compact and memory.indexes[0].max_codes == SCAN_CAP_LISTS * 8 * LIST_ENTRIES
+    assert memory.compact and _inverted(memory.indexes[0]).max_codes == SCAN_CAP_LISTS * 8 * LIST_ENTRIES
     queries = np.random.default_rng(1).normal(size=(20, 16)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     batch_scores, batch_ids = memory.search_batch(1, queries, 10)
@@ -225,7 +228,8 @@ def test_decode_searches_and_scan_cap(tmp_path):
     engine.save(str(tmp_path / "ctx"))
     loaded = Engine(lm, index="ivf", nprobe=8)
     loaded.load(str(tmp_path / "ctx"))
-    assert loaded.memory.indexes[1].max_codes == memory.indexes[1].max_codes
+    assert _inverted(loaded.memory.indexes[1]).max_codes == _inverted(memory.indexes[1]).max_codes
+    assert len(loaded.memory.quantizers) == 2
     assert np.array_equal(loaded.memory.search_batch(1, queries, 10)[1], batch_ids)
 
 
