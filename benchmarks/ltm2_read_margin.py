@@ -50,18 +50,21 @@ def main() -> None:
     ap.add_argument("--weights", default=WEIGHTS)
     ap.add_argument("--lengths", default="100k,1M")
     ap.add_argument("--queries", type=int, default=8)
+    ap.add_argument("--hops", type=int, choices=(1, 2), default=1, help="2: the first read of 2 hops with chain of thought (link `Q = H2` asked as `Q = '`)")
     ap.add_argument("--pq-dims-per-byte", type=int, default=None, help="compact keys: key dimensions per PQ byte (default: the engine's)")
+    ap.add_argument("--rotate", action="store_true", help="compact keys: a learnt rotation (OPQ) before the product quantiser")
     ap.add_argument("--section", default="ltm2_read_margin")
     args = ap.parse_args()
-    if args.pq_dims_per_byte:
-        import hashhop.ltm2.engine as engine_module
+    import hashhop.ltm2.engine as engine_module
 
+    if args.pq_dims_per_byte:
         engine_module.PQ_DIMS_PER_BYTE = args.pq_dims_per_byte
+    engine_module.PQ_ROTATION = engine_module.PQ_ROTATION or args.rotate
     lm = load_ltm2(args.weights)
     net, read = lm.blocks[0].mixer, lm.blocks[0].mixer.blocks[0].read
     rows = []
     for length in (parse_size(x) for x in args.lengths.split(",")):
-        problem = plan(HashHopSpec(context_tokens=length, tokenizer="chars", hops=1, hash_length=16, num_queries=args.queries, seed=3))
+        problem = plan(HashHopSpec(context_tokens=length, tokenizer="chars", hops=args.hops, chain_of_thought=True, hash_length=16, num_queries=args.queries, seed=3))
         prompt = problem.prompt.encode()
         exact, compact = Engine(lm, index="flat", exact=True), Engine(lm, index="ivf")
         exact.prefill(prompt)
@@ -69,8 +72,9 @@ def main() -> None:
         first = margins = reads = found = 0
         share = compact_share = 0.0
         for chain in problem.queries:
-            target = prompt.index(f"{chain.query} = '".encode()) + len(chain.query) + 3
-            request = native_request(problem.prompt, 1, False, chain.query).encode()
+            # the entry whose value starts with the link's value: the quote of `Q = 'V'`, the space of `Q = H2`
+            target = prompt.index(f"{chain.query} = ".encode()) + len(chain.query) + (3 if args.hops == 1 else 2)
+            request = native_request(problem.prompt, args.hops, args.hops > 1, chain.query).encode()
             queries = first_read_queries(lm, request)
             scores, ids = exact.memory.search(queries, 64)
             compact_scores, compact_ids = compact.memory.search(queries, 64)
@@ -85,15 +89,16 @@ def main() -> None:
                 if ids[head][0] == target:
                     first += 1
                     margins += float(scores[head][0] - scores[head][1])
-        rows.append((length, first, reads, margins / max(1, first), share / reads, found, compact_share / reads))
+        kept = compact.bytes_per_context_byte()
+        rows.append((length, first, reads, margins / max(1, first), share / reads, found, compact_share / reads, kept))
         print(rows[-1], flush=True)
     command = "python benchmarks/ltm2_read_margin.py " + " ".join(sys.argv[1:])
     lines = [
-        f"LTM-2's first read on 1-hop HashHop (16-letter hashes): is the right entry the best key (exact keys, every entry), by what cosine margin, what share of the read it gets, and whether the compact long-context index (product-quantised keys in inverted lists, 32 probed) finds it. Command: `{command.strip()}`.",
+        f"LTM-2's first read on {'1-hop HashHop' if args.hops == 1 else '2-hop HashHop with chain of thought (its first link)'} (16-letter hashes): is the right entry the best key (exact keys, every entry), by what cosine margin, what share of the read it gets, and whether the compact long-context index (product-quantised keys in inverted lists, 32 probed) finds it. Command: `{command.strip()}`.",
         "",
-        "| context chars | right entry ranked first (head-reads) | mean cosine margin when first | its mean share of the read (top 64 + sink) | in the compact index's top 64 | its share with the compact index's scores |",
-        "|---|---|---|---|---|---|",
-        *[f"| {n:,} | {f}/{r} | {m:.3f} | {w:.2f} | {c}/{r} | {cw:.2f} |" for n, f, r, m, w, c, cw in rows],
+        "| context chars | right entry ranked first (head-reads) | mean cosine margin when first | its mean share of the read (top 64 + sink) | in the compact index's top 64 | its share with the compact index's scores | compact bytes kept per context byte |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {n:,} | {f}/{r} | {m:.3f} | {w:.2f} | {c}/{r} | {cw:.2f} | {b:.0f} |" for n, f, r, m, w, c, cw, b in rows],
         "",
         "The memories hold the problem text without the query lines (about 100 bytes fewer entries than the real read sees).",
     ]
