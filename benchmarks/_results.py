@@ -42,15 +42,20 @@ def run_measured(cmd: list[str], **kwargs) -> tuple[float, float, subprocess.Com
 
 def update_section(name: str, body: str) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md, leaving the other sections alone."""
+    import fcntl
+
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = open(RESULTS).read() if os.path.exists(RESULTS) else "# Benchmark results\n\nEach section is written by the script it names.\n"
     block = f"{begin}\n{body.rstrip()}\n\n_Written {datetime.date.today()} on {machine()}._\n{end}"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = RESULTS + ".partial"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, RESULTS)
+    # benchmarks run side by side: one writer at a time, so no section written by another is lost
+    with open(RESULTS + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = open(RESULTS).read() if os.path.exists(RESULTS) else "# Benchmark results\n\nEach section is written by the script it names.\n"
+        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+        tmp = RESULTS + ".partial"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, RESULTS)
 
 
 def run_script(main) -> None:
