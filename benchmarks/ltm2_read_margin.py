@@ -52,14 +52,15 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=8)
     ap.add_argument("--hops", type=int, choices=(1, 2), default=1, help="2: the first read of 2 hops with chain of thought (link `Q = H2` asked as `Q = '`)")
     ap.add_argument("--pq-dims-per-byte", type=int, default=None, help="compact keys: key dimensions per PQ byte (default: the engine's)")
-    ap.add_argument("--rotate", action="store_true", help="compact keys: a learnt rotation (OPQ) before the product quantiser")
+    ap.add_argument("--rotate", choices=("on", "off"), default=None, help="compact keys: a learnt rotation (OPQ) before the product quantiser (default: the engine's)")
     ap.add_argument("--section", default="ltm2_read_margin")
     args = ap.parse_args()
     import hashhop.ltm2.engine as engine_module
 
     if args.pq_dims_per_byte:
         engine_module.PQ_DIMS_PER_BYTE = args.pq_dims_per_byte
-    engine_module.PQ_ROTATION = engine_module.PQ_ROTATION or args.rotate
+    if args.rotate:
+        engine_module.PQ_ROTATION = args.rotate == "on"
     lm = load_ltm2(args.weights)
     net, read = lm.blocks[0].mixer, lm.blocks[0].mixer.blocks[0].read
     rows = []
