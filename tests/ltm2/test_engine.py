@@ -196,7 +196,9 @@ def test_compact_codes_under_inverted_lists():
     flat, ivf = Engine(lm, index="flat"), Engine(lm, index="ivf", nprobe=100_000)
     a, b = flat.prefill(data), ivf.prefill(data)
     assert ivf.memory.compact and not flat.memory.compact
-    assert (torch.log_softmax(a, -1) - torch.log_softmax(b, -1)).abs().max() < 0.15
+    # 4 key dimensions per 8-bit code move a random network's blurred reads by ~0.15 (2 per code: ~0.1); wrong ids or
+    # values would move them by whole nats
+    assert (torch.log_softmax(a, -1) - torch.log_softmax(b, -1)).abs().max() < 0.3
     heads, hk, dv = 2, 16, 8
     per_entry = heads * (hk // PQ_DIMS_PER_BYTE + 8) + dv // 2 + 2  # PQ codes and ids per head, packed values, their scale
     assert ivf.memory.nbytes() == ivf.memory.count * per_entry
