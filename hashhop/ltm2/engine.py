@@ -65,6 +65,7 @@ class Memory:
         self.compact = compact and bool(nlist) and not exact and head_key_dim % (2 * PQ_DIMS_PER_BYTE) == 0
         self.indexes = []
         self.quantizers = []  # IVF: each index's coarse quantizer must outlive it
+        self._wrapped = []  # rotated IVF: the inner index and the rotation must outlive their wrapper
         corners = np.stack([-np.ones(head_key_dim), np.ones(head_key_dim)]).astype(np.float32)
         for _ in range(heads):
             if nlist:  # inverted lists: a read scans the nprobe lists nearest its query, not every entry
@@ -87,9 +88,8 @@ class Memory:
                 if self.compact and PQ_ROTATION:  # a learnt rotation that spreads the key's variance over the codes
                     rotation = faiss.OPQMatrix(head_key_dim, head_key_dim // PQ_DIMS_PER_BYTE)
                     rotation.niter, rotation.max_train_points = 8, 16384  # seconds, not minutes, of training
-                    self.quantizers.append(index)  # the wrapped index must outlive its wrapper too
+                    self._wrapped += [index, rotation]
                     index = faiss.IndexPreTransform(rotation, index)
-                    self.quantizers.append(rotation)
             elif exact:
                 index = faiss.IndexFlatIP(head_key_dim)
             else:  # unit keys: one uniform 8-bit grid over [-1, 1]
@@ -203,6 +203,7 @@ class Memory:
             memory.indexes.append(index)
         ivfs = [_inverted(i) for i in memory.indexes]
         memory.quantizers = [faiss.downcast_index(i.quantizer) for i in ivfs if i is not None]
+        memory._wrapped = []  # a read index owns what it wraps
         for ivf in ivfs:  # not in faiss's file format
             if memory.compact and ivf is not None:
                 ivf.max_codes = SCAN_CAP_LISTS * ivf.nprobe * LIST_ENTRIES

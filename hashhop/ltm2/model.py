@@ -240,5 +240,7 @@ class LTM2(nn.Module):
         product-quantised key (one byte per 4 rotated dimensions: the engine's ``PQ_DIMS_PER_BYTE``) and its inverted
         list's 8-byte id, a 4-bit value and its fp16 scale. (Shorter contexts keep 8-bit keys and values:
         ``1 + key_dim + value_dim + 2``.)"""
+        from hashhop.ltm2.engine import PQ_DIMS_PER_BYTE
+
         heads = self.cfg.memory_heads
-        return length * (1 + heads * (self.cfg.key_dim // heads // 4 + 8) + (self.cfg.value_dim + 1) // 2 + 2)
+        return length * (1 + heads * (self.cfg.key_dim // heads // PQ_DIMS_PER_BYTE + 8) + (self.cfg.value_dim + 1) // 2 + 2)
