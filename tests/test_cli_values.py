@@ -132,6 +132,7 @@ COMMANDS = {
             "--out": values("{tmp}/w2.safetensors", "{folder}/x.safetensors", "{file}/x.safetensors", "{tmp}/w.txt"),
             "--model": values("ltm", "ltm2"),
             "--threads": values("1", "0"),
+            "--read-steps": values("0", "3", "-1", "10000001"),
         },
         ["--no-progress"],
     ),

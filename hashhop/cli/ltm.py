@@ -37,6 +37,7 @@ def _add_train(sub) -> None:
     p.add_argument("--runs", default="runs/ltm2", help="ltm2: the lab run folder (checkpoints; rerun the command to resume)")
     p.add_argument("--corpus", default=None, help="ltm2: the training code corpus (built there from pinned packages if missing)")
     p.add_argument("--threads", type=int, default=None, help="ltm2: torch CPU threads")
+    p.add_argument("--read-steps", type=int, default=None, help="ltm2: steps of the second stage (the auxiliary read loss; 0: none; default the config's)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_run_train)
 
@@ -48,7 +49,7 @@ def _run_train(args) -> int:
 
     command = "hashhop train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"] else "hashhop train"
     if args.model == "ltm2":
-        from hashhop.ltm2.config import STEPS, ltm2_config
+        from hashhop.ltm2.config import READ_STEPS, STEPS, ltm2_config
         from hashhop.ltm2.config import WEIGHTS as LTM2_WEIGHTS
         from hashhop.ltm2.train import train_ltm2
 
@@ -56,14 +57,17 @@ def _run_train(args) -> int:
         if not out.endswith(".safetensors"):
             raise HashHopError("--out names the weights file: PATH.safetensors (its model card PATH.card.md goes next to it)")
         steps = STEPS if args.steps is None else args.steps
+        read_steps = READ_STEPS if args.read_steps is None else args.read_steps
         ltm2_config("corpus", steps, args.seed, threads=args.threads)  # one-line errors before any work
+        if read_steps:
+            ltm2_config("corpus", read_steps, args.seed, threads=args.threads, stage=2)
         try:
             os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         except OSError as err:
             raise HashHopError(f"cannot create the folder for {out}: {err.strerror or err}") from None
         check_output_file(out, "weights file")
         summary = train_ltm2(
-            out, args.runs, args.corpus, steps, args.seed, args.threads, progress_on(args), command.strip()
+            out, args.runs, args.corpus, steps, args.seed, args.threads, progress_on(args), command.strip(), read_steps=read_steps
         )
         print(f"trained {summary['params']:,} parameters for {summary['steps']} steps; wrote {summary['weights']} and {summary['card']}")
         return 0

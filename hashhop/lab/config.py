@@ -51,6 +51,10 @@ class RunConfig:
     eval_lengths: tuple[int, ...] = ()  # length generalisation at the end (task seq_len values)
     seed: int = 0
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    # The auxiliary read loss's weight (0: off): tasks that know where an answer is copied from (ltm_mixture) give
+    # each memory read its target entries, and the loss is -log of the read's share on them (mixers with reads: ltm2).
+    read_loss: float = 0.0
+    init_from: str | None = None  # start from these weights (a .safetensors file or a finished run's folder)
 
     def __post_init__(self) -> None:
         """One-line errors naming the field; its parts (task, model, mixer, optim) checked themselves when they were made."""
@@ -74,6 +78,9 @@ class RunConfig:
         whole("seed", self.seed, 0, MAX_SEED)
         if self.threads is not None:
             whole("threads", self.threads, 1, 4096)
+        number("read_loss", self.read_loss, 0, 100)
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise HashHopError(f"init_from must be a weights file or run folder path, got {show(self.init_from)}")
         tokens = self.batch_size * max((self.task.seq_len, *self.eval_lengths))
         if tokens > MAX_BATCH_TOKENS:
             raise HashHopError(

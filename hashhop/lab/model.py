@@ -51,11 +51,20 @@ class Block(nn.Module):
             self.norm2 = nn.LayerNorm(d)
             self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.mixer(self.norm1(x))
+    def forward(self, x: torch.Tensor, read_targets: torch.Tensor | None = None):
+        """(b, t, d) -> (b, t, d); with ``read_targets`` (a mixer with memory reads: ltm2) also its auxiliary read
+        loss and how many reads it covers."""
+        aux = None
+        if read_targets is None:
+            x = x + self.mixer(self.norm1(x))
+        else:
+            if not getattr(self.mixer, "supervised_reads", False):
+                raise HashHopError(f"mixer {self.mixer.__class__.__name__} has no memory reads to supervise: read_loss needs ltm2")
+            y, *aux = self.mixer(self.norm1(x), read_targets=read_targets)
+            x = x + y
         if self.mlp is not None:
             x = x + self.mlp(self.norm2(x))
-        return x
+        return x if aux is None else (x, *aux)
 
 
 class LM(nn.Module):
@@ -77,7 +86,9 @@ class LM(nn.Module):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, read_targets: torch.Tensor | None = None):
+        """Token ids (b, t) -> logits (b, t, vocab). With ``read_targets`` (the lab's auxiliary read loss): also the
+        read loss summed over the targeted reads and their number, as (logits, loss_sum, reads)."""
         x = self.embed(idx)
         if self.positions is not None:
             if idx.shape[1] > self.cfg.max_len:
@@ -86,9 +97,15 @@ class LM(nn.Module):
                     "use rope, alibi or none, or a larger max_len"
                 )
             x = x + self.positions(torch.arange(idx.shape[1], device=idx.device))
+        if read_targets is None:
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.norm(x))
+        aux, count = x.new_zeros(()), 0
         for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x))
+            x, loss, covered = block(x, read_targets)
+            aux, count = aux + loss, count + covered
+        return self.head(self.norm(x)), aux, count
 
     def state_bytes(self, length: int) -> int:
         """Per-sequence inference state of all mixers after ``length`` tokens."""

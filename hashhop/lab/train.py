@@ -40,10 +40,32 @@ def maybe_init_distributed() -> None:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
-def batch_for(cfg: RunConfig, step: int, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The global batch of a step: the same on every rank and every run with this seed."""
+def batch_for(cfg: RunConfig, step: int, stream: int = 0, read_targets: bool = False) -> tuple[torch.Tensor, ...]:
+    """The global batch of a step: the same on every rank and every run with this seed. With ``read_targets`` (the
+    auxiliary read loss) the task adds a third tensor: the memory entries each read should find."""
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + stream * 7_919_977 + step)
-    return make_batch(cfg.task, cfg.batch_size, generator)
+    task = replace(cfg.task, extra={**cfg.task.extra, "read_targets": True}) if read_targets else cfg.task
+    batch = make_batch(task, cfg.batch_size, generator)
+    if read_targets and len(batch) != 3:
+        raise HashHopError(f"task {cfg.task.name} gives no read targets: read_loss needs ltm_mixture")
+    return batch
+
+
+def initial_weights(model: torch.nn.Module, source: str) -> None:
+    """Load ``init_from``: a .safetensors file or a finished run's folder (its model.safetensors), same shapes."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = os.path.join(source, "model.safetensors") if os.path.isdir(source) else source
+    try:
+        state = load_file(path)
+    except (OSError, SafetensorError) as err:
+        raise HashHopError(f"init_from {source}: cannot read weights from {path} ({err})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise HashHopError(f"init_from {source}: its weights do not fit this model ({first[1].strip() if len(first) > 1 else first[0]})") from None
 
 
 def answer_runs(targets: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -137,6 +159,8 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
                 f"checkpoint {ckpt} is not one of this run's checkpoints (its step is {str(start)[:40]}): remove it to start over"
             )
         history = _read_metrics(os.path.join(run_dir, "metrics.jsonl"), start, rewrite=rank == 0)
+    elif cfg.init_from:
+        initial_weights(model, cfg.init_from)
     ddp = model
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model)
@@ -151,18 +175,27 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
     step = start
     # The next batch is made on a thread while this one trains (torch releases the GIL in its kernels).
     prefetch = ThreadPoolExecutor(1)
-    upcoming = prefetch.submit(batch_for, cfg, start)
+    supervise = cfg.read_loss > 0
+    upcoming = prefetch.submit(batch_for, cfg, start, 0, supervise)
+    read_loss = None
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
-        inputs, targets = upcoming.result()
+        inputs, targets, *reads = upcoming.result()
         if step + 1 < cfg.steps:
-            upcoming = prefetch.submit(batch_for, cfg, step + 1)
+            upcoming = prefetch.submit(batch_for, cfg, step + 1, 0, supervise)
         n_labelled = int((targets != IGNORE).sum())
         shard = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
         inputs, targets = inputs[shard].to(device), targets[shard].to(device)
-        logits = ddp(inputs)
+        if supervise:  # normalised by the global batch's supervised reads, as the loss is by its labelled tokens
+            n_reads = int((reads[0] >= 0).any(-1).sum())
+            logits, read_sum, _ = ddp(inputs, read_targets=reads[0][shard].to(device))
+            read_loss = read_sum * world / max(1, n_reads)
+        else:
+            logits = ddp(inputs)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum") * world / max(1, n_labelled)
+        if read_loss is not None:
+            loss = loss + cfg.read_loss * read_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:
@@ -171,7 +204,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         tokens_seen += inputs.numel() * world
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item() / world:.3f}")
+            bar.set_postfix(loss=f"{loss.item() / world:.3f}", **({"read": f"{read_loss.item() / world:.2f}"} if read_loss is not None else {}))
         last = step + 1 == cfg.steps
         if (step + 1) % cfg.eval_every == 0 or last:
             now = time.perf_counter()
@@ -179,6 +212,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
             record = {
                 "step": step + 1,
                 "train_loss": loss.item() / world,
+                **({"train_read_loss": read_loss.item() / world} if read_loss is not None else {}),
                 "lr": lr_at(cfg, step),
                 **result,
                 "tokens_per_s": tokens_seen / max(1e-9, now - t0),

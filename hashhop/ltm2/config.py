@@ -30,21 +30,41 @@ MIXER = {
 }
 
 
-def ltm2_config(corpus: str, steps: int = STEPS, seed: int = 0, name: str = "ltm2", threads: int | None = None):
-    """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2)."""
+# Stage 2 (``read_steps`` > 0): from stage 1's weights, the same mixture with the auxiliary read loss: HashHop answers'
+# jumps to a link (and, without chain of thought, the intermediate hash for the first read) are the reads' targets.
+READ_STEPS = 800
+READ_LOSS = 0.3
+READ_LR = 1e-3
+
+
+def ltm2_config(
+    corpus: str,
+    steps: int = STEPS,
+    seed: int = 0,
+    name: str = "ltm2",
+    threads: int | None = None,
+    stage: int = 1,
+    init_from: str | None = None,
+):
+    """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
+    ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
+    batches), its own warmup and decay."""
     from hashhop.lab.config import RunConfig
 
+    lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
     return RunConfig.from_dict(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": SEQ_LEN, "extra": {"corpus": corpus}},
             "model": {"mixer": MIXER, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
-            "optim": {"lr": 3e-3, "weight_decay": 0.05, "warmup_steps": 100, "min_lr_ratio": 0.1},
+            "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": BATCH,
             "eval_every": 100,
             "eval_batches": 2,
-            "seed": seed,
+            "seed": seed + (stage - 1),
             "threads": threads,
+            "read_loss": 0.0 if stage == 1 else READ_LOSS,
+            "init_from": init_from,
         }
     )

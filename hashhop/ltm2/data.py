@@ -59,6 +59,8 @@ TRAIN_PACKAGES: tuple[str, ...] = ("sympy==1.13.3",)
 # at full size is long: probe in docs/ltm2.md) while the full-size rows teach them to stay sharp among many.
 SHORT_RECALL = 0.5
 MIN_SEQ_LEN = 256  # every component fits its smallest sample (one needle, one chain ...) in this many bytes
+READS = 2  # read targets are given for the first two memory reads (blocks 1 and 2)
+SOURCES = 1  # context bytes per read target (the loss accepts any of them)
 BUILD_HINT = "build it with python -m hashhop.ltm2.data --out PATH and set task.extra.corpus to PATH"
 
 Rng = np.random.Generator
@@ -111,6 +113,10 @@ class Built:
 
     parts: list[tuple[bytes, bool]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    # Read targets (the auxiliary read loss): (byte, read, sources) = the byte at index ``byte`` of the sample is
+    # a copy of the context byte at any index in ``sources``, and memory read number ``read`` (0: the first block's)
+    # should find it there. A read finds byte c in the entry c - 1 (an entry's value holds the byte after it).
+    reads: list[tuple[int, int, tuple[int, ...]]] = field(default_factory=list)
 
     def add(self, text: str | bytes, trained: bool = False) -> None:
         if text:
@@ -130,6 +136,14 @@ class Built:
                 mask[at : at + len(piece)] = True
             at += len(piece)
         return data, mask
+
+    def read_sources(self, length: int) -> np.ndarray:
+        """(length, READS, SOURCES) int64: for each byte of the sample and each read, the context bytes it copies
+        (-1: none), from :attr:`reads`."""
+        sources = np.full((length, READS, SOURCES), -1, dtype=np.int64)
+        for byte, read, found in self.reads:
+            sources[byte, read, : len(found)] = found[:SOURCES]
+        return sources
 
 
 def _rng(rng: Rng | int) -> Rng:
@@ -327,13 +341,43 @@ def build_hashhop(rng: Rng | int, length: int, corpus: np.ndarray | None = None)
     built = Built(meta={"component": "hashhop", "spec": spec, "prompt": prompt, "completion": completion})
     built.meta["filler"] = length - len(prompt) - 2 - len(completion)
     built.add(_filler(rng, built.meta["filler"], corpus))
+    prompt_at = len(built)
     built.add(prompt + "\n\n" + header)
     for chain in problem.queries:  # the completion, piece by piece: loss on each answer and its closing quote
         answer = chain.answer(cot)
         built.add(query_line(chain.query))
+        built.reads += hashhop_reads(chain, cot, prompt_at, len(built))
         built.add(answer + "'", trained=True)
         built.add("\n")
     return built
+
+
+def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Where a HashHop answer jumps to a link, for :attr:`Built.reads`: ``chain`` a
+    :class:`hashhop.task.formats.Chain` (hashes H1 .. Hk+1, its links' offsets in the prompt), ``prompt_at`` /
+    ``answer_at`` where the prompt and the answer start in the sample.
+
+    Only the jumps are targets; the bytes after one continue a copy (an induction read the network learns
+    anyway: its reads there are already sharp at training length, the jumps' are not). With chain of thought
+    (``H2 = H3 = ... = Hk+1``, or one hop): the first byte of H2 (out of the first link ``H1 = H2``, whose text
+    differs from the query ``H1 = '`` by the quote), the ``=`` after each written hash (out of the link it
+    starts) and the first byte of each later hash (the last link's is after a quote the answer does not have).
+    Without chain of thought (``Hk+1``): the answer's first byte is where the chain composes, so the first read is
+    pointed at the first link's value (H2, the intermediate) and the second read at the second link's."""
+    hashes, hops = chain.hashes, len(chain.hashes) - 1
+    link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
+
+    def value_at(m: int) -> int:  # where link m's value starts (after the opening quote of the last link)
+        return link_at[m] + len(hashes[m]) + 3 + (m == hops - 1)
+
+    if not cot and hops > 1:
+        return [(answer_at, 0, (value_at(0),)), (answer_at, 1, (value_at(1),))]
+    reads, at = [(answer_at, 0, (value_at(0),))], answer_at + len(hashes[1])
+    for m in range(1, hops):  # " = H(m+2)" out of link m, which starts with the hash just written
+        reads.append((at + 1, 0, (link_at[m] + len(hashes[m]) + 1,)))
+        reads.append((at + 3, 0, (value_at(m),)))
+        at += 3 + len(hashes[m + 1])
+    return reads
 
 
 def hashhop_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:
@@ -579,6 +623,8 @@ COMPONENTS: dict[str, Callable[[Rng | int, int, np.ndarray | None], Sample]] = {
     "needle": needle_sample,
     "vartrack": vartrack_sample,
 }
+# Components that can say where their answers are copied from (read targets for the auxiliary read loss).
+BUILDERS: dict[str, Callable[[Rng | int, int, np.ndarray | None], Built]] = {"hashhop": build_hashhop}
 
 
 # -- the lab task ------------------------------------------------------------------------------------------------
@@ -621,10 +667,14 @@ def mixture_weights(mix: object) -> tuple[list[str], np.ndarray]:
     return names, np.asarray(weights) / total
 
 
-def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """The lab task ``ltm_mixture``: each row one sample of ``cfg.seq_len + 1`` bytes from the mixture
     ``cfg.extra['mix']`` (default :data:`DEFAULT_MIX`), split into inputs and next-byte targets (-100 where no loss
-    is taken). Deterministic given ``generator``'s state; the code corpus is ``cfg.extra['corpus']``."""
+    is taken). Deterministic given ``generator``'s state; the code corpus is ``cfg.extra['corpus']``.
+
+    With ``cfg.extra['read_targets']`` a third tensor (batch, seq_len, READS, SOURCES): for the input at position p,
+    the memory entries (-1: none) each read should find to predict byte p + 1 (:meth:`Built.read_sources`; only
+    HashHop rows have them). The rows are the same with and without it."""
     import torch
 
     names, probs = mixture_weights(cfg.extra.get("mix", DEFAULT_MIX))
@@ -640,26 +690,41 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
         raise HashHopError(f"task.extra.short_recall must be a number from 0 to 1, got {short!r}")
     # One seed per row from the torch generator: the rows are independent and reproducible.
     seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
+    want_reads = bool(cfg.extra.get("read_targets", False))
     rows = np.empty((batch, length), dtype=np.int64)
     masks = np.empty((batch, length), dtype=bool)
+    sources = np.full((batch, length, READS, SOURCES), -1, dtype=np.int64) if want_reads else None
+
+    def sample(name: str, rng: Rng, size: int, row: int, lead: int) -> Sample:
+        if want_reads and name in BUILDERS:  # the same sample, built with its read targets
+            built = BUILDERS[name](rng, size, corpus)
+            found = built.read_sources(size)
+            sources[row, lead:] = np.where(found >= 0, found + lead, -1)
+            return built.render(size)
+        return COMPONENTS[name](rng, size, corpus)
+
     for i, seed in enumerate(seeds):
         rng = np.random.default_rng(seed)
         name = names[int(rng.choice(len(names), p=probs))]
         if short > 0 and name != "code" and length > MIN_SEQ_LEN and rng.random() < short:
             inner = _log_uniform(rng, MIN_SEQ_LEN, length - 1)
-            data, mask = COMPONENTS[name](rng, inner, corpus)
             lead = length - inner
+            data, mask = sample(name, rng, inner, i, lead)
             if corpus is not None:  # real code before the task, trained like any code
                 data, mask = _window(rng, corpus, lead) + data, np.concatenate([np.ones(lead, bool), mask])
             else:
                 data, mask = _prose(rng, lead - 1) + b"\n" + data, np.concatenate([np.zeros(lead, bool), mask])
         else:
-            data, mask = COMPONENTS[name](rng, length, corpus)
+            data, mask = sample(name, rng, length, i, 0)
         rows[i] = np.frombuffer(data, dtype=np.uint8)
         masks[i] = mask
     inputs = rows[:, :-1]
     targets = np.where(masks[:, 1:], rows[:, 1:], IGNORE)  # target t is byte t + 1 where byte t + 1 is trained
-    return torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets)
+    if sources is None:
+        return torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets)
+    # input p predicts byte p + 1; a copy of context byte c is read from entry c - 1
+    entries = np.where(sources[:, 1:] >= 0, sources[:, 1:] - 1, -1)
+    return torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets), torch.from_numpy(np.ascontiguousarray(entries))
 
 
 # -- the training code corpus ---------------------------------------------------------------------------------------

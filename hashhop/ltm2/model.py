@@ -167,10 +167,12 @@ class MemoryRead(nn.Module):
         delay: int,
         log_length: bool = False,
         previous: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        targets: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, int]:
         """Dense read: position q sees memory entries t <= q - delay (their values are complete by then)
         and the sink. keys (b, heads, t, hk) unit vectors; values (b, t, value_dim); previous (b, t, d) the encoder
-        states one position earlier (for a query shift)."""
+        states one position earlier (for a query shift). With ``targets`` (b, t, k): the entries (-1: none) position
+        q should read, it also returns the summed :meth:`target_loss` and how many positions it covers."""
         b, t, _ = h.shape
         q = self.queries(h, key, previous)
         if log_length:  # query q sees q - delay + 1 entries
@@ -181,7 +183,30 @@ class MemoryRead(nn.Module):
         k = torch.cat([sink_k, keys], dim=2)[:, :, :t]
         v = torch.cat([v.new_zeros(b, self.heads, delay, v.shape[-1]), v], dim=2)[:, :, :t]
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
-        return self.out(y.transpose(1, 2).reshape(b, t, -1))
+        out = self.out(y.transpose(1, 2).reshape(b, t, -1))
+        if targets is None:
+            return out
+        return out, *self.target_loss(q, k, targets, delay)
+
+    def target_loss(self, q: torch.Tensor, k: torch.Tensor, targets: torch.Tensor, delay: int) -> tuple[torch.Tensor, int]:
+        """The auxiliary read loss: at each position with targets, -log of the share of the read (averaged over
+        heads, so one head may do it) that lands on any of its target entries. q (b, heads, t, hk) the scaled
+        queries, k (b, heads, t, hk) the read's keys (``delay`` sink slots, then entry j at slot j + delay), targets
+        (b, t, k) entry ids, -1 for none. Returns (summed loss, positions)."""
+        total, count = q.new_zeros(()), 0
+        for row in range(q.shape[0]):
+            at = (targets[row] >= 0).any(-1).nonzero()[:, 0]
+            if len(at) == 0:
+                continue
+            logits = torch.einsum("hnk,htk->hnt", q[row][:, at], k[row])  # (heads, n, t): each slot's logit
+            logits = logits.masked_fill(torch.arange(k.shape[2], device=q.device)[None, None, :] > at[None, :, None], float("-inf"))
+            slots = targets[row, at] + delay  # (n, k)
+            wanted = torch.gather(logits, 2, slots.clamp(min=0)[None].expand(len(logits), -1, -1))
+            wanted = wanted.masked_fill((targets[row, at] < 0)[None], float("-inf"))
+            share = torch.logsumexp(wanted, -1) - torch.logsumexp(logits, -1)  # (heads, n) log share per head
+            total = total - (torch.logsumexp(share, 0) - math.log(len(share))).sum()
+            count += len(at)
+        return total, count
 
 
 class Block(nn.Module):
@@ -197,6 +222,8 @@ class Block(nn.Module):
 @register_mixer("ltm2")
 class LTM2(nn.Module):
     """Encoder writes keys and values; ``cfg.layers`` blocks of local attention, a memory read and an MLP."""
+
+    supervised_reads = True  # forward takes read_targets (the lab's auxiliary read loss)
 
     def __init__(self, cfg: MixerConfig) -> None:
         super().__init__()
@@ -223,17 +250,27 @@ class LTM2(nn.Module):
         values = F.pad(self.value(states)[:, ahead:], (0, 0, 0, min(ahead, t))) + F.pad(self.next_value(x)[:, 1:], (0, 0, 0, 1))
         return keys, values
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, read_targets: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, int]:
+        """(b, t, d) -> (b, t, d). With ``read_targets`` (b, t, reads, k): entry ids (-1: none) that block i's read
+        should find at each position (the training data's :meth:`hashhop.ltm2.data.Built.read_sources`), it also
+        returns the auxiliary read loss summed over the targeted (position, read) pairs and their number."""
         states = self.encoder(x)
         keys, values = self.write(x, states)
         previous = F.pad(states, (0, 0, 1, 0))[:, :-1] if self.cfg.query_shift else None
         h = states
-        for block in self.blocks:
+        aux, count = h.new_zeros(()), 0
+        for i, block in enumerate(self.blocks):
             h = h + block.local(block.norm_local(h))
             if self.memory_enabled:
-                h = h + block.read(block.norm_read(h), self.key, keys, values, self.delay, self.cfg.log_length_reads, previous)
+                args = (block.norm_read(h), self.key, keys, values, self.delay, self.cfg.log_length_reads, previous)
+                if read_targets is not None and i < read_targets.shape[2]:
+                    read, loss, covered = block.read(*args, targets=read_targets[:, :, i])
+                    aux, count = aux + loss, count + covered
+                else:
+                    read = block.read(*args)
+                h = h + read
             h = h + block.mlp(block.norm_mlp(h))
-        return h
+        return h if read_targets is None else (h, aux, count)
 
     def state_bytes(self, length: int) -> int:
         """What the engine keeps per context byte over a long context (>= 1M bytes): the byte, per head a

@@ -3,7 +3,8 @@
 1. builds the training code corpus (``hashhop/ltm2/data.py``: pinned PyPI packages, never the held-out ones) if
    it is not there;
 2. trains the lab config :func:`hashhop.ltm2.config.ltm2_config` through the lab (``train_run``: checkpoints
-   every 100 steps, a rerun resumes; torchrun-ready);
+   every 100 steps, a rerun resumes; torchrun-ready), then its second stage (the auxiliary read loss) from the
+   first stage's weights;
 3. writes the weights with their run config in the metadata, and a model card next to them.
 """
 
@@ -16,7 +17,7 @@ import platform
 import time
 
 from hashhop.errors import HashHopError
-from hashhop.ltm2.config import CARD, STEPS, WEIGHTS, ltm2_config
+from hashhop.ltm2.config import CARD, READ_STEPS, STEPS, WEIGHTS, ltm2_config
 
 RUNS = "runs/ltm2"
 
@@ -35,6 +36,7 @@ def train_ltm2(
     progress: bool = True,
     command: str = "hashhop train --model ltm2",
     log=print,
+    read_steps: int = READ_STEPS,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card."""
     from hashhop.ltm2.data import build_train_corpus
@@ -53,11 +55,17 @@ def train_ltm2(
     from hashhop.lab.train import train_run
 
     summary = train_run(cfg, runs, progress=progress, log=log)
-    return ship(os.path.join(runs, cfg.name), out, summary, corpus_info, command, time.time() - started)
+    stages = [summary]
+    if read_steps:
+        cfg = ltm2_config(corpus, read_steps, seed, "ltm2_reads", threads, stage=2, init_from=os.path.join(runs, cfg.name))
+        stages.append(train_run(cfg, runs, progress=progress, log=log))
+    return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
 
 
-def ship(run_dir: str, out: str, summary: dict, corpus_info: dict, command: str, wall_s: float) -> dict:
-    """Write a finished run's weights to ``out`` (format hashhop-ltm2, run config in the metadata) and the card."""
+def ship(run_dir: str, out: str, stages: list[dict], corpus_info: dict, command: str, wall_s: float) -> dict:
+    """Write a finished run's weights to ``out`` (format hashhop-ltm2, run config in the metadata) and the card.
+    ``stages``: the lab summaries of the stages that made them, the last one's run folder is ``run_dir``."""
+    summary = stages[-1]
     from hashhop.checkpoint import save_checkpoint, write_atomically
     from hashhop.ltm2.load import FORMAT, load_ltm2
 
@@ -66,17 +74,32 @@ def ship(run_dir: str, out: str, summary: dict, corpus_info: dict, command: str,
     extra = config["task"]["extra"]
     if extra.get("corpus"):
         extra["corpus"] = os.path.basename(extra["corpus"])  # no machine paths in shipped weights
-    meta = {"format": FORMAT, "config": config, "params": summary["params"], "steps": summary["steps"]}
+    if config.get("init_from"):
+        config["init_from"] = os.path.basename(os.path.normpath(config["init_from"]))
+    steps = sum(stage["steps"] for stage in stages)
+    meta = {"format": FORMAT, "config": config, "params": summary["params"], "steps": steps, "stage_steps": [s["steps"] for s in stages]}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     save_checkpoint(out, model, None, meta)
-    write_atomically(card_path(out), model_card(summary, corpus_info, command, wall_s))
-    return {**summary, "weights": out, "card": card_path(out)}
+    write_atomically(card_path(out), model_card(stages, corpus_info, command, wall_s))
+    return {**summary, "steps": steps, "weights": out, "card": card_path(out)}
 
 
-def model_card(summary: dict, corpus_info: dict, command: str, wall_s: float) -> str:
+def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: float) -> str:
     from hashhop.ltm2.data import DEFAULT_MIX, SHORT_RECALL, TRAIN_PACKAGES
 
+    summary = stages[-1]
     cfg = summary["config"]
+    steps = " + ".join(str(s["steps"]) for s in stages)
+    total_steps = sum(s["steps"] for s in stages)
+    elapsed_s = sum(s["elapsed_s"] or 0 for s in stages)
+    second = (
+        f" Stage 2 ({stages[-1]['steps']} steps, seed {cfg['seed']}, lr {cfg['optim']['lr']}) starts from stage 1's"
+        f" weights and adds the auxiliary read loss (weight {cfg['read_loss']}): at each jump of a HashHop answer"
+        " to a link, -log of the first read's share on that link's entry (without chain of thought: the first read on"
+        " the intermediate hash, the second on the next link)."
+        if len(stages) > 1
+        else ""
+    )
     mixer = cfg["model"]["mixer"]
     machine = f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}"
     try:
@@ -91,15 +114,15 @@ A byte-level causal language model (256 symbols in, 256 out) with a learnt long-
 (`hashhop/ltm2/model.py`): a causal convolution encoder writes one key and one value per byte of context;
 every position of a small deep stack (local attention over {mixer['window']} bytes, a memory read, an MLP; {mixer['layers']}
 blocks) reads the memory with a learnt query, softmax over every earlier entry plus a sink. Nothing in the network,
-engine or server parses the text.
+engine or server parses the text.{second}
 
 | | |
 |---|---|
 | parameters | {summary['params']:,} |
 | command | `{command}` (it trains the lab config `hashhop/ltm2/config.py`, or finishes and ships a run folder that already holds it) |
-| seed | {cfg['seed']} |
-| steps x batch x bytes | {summary['steps']} x {cfg['batch_size']} x {cfg['task']['seq_len']} ({summary['steps'] * cfg['batch_size'] * cfg['task']['seq_len']:,} bytes) |
-| training time | {summary['elapsed_s']:.0f} s (the lab run's own clock, resumes included; written {datetime.date.today()}) |
+| seed | {stages[0]['config']['seed']}{f" (stage 1), {cfg['seed']} (stage 2)" if len(stages) > 1 else ""} |
+| steps x batch x bytes | {f'({steps})' if len(stages) > 1 else steps} x {cfg['batch_size']} x {cfg['task']['seq_len']} ({total_steps * cfg['batch_size'] * cfg['task']['seq_len']:,} bytes) |
+| training time | {elapsed_s:.0f} s (the lab runs' own clocks, resumes included; written {datetime.date.today()}) |
 | machine | {machine} |
 | final eval on the mixture (2 batches) | {_final(summary)} |
 
@@ -145,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m hashhop.ltm2.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--read-steps", type=int, default=READ_STEPS, help="steps of the second stage (auxiliary read loss); 0: none")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--runs", default=RUNS, help="the lab run folder (checkpoints; rerun to resume)")
@@ -153,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
-        summary = train_ltm2(args.out, args.runs, args.corpus, args.steps, args.seed, args.threads, not args.no_progress)
+        summary = train_ltm2(
+            args.out, args.runs, args.corpus, args.steps, args.seed, args.threads, not args.no_progress, read_steps=args.read_steps
+        )
     except HashHopError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

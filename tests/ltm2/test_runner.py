@@ -44,7 +44,7 @@ def shipped(tmp_path_factory):
     cfg = tiny_config()
     summary = train_run(cfg, str(root / "runs"), progress=False, log=lambda *_: None)
     out = str(root / "weights.safetensors")
-    ship(str(root / "runs" / cfg.name), out, summary, {"bytes": 0, "sha256": "-"}, "hashhop train --model ltm2 --steps 2", 1.0)
+    ship(str(root / "runs" / cfg.name), out, [summary], {"bytes": 0, "sha256": "-"}, "hashhop train --model ltm2 --steps 2", 1.0)
     return root, out
 
 

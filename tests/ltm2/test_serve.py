@@ -28,7 +28,7 @@ def weights(tmp_path_factory):
     cfg = tiny_config("serve")
     summary = train_run(cfg, str(root / "runs"), progress=False, log=lambda *_: None)
     out = str(root / "w.safetensors")
-    ship(str(root / "runs" / cfg.name), out, summary, {"bytes": 0, "sha256": "-"}, "test", 1.0)
+    ship(str(root / "runs" / cfg.name), out, [summary], {"bytes": 0, "sha256": "-"}, "test", 1.0)
     return out
 
 
