@@ -98,16 +98,26 @@ def make_mixer(cfg: MixerConfig) -> nn.Module:
 
 
 # -- attention ---------------------------------------------------------------------------------
-def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """RoPE on (batch, heads, length, head_dim), rotating feature pairs (i, i + head_dim/2)."""
-    _, _, length, dim = x.shape
+def rope_tables(length: int, dim: int, base: float = 10000.0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's cos and sin (length, dim // 2) for positions 0 .. length - 1."""
     half = dim // 2
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angles = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * freqs[None]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    freqs = base ** (-torch.arange(half, device=device, dtype=torch.float32) / half)
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * freqs[None]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate feature pairs (i, i + head_dim/2) of x (..., length, head_dim) by angles whose cos / sin are (length, half)."""
+    half = cos.shape[-1]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x[..., :half], x[..., half : 2 * half]
     rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return torch.cat([rotated, x[..., 2 * half :]], dim=-1) if dim % 2 else rotated
+    return torch.cat([rotated, x[..., 2 * half :]], dim=-1) if x.shape[-1] % 2 else rotated
+
+
+def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """RoPE on (batch, heads, length, head_dim), rotating feature pairs (i, i + head_dim/2)."""
+    return apply_rope(x, *rope_tables(x.shape[2], x.shape[3], base, x.device))
 
 
 def alibi_bias(heads: int, length: int, device) -> torch.Tensor:

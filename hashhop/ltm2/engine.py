@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hashhop.errors import HashHopError
-from hashhop.lab.mixers import rotary
+from hashhop.lab.mixers import apply_rope, rope_tables, rotary
 from hashhop.lab.model import LM
 from hashhop.ltm2.model import LTM2, read_gain
 
@@ -303,6 +303,9 @@ class Engine:
         with torch.inference_mode():  # every byte's input vector, and the encoder's first convolution of each
             self.byte_inputs = self._embed(torch.arange(256))
             self.tap_table = self.net.encoder.tap_table(self.byte_inputs)
+            self.padded_inputs = F.pad(self.byte_inputs, (0, 0, 0, 1))  # symbol 256: before the first byte (zeros)
+            # RoPE angles of the local windows' offsets 0 .. 2 x window - 1 (a decode step's keys keep their rotation)
+            self.rope = rope_tables(2 * self.cfg.window, self.cfg.d_model // self.cfg.n_heads)
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
@@ -318,10 +321,10 @@ class Engine:
             nlist = max(64, min(int(context_bytes**0.5), SAMPLE_WINDOWS * SAMPLE_WINDOW // 39)) if ivf else 0
         self.memory = Memory(cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact, nlist, self.nprobe, compact)
         self.text = bytearray()
-        self.window = deque(maxlen=self.reach)  # normalised embeddings of the last `reach` bytes
         self.pending_keys: dict[int, np.ndarray] = {}
         self.pending_values: dict[int, np.ndarray] = {}
         self.caches = [deque() for _ in self.net.blocks]  # per block: (position, k, v) of the local window
+        self.rotated: list[tuple | None] = [None for _ in self.net.blocks]  # per block, step()'s copy of it (below)
         self.logits: torch.Tensor | None = None
         self.last_state = torch.zeros(1, cfg.d_model)  # the encoder state at the last position (a query shift's input)
 
@@ -414,7 +417,6 @@ class Engine:
         return {
             "memory": self.memory.snapshot(),
             "length": len(self.text),
-            "window": list(self.window),
             "pending_keys": dict(self.pending_keys),
             "pending_values": dict(self.pending_values),
             "caches": [list(cache) for cache in self.caches],
@@ -425,9 +427,9 @@ class Engine:
     def restore(self, snap: dict) -> None:
         self.memory.restore(snap["memory"])
         del self.text[snap["length"] :]
-        self.window = deque(snap["window"], maxlen=self.reach)
         self.pending_keys, self.pending_values = dict(snap["pending_keys"]), dict(snap["pending_values"])
         self.caches = [deque(cache) for cache in snap["caches"]]
+        self.rotated = [None for _ in self.net.blocks]
         self.logits = snap["logits"]
         self.last_state = snap["last_state"]
 
@@ -466,23 +468,23 @@ class Engine:
     @torch.inference_mode()
     def step(self, byte: int) -> torch.Tensor:
         """Feed one byte (at position ``self.position``); return the logits of the byte after it."""
-        q = self.position
+        q, reach = self.position, self.reach
         self.text.append(byte)
         embedded = self.lm.embed(torch.tensor([byte]))
-        self.window.append(self.lm.blocks[0].norm1(embedded)[0])
-        window = torch.stack(list(self.window))[None]
-        state = self.net.encoder(window)[0, -1:]  # (1, d)
+        last = self.text[max(0, q + 1 - reach) :]
+        ids = torch.tensor([256] * (reach - len(last)) + list(last))  # the encoder's reach, padded before byte 0
+        state = self.net.encoder.last_state(ids, self.padded_inputs[ids], self.tap_table)  # (1, d)
         self.pending_keys[q] = self._keys(state)[0]
-        if q - self.reach + 1 >= 0:
-            value = self.net.value(state) + self.net.next_value(window[:, 1])
-            self.pending_values[q - self.reach + 1] = value.numpy()[0]
+        if q - reach + 1 >= 0:  # entry q - reach + 1 is complete: its value and the input vector of the byte after it
+            value = self.net.value(state) + self.net.next_value(self.padded_inputs[ids[1:2]])
+            self.pending_values[q - reach + 1] = value.numpy()[0]
         ready = q - self.reach  # entries a query at q may read: t <= q - reach
         if ready >= 0 and ready in self.pending_values:
             self.memory.add(self.pending_keys.pop(ready)[None], self.pending_values.pop(ready)[None])
         previous, self.last_state = self.last_state, state
         h = state
-        for block, cache in zip(self.net.blocks, self.caches):
-            h = h + self._local(block.local, block.norm_local(h), cache, q)
+        for i, block in enumerate(self.net.blocks):
+            h = h + self._local(i, block.local, block.norm_local(h), q)
             if self.net.memory_enabled:
                 h = h + self._read(block.read, block.norm_read(h), q, previous)
             h = h + block.mlp(block.norm_mlp(h))
@@ -490,20 +492,31 @@ class Engine:
         self.logits = self.lm.head(self.lm.norm(out))[0]
         return self.logits
 
-    def _local(self, attn, x: torch.Tensor, cache: deque, q: int) -> torch.Tensor:
+    def _local(self, block: int, attn, x: torch.Tensor, q: int) -> torch.Tensor:
+        """Block ``block``'s local attention at position q. RoPE depends on offsets only, so keys are rotated once,
+        by their offset from a base position that moves a window at a time (never by positions near 1e8), and kept
+        rotated in ``self.rotated[block]`` = (base, positions, keys, values) until the base moves."""
         w, heads = attn.window, attn.heads
         d = x.shape[-1]
         qv, k, v = attn.qkv(x).view(3, heads, d // heads)
+        cache = self.caches[block]
         cache.append((q, k, v))
         while cache[0][0] <= q - w:  # the dense forward's window: the last w positions
             cache.popleft()
-        base = cache[0][0]
-        ks = torch.stack([c[1] for c in cache], dim=1)[None]  # (1, heads, n, dh)
-        vs = torch.stack([c[2] for c in cache], dim=1)[None]
-        # RoPE depends on offsets only: rotate from the window's first position, never from 1e8
-        ks = rotary(ks)
-        qr = _rotary_at(qv[None, :, None], q - base)
-        y = F.scaled_dot_product_attention(qr, ks, vs)
+        rotated = self.rotated[block]
+        if rotated is None or q - rotated[0] >= 2 * w or rotated[1][-1] != q - 1:  # (re)rotate the window's keys
+            base = cache[0][0]
+            positions = [c[0] for c in cache]
+            keys = _rope(torch.stack([c[1] for c in cache], dim=1), self.rope, 0)
+            values = torch.stack([c[2] for c in cache], dim=1)
+        else:
+            base, positions, keys, values = rotated
+            drop = len(positions) - (len(cache) - 1)  # what fell out of the window
+            positions = positions[drop:] + [q]
+            keys = torch.cat([keys[:, drop:], _rope(k[:, None], self.rope, q - base)], dim=1)
+            values = torch.cat([values[:, drop:], v[:, None]], dim=1)
+        self.rotated[block] = (base, positions, keys, values)
+        y = F.scaled_dot_product_attention(_rope(qv[:, None], self.rope, q - base)[None], keys[None], values[None])
         return attn.out(y.reshape(1, d))
 
     def _read(self, read, x: torch.Tensor, q: int, previous: torch.Tensor) -> torch.Tensor:
@@ -511,20 +524,14 @@ class Engine:
         # the query at q sees q - reach + 1 entries (the dense forward's rule, trained in when log_length_reads)
         scale = read.log_scale.exp().clamp(max=100.0) * read_gain(q - self.reach + 1, self.cfg.log_length_reads)
         unit = read.unit_queries(x, self.net.key, previous)[0]  # (heads, hk)
-        scores, ids = self.memory.search(unit.numpy(), self.top_k)
+        scores, ids = self.memory.search(unit.numpy(), self.top_k)  # (heads, k) each, ids -1 past the entries
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
-        outs = []
-        for h in range(heads):
-            valid = ids[h] >= 0
-            logits = torch.cat([torch.from_numpy(np.ascontiguousarray(scores[h][valid])) * scale[h], sink[h : h + 1]])
-            weights = torch.softmax(logits, dim=0)[:-1]
-            if valid.any():
-                vals = read.value(torch.from_numpy(self.memory.values(ids[h][valid])))  # (k, value_dim)
-                per_head = vals.view(len(vals), heads, -1)[:, h]
-                outs.append(weights @ per_head)
-            else:
-                outs.append(torch.zeros(self.cfg.value_dim // heads))
-        return read.out(torch.cat(outs)[None])
+        logits = (torch.from_numpy(scores) * scale[:, None]).masked_fill(torch.from_numpy(ids < 0), float("-inf"))
+        weights = torch.softmax(torch.cat([logits, sink[:, None]], dim=1), dim=1)[:, :-1]  # (heads, k)
+        # every head's entries through this read's value map, each head keeping its own slice of it
+        vals = read.value(torch.from_numpy(self.memory.values(np.maximum(ids, 0))))  # (heads, k, value_dim)
+        per_head = vals.view(heads, ids.shape[1], heads, self.cfg.value_dim // heads)[torch.arange(heads), :, torch.arange(heads)]
+        return read.out(torch.einsum("hk,hkd->hd", weights, per_head).reshape(1, -1))
 
     @torch.inference_mode()
     def generate(self, max_bytes: int, stop: bytes | tuple[bytes, ...] = ()) -> bytes:
@@ -606,7 +613,7 @@ class Engine:
         if n_commit < n_new:
             self.pending_values[first_new + n_commit] = new_values[n_commit].numpy()
         self.pending_keys = {p: keys_all[p - s0].numpy() for p in range(max(commit_end, s0, 0), c1)}
-        self.window = deque(x[max(0, c1 - reach) - lo :], maxlen=reach)
+        self.rotated = [None for _ in self.net.blocks]
         return logits
 
     def _local_chunk(self, attn, x: torch.Tensor, cache: deque, c0: int) -> torch.Tensor:
@@ -673,7 +680,7 @@ def keys_raw(old: torch.Tensor, new: torch.Tensor, i: int, n_old: int) -> torch.
     return old[:, i] if i < n_old else new[:, i - n_old]
 
 
-def _rotary_at(x: torch.Tensor, position: int) -> torch.Tensor:
-    """RoPE of a single position (the one the dense forward gives index ``position``)."""
-    padded = F.pad(x, (0, 0, position, 0))
-    return rotary(padded)[:, :, -1:]
+def _rope(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor], offset: int) -> torch.Tensor:
+    """RoPE of (heads, n, dh) at offsets offset .. offset + n - 1 (``tables``: :func:`rope_tables`)."""
+    cos, sin = tables
+    return apply_rope(x, cos[offset : offset + x.shape[1]], sin[offset : offset + x.shape[1]])

@@ -84,6 +84,24 @@ class Encoder(nn.Module):
             h = h + F.gelu(conv(F.pad(h, (k - 1, 0))))
         return self.norm(h[0].T)
 
+    def last_state(self, ids: torch.Tensor, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_symbols` at the last position only (a decode step): ids (reach,) the last ``reach`` symbols,
+        the padding symbol (:meth:`tap_table`'s last) where they are before the first position; x (reach, d) their
+        input vectors, zeros for padding -> (1, d). Each layer runs at the positions the next one needs (the first at
+        (layers - 1) x (kernel - 1) + 1 of them, the last at one), as matrix products, not full convolutions."""
+        k = self.kernel
+        pad = len(table) // k - 1
+        n = (len(self.convs) - 1) * (k - 1) + 1
+        taps = ids.unfold(0, k, 1)[-n:] + torch.arange(k) * (pad + 1)  # (n, k)
+        h = x[-n:] + F.gelu(F.embedding_bag(taps, table, mode="sum") + self.convs[0].bias)
+        h = h * (ids[-n:] != pad)[:, None]  # positions before the first are zeros to the next layer, as in forward
+        for conv in self.convs[1:]:
+            n -= k - 1
+            windows = h.unfold(0, k, 1).reshape(n, -1)  # (n, d * k): (channel, tap) order, conv.weight's
+            h = h[-n:] + F.gelu(F.linear(windows, conv.weight.reshape(len(conv.weight), -1), conv.bias))
+            h = h * (ids[-n:] != pad)[:, None]
+        return self.norm(h[-1:])
+
 
 class LocalAttention(nn.Module):
     """Causal attention over the last ``window`` positions (computed in chunks: a chunk's keys are itself and the chunk before)."""

@@ -278,3 +278,20 @@ def test_encoder_over_byte_table_is_the_convolution(layers, kernel):
         x = inputs[ids]
         fast = encoder.forward_symbols(ids, x, encoder.tap_table(inputs))
         assert (fast - encoder(x[None])[0]).abs().max() < 1e-5
+
+
+def test_encoder_last_state_is_the_forward_at_the_last_position():
+    """A decode step's encoder state (only the positions each layer needs, padded before the first byte) is the
+    full convolution's state there, at the start of a text as later on, with more layers and other kernels too."""
+    for layers, kernel in ((2, 4), (3, 3), (1, 5)):
+        lm = small_lm(encoder_layers=layers, conv_kernel=kernel)
+        engine = Engine(lm)
+        encoder = lm.blocks[0].mixer.encoder
+        data = text(40, seed=layers)
+        with torch.no_grad():
+            dense = encoder(engine.byte_inputs[torch.tensor(list(data))][None])[0]
+            for q in range(len(data)):
+                last = list(data[max(0, q + 1 - encoder.reach) : q + 1])
+                ids = torch.tensor([256] * (encoder.reach - len(last)) + last)
+                got = encoder.last_state(ids, engine.padded_inputs[ids], engine.tap_table)
+                assert (got[0] - dense[q]).abs().max() < 1e-5, (layers, kernel, q)
