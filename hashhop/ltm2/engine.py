@@ -87,7 +87,9 @@ class Memory:
                 self.quantizers.append(quantizer)
                 if self.compact and PQ_ROTATION:  # a learnt rotation that spreads the key's variance over the codes
                     rotation = faiss.OPQMatrix(head_key_dim, head_key_dim // PQ_DIMS_PER_BYTE)
-                    rotation.niter, rotation.max_train_points = 8, 16384  # seconds, not minutes, of training
+                    # seconds of training, not tens: 4 rounds with 10 PQ iterations first, not 8 rounds with 40 (what the
+                    # rotation costs the reads is measured by benchmarks/ltm2_read_margin.py, its time by ltm2_code.py)
+                    rotation.niter, rotation.niter_pq_0, rotation.max_train_points = 4, 10, 16384
                     self._wrapped += [index, rotation]
                     index = faiss.IndexPreTransform(rotation, index)
             elif exact:
