@@ -77,8 +77,9 @@ def complete(runner: LTM2Runner, prompt: str, max_bytes: int, stops: tuple[bytes
     return runner.engine.generate(max_bytes, stops).decode("utf-8", errors="replace")
 
 
-def hashhop_rows(runners: dict, length: int, tasks, hash_length: int, alphabet, queries: int, seed: int) -> dict:
-    """(hops, cot) -> {variant: (right, asked)}."""
+def hashhop_rows(runners: dict, length: int, tasks, hash_length: int, alphabet, queries: int, seed: int, failures: list | None = None) -> dict:
+    """(hops, cot) -> {variant: (right, asked)}; each wrong answer goes to ``failures`` (when given) with how many of
+    its first bytes were right and whether its first hash was."""
     out = {}
     for hops, cot in tasks:
         problem = plan(
@@ -94,6 +95,13 @@ def hashhop_rows(runners: dict, length: int, tasks, hash_length: int, alphabet, 
                 expected = chain.answer(cot)
                 got = complete(runner, native_request(problem.prompt, hops, cot, chain.query), len(expected) + 2, (b"'", b"\n"))
                 right += got == expected + "'"
+                if failures is not None and got != expected + "'":
+                    prefix = next((i for i, (a, b) in enumerate(zip(got, expected + "'")) if a != b), min(len(got), len(expected) + 1))
+                    failures.append(
+                        {"variant": name, "context_chars": length, "hops": hops, "cot": cot, "hash_length": hash_length, "alphabet": alphabet,
+                         "query": chain.query, "expected": expected, "got": got, "right_prefix_bytes": prefix,
+                         "first_hash_right": got.startswith(chain.hashes[1 if cot or hops == 1 else -1])}
+                    )
             cell[name] = (right, len(problem.queries))
         out[(hops, cot)] = cell
     return out
@@ -159,7 +167,9 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="sections to skip: hashhop,shapes,ruler,formats")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--section", default="ltm2_recall", help="RESULTS.md section to write ('' for none)")
+    ap.add_argument("--failures", default="", help="write every wrong HashHop answer to this JSON-lines file (what it wrote, how far it was right)")
     args = ap.parse_args()
+    failures = [] if args.failures else None
     variants = [v.strip() for v in args.variants.split(",")]
     others = [v.strip() for v in args.other_variants.split(",")]
     skip = set(filter(None, args.skip.split(",")))
@@ -171,19 +181,19 @@ def main() -> None:
     if "hashhop" not in skip:
         for length in (parse_size(x) for x in args.lengths.split(",")):
             t0 = time.perf_counter()
-            rows = hashhop_rows(runners, length, HASHHOP_TASKS, 16, "letters", args.queries, args.seed)
+            rows = hashhop_rows(runners, length, HASHHOP_TASKS, 16, "letters", args.queries, args.seed, failures)
             parts.append(table(f"HashHop, Magic's format, {length:,} characters (16-letter hashes)", rows, variants, hop_label))
             print(parts[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
         for length in (parse_size(x) for x in filter(None, args.long_lengths.split(","))):
             t0 = time.perf_counter()
-            rows = hashhop_rows(runners, length, [(1, False), (2, True)], 16, "letters", args.queries, args.seed)
+            rows = hashhop_rows(runners, length, [(1, False), (2, True)], 16, "letters", args.queries, args.seed, failures)
             parts.append(table(f"HashHop, Magic's format, {length:,} characters (16-letter hashes)", rows, variants, hop_label))
             print(parts[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if "shapes" not in skip:
         length = parse_size(args.shapes_length)
         rows = {}
         for label, hash_length, alphabet in SHAPES:
-            got = hashhop_rows(other_runners, length, [(1, False), (2, True)], hash_length, alphabet, args.queries, args.seed)
+            got = hashhop_rows(other_runners, length, [(1, False), (2, True)], hash_length, alphabet, args.queries, args.seed, failures)
             rows[f"{label}, 1 hop"] = got[(1, False)]
             rows[f"{label}, 2 hops CoT"] = got[(2, True)]
         parts.append(table(f"Hash lengths and alphabets, {length:,} characters", rows, others, str))
@@ -199,6 +209,19 @@ def main() -> None:
         parts.append(table(f"Key-value layouts never trained on, {length:,} characters (12-letter keys and values)", rows, others, str))
         print(parts[-1], flush=True)
     elapsed = time.perf_counter() - started
+    if failures is not None:
+        import json
+
+        from hashhop.checkpoint import write_atomically
+
+        write_atomically(args.failures, "".join(json.dumps(f) + "\n" for f in failures))
+        for key in sorted({(f["variant"], f["context_chars"], f["hops"], f["cot"], f["hash_length"], f["alphabet"]) for f in failures}):
+            wrong = [f for f in failures if (f["variant"], f["context_chars"], f["hops"], f["cot"], f["hash_length"], f["alphabet"]) == key]
+            print(
+                f"wrong, {key[0]}, {key[1]:,} chars, {key[2]} hops{' CoT' if key[3] else ''}, {key[4]} {key[5]}: {len(wrong)}; first hash "
+                f"right in {sum(f['first_hash_right'] for f in wrong)}; right bytes before the first wrong one: "
+                f"{', '.join(str(f['right_prefix_bytes']) for f in wrong)}"
+            )
     if args.section:
         command = "python benchmarks/ltm2_recall.py " + " ".join(sys.argv[1:])
         intro = (
