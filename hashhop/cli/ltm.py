@@ -58,6 +58,8 @@ def _run_train(args) -> int:
             raise HashHopError("--out names the weights file: PATH.safetensors (its model card PATH.card.md goes next to it)")
         steps = STEPS if args.steps is None else args.steps
         read_steps = READ_STEPS if args.read_steps is None else args.read_steps
+        if read_steps < 0:
+            raise HashHopError(f"--read-steps must be a whole number >= 0 (0: no second stage), got {read_steps}")
         ltm2_config("corpus", steps, args.seed, threads=args.threads)  # one-line errors before any work
         if read_steps:
             ltm2_config("corpus", read_steps, args.seed, threads=args.threads, stage=2)
