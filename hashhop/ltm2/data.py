@@ -60,7 +60,7 @@ TRAIN_PACKAGES: tuple[str, ...] = ("sympy==1.13.3",)
 SHORT_RECALL = 0.5
 MIN_SEQ_LEN = 256  # every component fits its smallest sample (one needle, one chain ...) in this many bytes
 READS = 2  # read targets are given for the first two memory reads (blocks 1 and 2)
-SOURCES = 2  # context bytes per read target, the loss accepts either (a hash's bytes are in `A = B` and `B = C`)
+SOURCES = 1  # context bytes per read target (the loss accepts any of them)
 BUILD_HINT = "build it with python -m hashhop.ltm2.data --out PATH and set task.extra.corpus to PATH"
 
 Rng = np.random.Generator
@@ -353,42 +353,31 @@ def build_hashhop(rng: Rng | int, length: int, corpus: np.ndarray | None = None)
 
 
 def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int) -> list[tuple[int, int, tuple[int, ...]]]:
-    """Where each byte of a HashHop answer is copied from, for :attr:`Built.reads`: ``chain`` a
+    """Where a HashHop answer jumps to a link, for :attr:`Built.reads`: ``chain`` a
     :class:`hashhop.task.formats.Chain` (hashes H1 .. Hk+1, its links' offsets in the prompt), ``prompt_at`` /
     ``answer_at`` where the prompt and the answer start in the sample.
 
-    With chain of thought (``H2 = H3 = ... = Hk+1'``, or one hop) every byte is a copy out of a link, for the first
-    read: H2 out of the link ``H1 = H2`` (whose text differs from the query ``H1 = '`` by the quote, so the copy's
-    first 15 bytes are asked one byte off), the ``=`` and the space after each written hash and the next hash out of
-    the link that starts with the hash just written (the last link's hash follows a quote the answer does not
-    have), the closing quote out of the last link. A hash's byte j > 0 is also in the next link, which starts with
-    the hash: either entry is right. The space right after a written hash is left out: the two links that hold
-    it show the same 15 bytes there, then a newline in one and the space in the other.
-    Without chain of thought (``Hk+1'``) the answer's first byte is where the chain composes: the first read is
-    pointed at the first link's value (H2, the intermediate) and the second read at the second link's; the later
-    bytes continue a copy of the last link."""
+    Only the jumps are targets; the bytes after one continue a copy (an induction read the network learns
+    anyway: its reads there are already sharp at training length, the jumps' are not). With chain of thought
+    (``H2 = H3 = ... = Hk+1``, or one hop): the first byte of H2 (out of the first link ``H1 = H2``, whose text
+    differs from the query ``H1 = '`` by the quote), the ``=`` after each written hash (out of the link it
+    starts) and the first byte of each later hash (the last link's is after a quote the answer does not have).
+    Without chain of thought (``Hk+1``): the answer's first byte is where the chain composes, so the first read is
+    pointed at the first link's value (H2, the intermediate) and the second read at the second link's."""
     hashes, hops = chain.hashes, len(chain.hashes) - 1
     link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
 
     def value_at(m: int) -> int:  # where link m's value starts (after the opening quote of the last link)
         return link_at[m] + len(hashes[m]) + 3 + (m == hops - 1)
 
-    def copy(at: int, m: int, start: int = 0) -> list[tuple[int, int, tuple[int, ...]]]:
-        """The bytes start.. of link m's value written from ``at`` (also found where link m + 1 starts with it)."""
-        value = hashes[m + 1]
-        return [(at + j - start, 0, (value_at(m) + j, *((link_at[m + 1] + j,) if j and m + 1 < hops else ()))) for j in range(start, len(value))]
-
     if not cot and hops > 1:
-        reads = [(answer_at, 0, (value_at(0),)), (answer_at, 1, (value_at(1),))]
-        reads += copy(answer_at + 1, hops - 1, 1)
-        return reads + [(answer_at + len(hashes[-1]), 0, (value_at(hops - 1) + len(hashes[-1]),))]
-    reads, at = copy(answer_at, 0), answer_at + len(hashes[1])
+        return [(answer_at, 0, (value_at(0),)), (answer_at, 1, (value_at(1),))]
+    reads, at = [(answer_at, 0, (value_at(0),))], answer_at + len(hashes[1])
     for m in range(1, hops):  # " = H(m+2)" out of link m, which starts with the hash just written
-        reads.append((at + 1, 0, (link_at[m] + len(hashes[m]) + 1,)))  # "=" (the space before it: see above)
-        reads.append((at + 2, 0, (link_at[m] + len(hashes[m]) + 2,)))
-        reads += copy(at + 3, m)
+        reads.append((at + 1, 0, (link_at[m] + len(hashes[m]) + 1,)))
+        reads.append((at + 3, 0, (value_at(m),)))
         at += 3 + len(hashes[m + 1])
-    return reads + [(at, 0, (value_at(hops - 1) + len(hashes[-1]),))]  # the closing quote
+    return reads
 
 
 def hashhop_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:

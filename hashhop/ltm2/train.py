@@ -94,9 +94,9 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
     elapsed_s = sum(s["elapsed_s"] or 0 for s in stages)
     second = (
         f" Stage 2 ({stages[-1]['steps']} steps, seed {cfg['seed']}, lr {cfg['optim']['lr']}) starts from stage 1's"
-        f" weights and adds the auxiliary read loss (weight {cfg['read_loss']}): at each byte a HashHop answer copies"
-        " out of a link, -log of the first read's share on that link's entry (without chain of thought, at the"
-        " answer's first byte: the first read on the intermediate hash, the second on the next link)."
+        f" weights and adds the auxiliary read loss (weight {cfg['read_loss']}): at each jump of a HashHop answer"
+        " to a link, -log of the first read's share on that link's entry (without chain of thought: the first read on"
+        " the intermediate hash, the second on the next link)."
         if len(stages) > 1
         else ""
     )

@@ -38,20 +38,22 @@ def test_hashhop_read_targets_point_at_the_links_an_answer_jumps_to(hops, cot):
         text += f"{chain.query} = '{answer}'\n"
         h = chain.hashes
         if not cot and hops > 1:  # composition: the first read on the intermediate, the second on the next link
-            assert [(b - start, r) for b, r, _ in reads] == [(0, 0), (0, 1)] + [(j, 0) for j in range(1, len(answer) + 1)]
-            assert all(text[source] == text[byte] for byte, _, (source,) in reads[2:])  # then a copy of the last link
+            assert [(b - start, r) for b, r, _ in reads] == [(0, 0), (0, 1)]
             assert text[reads[0][2][0] - 3 : reads[0][2][0] + len(h[1])] == f" = {h[1]}"
             assert text[reads[1][2][0] - 3 - (hops == 2) : reads[1][2][0] + len(h[2])] == f" = {chr(39) * (hops == 2)}{h[2]}"
             continue
-        # every other byte of the answer and the closing quote, but the space after a written hash: a copy of it
-        after_hash = {answer.find(x) + len(x) for x in h[1:-1]}
-        assert sorted(b - start for b, _, _ in reads) == [i for i in range(len(answer) + 1) if i not in after_hash]
-        for byte, read, sources in reads:
-            assert read == 0 and all(text[source] == text[byte] for source in sources)
+        # every other target: the source byte is the answer's byte, and the text before it is the link's
+        assert len(reads) == 1 + 2 * (hops - 1)
+        for byte, read, (source,) in reads:
+            assert read == 0 and text[source] == text[byte]
         link = text[reads[0][2][0] - len(h[0]) - 3 - (hops == 1) : reads[0][2][0]]
         assert link == f"{h[0]} = " + "'" * (hops == 1)  # H2 out of `H1 = H2` (`H1 = 'H2'` when it is the last link)
-        # a hash's later bytes: also where the next link starts with it
-        assert all(len(sources) == 2 for _, _, sources in reads[1 : len(h[1])]) == (hops > 1)
+        for m in range(1, hops):  # "=" and the next hash out of the link that starts with the hash just written
+            _, _, (equals,) = reads[2 * m - 1]
+            assert text[equals - len(h[m]) - 1 : equals + 1] == f"{h[m]} ="
+            _, _, (value,) = reads[2 * m]
+            assert text[value - len(h[m]) - 3 - (m == hops - 1) : value + len(h[m + 1])].endswith(h[m + 1])
+            assert text[value - len(h[m]) - 3 - (m == hops - 1) : value].startswith(h[m])
 
 
 def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
@@ -62,7 +64,7 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     x2, y2, r = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**base, "read_targets": True}), 16, torch.Generator().manual_seed(2))
     assert torch.equal(x, x2) and torch.equal(y, y2) and r.shape == (16, 1024, d.READS, d.SOURCES)
     first, second = r[:, :, 0, 0], r[:, :, 1, 0]
-    assert int((first >= 0).sum()) > 100
+    assert int((first >= 0).sum()) > 10
     assert ((y[first >= 0] != IGNORE).all())  # targets only on trained answer bytes
     p = torch.arange(1024)
     assert (first[first >= 0] <= p.expand_as(first)[first >= 0] - 15).all()  # the entries are readable there
