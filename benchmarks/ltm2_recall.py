@@ -170,6 +170,9 @@ def main() -> None:
     ap.add_argument("--failures", default="", help="write every wrong HashHop answer to this JSON-lines file (what it wrote, how far it was right)")
     args = ap.parse_args()
     failures = [] if args.failures else None
+    folder = os.path.dirname(os.path.abspath(args.failures)) if args.failures else None
+    if folder and not os.path.isdir(folder):  # before the run, not after it
+        ap.error(f"--failures {args.failures}: no folder {folder}")
     variants = [v.strip() for v in args.variants.split(",")]
     others = [v.strip() for v in args.other_variants.split(",")]
     skip = set(filter(None, args.skip.split(",")))

@@ -143,6 +143,8 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         raise HashHopError(f"{run_dir} holds a finished run of another config: use another name or out dir")
     if cfg.batch_size % world:
         raise HashHopError(f"batch size {cfg.batch_size} does not divide over {world} processes")
+    if cfg.init_from and not os.path.exists(os.path.join(run_dir, "checkpoint.safetensors")):
+        initial_weights(build_model(cfg), cfg.init_from)  # a bad init_from fails before the run folder is written
     if rank == 0:
         os.makedirs(run_dir, exist_ok=True)
         write_atomically(os.path.join(run_dir, "config.json"), cfg.to_json())

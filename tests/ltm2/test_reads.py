@@ -153,6 +153,7 @@ def test_lab_trains_the_read_loss_from_given_weights(tmp_path):
     assert all(torch.equal(v, load_file(str(tmp_path / "first" / "model.safetensors"))[k]) for k, v in model.state_dict().items())
     with pytest.raises(HashHopError, match="init_from .*cannot read weights"):
         train_run(mixture_run(str(corpus), name="third", init_from=str(tmp_path / "nowhere.safetensors")), str(tmp_path), progress=False)
+    assert not (tmp_path / "third").exists()  # nothing written for a run that cannot start
     bigger = mixture_run(str(corpus), name="fourth", init_from=str(tmp_path / "first")).replace(**{"model.mixer.d_model": 64})
     with pytest.raises(HashHopError, match="do not fit this model") as err:
         train_run(bigger, str(tmp_path), progress=False)
