@@ -54,6 +54,8 @@ class RunConfig:
     # The auxiliary read loss's weight (0: off): tasks that know where an answer is copied from (ltm_mixture) give
     # each memory read its target entries, and the loss is -log of the read's share on them (mixers with reads: ltm2).
     read_loss: float = 0.0
+    # The same loss on copy targets (the bytes after a jump), averaged apart from the jumps and weighted by this (0: off).
+    copy_read_loss: float = 0.0
     init_from: str | None = None  # start from these weights (a .safetensors file or a finished run's folder)
 
     def __post_init__(self) -> None:
@@ -79,6 +81,7 @@ class RunConfig:
         if self.threads is not None:
             whole("threads", self.threads, 1, 4096)
         number("read_loss", self.read_loss, 0, 100)
+        number("copy_read_loss", self.copy_read_loss, 0, 100)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise HashHopError(f"init_from must be a weights file or run folder path, got {show(self.init_from)}")
         tokens = self.batch_size * max((self.task.seq_len, *self.eval_lengths))

@@ -53,7 +53,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, read_targets: torch.Tensor | None = None):
         """(b, t, d) -> (b, t, d); with ``read_targets`` (a mixer with memory reads: ltm2) also its auxiliary read
-        loss and how many reads it covers."""
+        loss and how many reads it covers, per kind of target."""
         aux = None
         if read_targets is None:
             x = x + self.mixer(self.norm1(x))
@@ -88,7 +88,8 @@ class LM(nn.Module):
 
     def forward(self, idx: torch.Tensor, read_targets: torch.Tensor | None = None):
         """Token ids (b, t) -> logits (b, t, vocab). With ``read_targets`` (the lab's auxiliary read loss): also the
-        read loss summed over the targeted reads and their number, as (logits, loss_sum, reads)."""
+        read loss summed over the targeted reads and their number, per kind of target (the targets' second-to-last
+        axis), as (logits, loss_sums, reads)."""
         x = self.embed(idx)
         if self.positions is not None:
             if idx.shape[1] > self.cfg.max_len:
@@ -101,7 +102,7 @@ class LM(nn.Module):
             for block in self.blocks:
                 x = block(x)
             return self.head(self.norm(x))
-        aux, count = x.new_zeros(()), 0
+        aux, count = 0, 0
         for block in self.blocks:
             x, loss, covered = block(x, read_targets)
             aux, count = aux + loss, count + covered

@@ -177,7 +177,9 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
     step = start
     # The next batch is made on a thread while this one trains (torch releases the GIL in its kernels).
     prefetch = ThreadPoolExecutor(1)
-    supervise = cfg.read_loss > 0
+    # the read loss per kind of target (the task's jumps, then copies), each averaged over its own targets
+    read_weights = torch.tensor([cfg.read_loss, cfg.copy_read_loss], device=device)
+    supervise = bool((read_weights > 0).any())
     upcoming = prefetch.submit(batch_for, cfg, start, 0, supervise)
     read_loss = None
     for step in range(start, cfg.steps):
@@ -190,14 +192,16 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         shard = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
         inputs, targets = inputs[shard].to(device), targets[shard].to(device)
         if supervise:  # normalised by the global batch's supervised reads, as the loss is by its labelled tokens
-            n_reads = int((reads[0] >= 0).any(-1).sum())
-            logits, read_sum, _ = ddp(inputs, read_targets=reads[0][shard].to(device))
-            read_loss = read_sum * world / max(1, n_reads)
+            wanted = reads[0].masked_fill((read_weights == 0).cpu()[None, None, None, :, None], -1)  # unweighted: no cost
+            n_reads = (wanted >= 0).any(-1).sum(dim=(0, 1, 2)).to(device)  # per kind
+            logits, read_sums, _ = ddp(inputs, read_targets=wanted[shard].to(device))
+            read_losses = read_sums * world / n_reads.clamp(min=1)
+            read_loss = (read_weights * read_losses).sum()
         else:
             logits = ddp(inputs)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum") * world / max(1, n_labelled)
         if read_loss is not None:
-            loss = loss + cfg.read_loss * read_loss
+            loss = loss + read_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:
@@ -206,7 +210,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         tokens_seen += inputs.numel() * world
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item() / world:.3f}", **({"read": f"{read_loss.item() / world:.2f}"} if read_loss is not None else {}))
+            bar.set_postfix(loss=f"{loss.item() / world:.3f}", **({"read": f"{read_losses[0].item() / world:.2f}"} if read_loss is not None else {}))
         last = step + 1 == cfg.steps
         if (step + 1) % cfg.eval_every == 0 or last:
             now = time.perf_counter()
@@ -214,7 +218,8 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
             record = {
                 "step": step + 1,
                 "train_loss": loss.item() / world,
-                **({"train_read_loss": read_loss.item() / world} if read_loss is not None else {}),
+                **({"train_read_loss": read_losses[0].item() / world} if read_loss is not None else {}),
+                **({"train_copy_read_loss": read_losses[1].item() / world} if cfg.copy_read_loss > 0 else {}),
                 "lr": lr_at(cfg, step),
                 **result,
                 "tokens_per_s": tokens_seen / max(1e-9, now - t0),

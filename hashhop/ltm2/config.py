@@ -34,6 +34,7 @@ MIXER = {
 # jumps to a link (and, without chain of thought, the intermediate hash for the first read) are the reads' targets.
 READ_STEPS = 800
 READ_LOSS = 0.3
+COPY_READ_LOSS = 0.1  # the copies after each jump (weighted apart: in one pool they drowned the jumps, docs/ltm2.md)
 READ_LR = 1e-3
 
 
@@ -65,6 +66,7 @@ def ltm2_config(
             "seed": seed + (stage - 1),
             "threads": threads,
             "read_loss": 0.0 if stage == 1 else READ_LOSS,
+            "copy_read_loss": 0.0 if stage == 1 else COPY_READ_LOSS,
             "init_from": init_from,
         }
     )

@@ -60,7 +60,9 @@ TRAIN_PACKAGES: tuple[str, ...] = ("sympy==1.13.3",)
 SHORT_RECALL = 0.5
 MIN_SEQ_LEN = 256  # every component fits its smallest sample (one needle, one chain ...) in this many bytes
 READS = 2  # read targets are given for the first two memory reads (blocks 1 and 2)
-SOURCES = 1  # context bytes per read target (the loss accepts any of them)
+KINDS = 2  # kinds of read target, weighted apart in the loss: JUMP (to a link) and COPY (the bytes that follow one)
+JUMP, COPY = 0, 1
+SOURCES = 2  # context bytes per read target, the loss accepts either (a hash's bytes are in `A = B` and `B = C`)
 BUILD_HINT = "build it with python -m hashhop.ltm2.data --out PATH and set task.extra.corpus to PATH"
 
 Rng = np.random.Generator
@@ -113,10 +115,11 @@ class Built:
 
     parts: list[tuple[bytes, bool]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
-    # Read targets (the auxiliary read loss): (byte, read, sources) = the byte at index ``byte`` of the sample is
-    # a copy of the context byte at any index in ``sources``, and memory read number ``read`` (0: the first block's)
-    # should find it there. A read finds byte c in the entry c - 1 (an entry's value holds the byte after it).
-    reads: list[tuple[int, int, tuple[int, ...]]] = field(default_factory=list)
+    # Read targets (the auxiliary read loss): (byte, read, sources, kind) = the byte at index ``byte`` of the sample
+    # is a copy of the context byte at any index in ``sources``, and memory read number ``read`` (0: the first
+    # block's) should find it there; ``kind`` JUMP or COPY. A read finds byte c in the entry c - 1 (an entry's value
+    # holds the byte after it).
+    reads: list[tuple[int, int, tuple[int, ...], int]] = field(default_factory=list)
 
     def add(self, text: str | bytes, trained: bool = False) -> None:
         if text:
@@ -138,11 +141,11 @@ class Built:
         return data, mask
 
     def read_sources(self, length: int) -> np.ndarray:
-        """(length, READS, SOURCES) int64: for each byte of the sample and each read, the context bytes it copies
-        (-1: none), from :attr:`reads`."""
-        sources = np.full((length, READS, SOURCES), -1, dtype=np.int64)
-        for byte, read, found in self.reads:
-            sources[byte, read, : len(found)] = found[:SOURCES]
+        """(length, READS, KINDS, SOURCES) int64: for each byte of the sample, each read and each kind of target, the
+        context bytes it copies (-1: none), from :attr:`reads`."""
+        sources = np.full((length, READS, KINDS, SOURCES), -1, dtype=np.int64)
+        for byte, read, found, kind in self.reads:
+            sources[byte, read, kind, : len(found)] = found[:SOURCES]
         return sources
 
 
@@ -352,32 +355,50 @@ def build_hashhop(rng: Rng | int, length: int, corpus: np.ndarray | None = None)
     return built
 
 
-def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int) -> list[tuple[int, int, tuple[int, ...]]]:
-    """Where a HashHop answer jumps to a link, for :attr:`Built.reads`: ``chain`` a
+def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int) -> list[tuple[int, int, tuple[int, ...], int]]:
+    """Where each byte of a HashHop answer is read from, for :attr:`Built.reads`: ``chain`` a
     :class:`hashhop.task.formats.Chain` (hashes H1 .. Hk+1, its links' offsets in the prompt), ``prompt_at`` /
     ``answer_at`` where the prompt and the answer start in the sample.
 
-    Only the jumps are targets; the bytes after one continue a copy (an induction read the network learns
-    anyway: its reads there are already sharp at training length, the jumps' are not). With chain of thought
-    (``H2 = H3 = ... = Hk+1``, or one hop): the first byte of H2 (out of the first link ``H1 = H2``, whose text
-    differs from the query ``H1 = '`` by the quote), the ``=`` after each written hash (out of the link it
-    starts) and the first byte of each later hash (the last link's is after a quote the answer does not have).
-    Without chain of thought (``Hk+1``): the answer's first byte is where the chain composes, so the first read is
-    pointed at the first link's value (H2, the intermediate) and the second read at the second link's."""
+    Two kinds, weighted apart by the trainer (the copies outnumber the jumps 15 to 1 with 16-byte hashes; in one
+    pool they drowned the jumps' signal: docs/ltm2.md). JUMP, where the answer moves to a link: with chain of
+    thought (``H2 = H3 = ... = Hk+1``, or one hop) the first byte of H2 (out of the first link ``H1 = H2``, whose
+    text differs from the query ``H1 = '`` by the quote), the ``=`` after each written hash (out of the link it
+    starts) and the first byte of each later hash (the last link's is after a quote the answer does not have);
+    without chain of thought (``Hk+1``) the answer's first byte is where the chain composes, so the first read is
+    pointed at the first link's value (H2, the intermediate) and the second read at the second link's. COPY, every
+    other byte of the answer, for the first read: a hash's later bytes out of its link (the first 15 are asked one
+    byte off after a quote-skipped jump) or out of the next link, which starts with the hash (either entry is right),
+    the space after each ``=`` and the closing quote. The space right after a written hash is left out: the two
+    links that hold it show the same 15 bytes there, then a newline in one and the space in the other."""
     hashes, hops = chain.hashes, len(chain.hashes) - 1
     link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
 
     def value_at(m: int) -> int:  # where link m's value starts (after the opening quote of the last link)
         return link_at[m] + len(hashes[m]) + 3 + (m == hops - 1)
 
+    def copies(at: int, m: int) -> list[tuple[int, int, tuple[int, ...], int]]:
+        """Bytes 1.. of link m's value, written from ``at`` on (its byte 0, a jump, at ``at``)."""
+        return [
+            (at + j, 0, (value_at(m) + j, *((link_at[m + 1] + j,) if m + 1 < hops else ())), COPY)
+            for j in range(1, len(hashes[m + 1]))
+        ]
+
+    def closing_quote(at: int) -> tuple[int, int, tuple[int, ...], int]:
+        return (at, 0, (value_at(hops - 1) + len(hashes[-1]),), COPY)
+
     if not cot and hops > 1:
-        return [(answer_at, 0, (value_at(0),)), (answer_at, 1, (value_at(1),))]
-    reads, at = [(answer_at, 0, (value_at(0),))], answer_at + len(hashes[1])
+        reads = [(answer_at, 0, (value_at(0),), JUMP), (answer_at, 1, (value_at(1),), JUMP)]
+        return reads + copies(answer_at, hops - 1) + [closing_quote(answer_at + len(hashes[-1]))]
+    reads = [(answer_at, 0, (value_at(0),), JUMP), *copies(answer_at, 0)]
+    at = answer_at + len(hashes[1])
     for m in range(1, hops):  # " = H(m+2)" out of link m, which starts with the hash just written
-        reads.append((at + 1, 0, (link_at[m] + len(hashes[m]) + 1,)))
-        reads.append((at + 3, 0, (value_at(m),)))
+        reads.append((at + 1, 0, (link_at[m] + len(hashes[m]) + 1,), JUMP))
+        reads.append((at + 2, 0, (link_at[m] + len(hashes[m]) + 2,), COPY))
+        reads.append((at + 3, 0, (value_at(m),), JUMP))
+        reads += copies(at + 3, m)
         at += 3 + len(hashes[m + 1])
-    return reads
+    return reads + [closing_quote(at)]
 
 
 def hashhop_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:
@@ -672,8 +693,8 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     ``cfg.extra['mix']`` (default :data:`DEFAULT_MIX`), split into inputs and next-byte targets (-100 where no loss
     is taken). Deterministic given ``generator``'s state; the code corpus is ``cfg.extra['corpus']``.
 
-    With ``cfg.extra['read_targets']`` a third tensor (batch, seq_len, READS, SOURCES): for the input at position p,
-    the memory entries (-1: none) each read should find to predict byte p + 1 (:meth:`Built.read_sources`; only
+    With ``cfg.extra['read_targets']`` a third tensor (batch, seq_len, READS, KINDS, SOURCES): for the input at
+    position p, the memory entries (-1: none) each read should find to predict byte p + 1, per kind of target (:meth:`Built.read_sources`; only
     HashHop rows have them). The rows are the same with and without it."""
     import torch
 
@@ -693,7 +714,7 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     want_reads = bool(cfg.extra.get("read_targets", False))
     rows = np.empty((batch, length), dtype=np.int64)
     masks = np.empty((batch, length), dtype=bool)
-    sources = np.full((batch, length, READS, SOURCES), -1, dtype=np.int64) if want_reads else None
+    sources = np.full((batch, length, READS, KINDS, SOURCES), -1, dtype=np.int64) if want_reads else None
 
     def sample(name: str, rng: Rng, size: int, row: int, lead: int) -> Sample:
         if want_reads and name in BUILDERS:  # the same sample, built with its read targets

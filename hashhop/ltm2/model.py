@@ -186,11 +186,11 @@ class MemoryRead(nn.Module):
         log_length: bool = False,
         previous: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, int]:
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Dense read: position q sees memory entries t <= q - delay (their values are complete by then)
         and the sink. keys (b, heads, t, hk) unit vectors; values (b, t, value_dim); previous (b, t, d) the encoder
-        states one position earlier (for a query shift). With ``targets`` (b, t, k): the entries (-1: none) position
-        q should read, it also returns the summed :meth:`target_loss` and how many positions it covers."""
+        states one position earlier (for a query shift). With ``targets`` (b, t, kinds, k): the entries (-1: none)
+        position q should read, it also returns :meth:`target_loss` (summed per kind) and the positions per kind."""
         b, t, _ = h.shape
         q = self.queries(h, key, previous)
         if log_length:  # query q sees q - delay + 1 entries
@@ -206,25 +206,30 @@ class MemoryRead(nn.Module):
             return out
         return out, *self.target_loss(q, k, targets, delay)
 
-    def target_loss(self, q: torch.Tensor, k: torch.Tensor, targets: torch.Tensor, delay: int) -> tuple[torch.Tensor, int]:
+    def target_loss(self, q: torch.Tensor, k: torch.Tensor, targets: torch.Tensor, delay: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The auxiliary read loss: at each position with targets, -log of the share of the read (averaged over
         heads, so one head may do it) that lands on any of its target entries. q (b, heads, t, hk) the scaled
         queries, k (b, heads, t, hk) the read's keys (``delay`` sink slots, then entry j at slot j + delay), targets
-        (b, t, k) entry ids, -1 for none. Returns (summed loss, positions)."""
-        total, count = q.new_zeros(()), 0
+        (b, t, kinds, k) entry ids, -1 for none, one set per kind of target (the data's jumps and copies, weighted
+        apart by the trainer). Returns (summed loss per kind, positions per kind), each (kinds,)."""
+        kinds = targets.shape[2]
+        sums, count = [q.new_zeros(()) for _ in range(kinds)], torch.zeros(kinds, dtype=torch.long)
+        slot = torch.arange(k.shape[2], device=q.device)
         for row in range(q.shape[0]):
-            at = (targets[row] >= 0).any(-1).nonzero()[:, 0]
-            if len(at) == 0:
-                continue
-            logits = torch.einsum("hnk,htk->hnt", q[row][:, at], k[row])  # (heads, n, t): each slot's logit
-            logits = logits.masked_fill(torch.arange(k.shape[2], device=q.device)[None, None, :] > at[None, :, None], float("-inf"))
-            slots = targets[row, at] + delay  # (n, k)
-            wanted = torch.gather(logits, 2, slots.clamp(min=0)[None].expand(len(logits), -1, -1))
-            wanted = wanted.masked_fill((targets[row, at] < 0)[None], float("-inf"))
-            share = torch.logsumexp(wanted, -1) - torch.logsumexp(logits, -1)  # (heads, n) log share per head
-            total = total - (torch.logsumexp(share, 0) - math.log(len(share))).sum()
-            count += len(at)
-        return total, count
+            for kind in range(kinds):
+                wanted_at = targets[row, :, kind]  # (t, k)
+                at = (wanted_at >= 0).any(-1).nonzero()[:, 0]
+                if len(at) == 0:
+                    continue
+                logits = torch.einsum("hnk,htk->hnt", q[row][:, at], k[row])  # (heads, n, t): each slot's logit
+                logits = logits.masked_fill(slot[None, None, :] > at[None, :, None], float("-inf"))
+                slots = wanted_at[at] + delay  # (n, k)
+                wanted = torch.gather(logits, 2, slots.clamp(min=0)[None].expand(len(logits), -1, -1))
+                wanted = wanted.masked_fill((wanted_at[at] < 0)[None], float("-inf"))
+                share = torch.logsumexp(wanted, -1) - torch.logsumexp(logits, -1)  # (heads, n) log share per head
+                sums[kind] = sums[kind] - (torch.logsumexp(share, 0) - math.log(len(share))).sum()
+                count[kind] += len(at)
+        return torch.stack(sums), count
 
 
 class Block(nn.Module):
@@ -268,15 +273,17 @@ class LTM2(nn.Module):
         values = F.pad(self.value(states)[:, ahead:], (0, 0, 0, min(ahead, t))) + F.pad(self.next_value(x)[:, 1:], (0, 0, 0, 1))
         return keys, values
 
-    def forward(self, x: torch.Tensor, read_targets: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, int]:
-        """(b, t, d) -> (b, t, d). With ``read_targets`` (b, t, reads, k): entry ids (-1: none) that block i's read
-        should find at each position (the training data's :meth:`hashhop.ltm2.data.Built.read_sources`), it also
-        returns the auxiliary read loss summed over the targeted (position, read) pairs and their number."""
+    def forward(self, x: torch.Tensor, read_targets: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(b, t, d) -> (b, t, d). With ``read_targets`` (b, t, reads, kinds, k): entry ids (-1: none) that block i's
+        read should find at each position, per kind of target (the training data's
+        :meth:`hashhop.ltm2.data.Built.read_sources`), it also returns the auxiliary read loss summed over the
+        targeted (position, read) pairs of each kind and their number per kind, each (kinds,)."""
         states = self.encoder(x)
         keys, values = self.write(x, states)
         previous = F.pad(states, (0, 0, 1, 0))[:, :-1] if self.cfg.query_shift else None
         h = states
-        aux, count = h.new_zeros(()), 0
+        kinds = 1 if read_targets is None else read_targets.shape[3]
+        aux, count = h.new_zeros(kinds), torch.zeros(kinds, dtype=torch.long)
         for i, block in enumerate(self.blocks):
             h = h + block.local(block.norm_local(h))
             if self.memory_enabled:

@@ -97,6 +97,12 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
         f" weights and adds the auxiliary read loss (weight {cfg['read_loss']}): at each jump of a HashHop answer"
         " to a link, -log of the first read's share on that link's entry (without chain of thought: the first read on"
         " the intermediate hash, the second on the next link)."
+        + (
+            f" The same loss on every other byte of an answer (copied out of a link), averaged apart from the jumps,"
+            f" weight {cfg['copy_read_loss']}."
+            if cfg.get("copy_read_loss")
+            else ""
+        )
         if len(stages) > 1
         else ""
     )
