@@ -202,6 +202,8 @@ def test_depth_evaluation_scores_with_the_harness_scorer(tmp_path):
         ({"threads": 0}, "threads must be"),
         ({"read_loss": -0.1}, "read_loss must be"),
         ({"read_loss": "yes"}, "read_loss must be"),
+        ({"copy_read_loss": -1}, "copy_read_loss must be"),
+        ({"copy_read_loss": None}, "copy_read_loss must be"),
         ({"init_from": ""}, "init_from must be"),
         ({"name": ""}, "name must be"),
         ({"optim.lr": float("nan")}, "optim.lr must be a finite number"),

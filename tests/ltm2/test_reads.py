@@ -28,7 +28,7 @@ def small_lm(seed: int = 0, **mixer) -> LM:
 
 
 @pytest.mark.parametrize("hops,cot", [(1, True), (1, False), (2, True), (3, True), (2, False), (3, False)])
-def test_hashhop_read_targets_point_at_the_links_an_answer_jumps_to(hops, cot):
+def test_hashhop_read_targets_point_at_the_links_an_answer_jumps_to_and_copies_from(hops, cot):
     problem = plan(HashHopSpec(context_tokens=400, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops))
     text = problem.prompt + "\n\n"
     for chain in problem.queries:
@@ -37,21 +37,31 @@ def test_hashhop_read_targets_point_at_the_links_an_answer_jumps_to(hops, cot):
         answer = chain.answer(cot)
         text += f"{chain.query} = '{answer}'\n"
         h = chain.hashes
+        jumps = [r for r in reads if r[3] == d.JUMP]
+        copies = [r for r in reads if r[3] == d.COPY]
+        assert len(jumps) + len(copies) == len(reads) and len({(b, r) for b, r, _, _ in reads}) == len(reads)
+        # every copy, for the first read, from a source byte equal to the answer's byte
+        for byte, read, sources, _ in copies:
+            assert read == 0 and sources and all(text[source] == text[byte] for source in sources)
+        written = {b - start for b, _, _, _ in reads}
         if not cot and hops > 1:  # composition: the first read on the intermediate, the second on the next link
-            assert [(b - start, r) for b, r, _ in reads] == [(0, 0), (0, 1)]
-            assert text[reads[0][2][0] - 3 : reads[0][2][0] + len(h[1])] == f" = {h[1]}"
-            assert text[reads[1][2][0] - 3 - (hops == 2) : reads[1][2][0] + len(h[2])] == f" = {chr(39) * (hops == 2)}{h[2]}"
+            assert [(b - start, r) for b, r, _, _ in jumps] == [(0, 0), (0, 1)]
+            assert text[jumps[0][2][0] - 3 : jumps[0][2][0] + len(h[1])] == f" = {h[1]}"
+            assert text[jumps[1][2][0] - 3 - (hops == 2) : jumps[1][2][0] + len(h[2])] == f" = {chr(39) * (hops == 2)}{h[2]}"
+            assert written == set(range(len(answer) + 1))  # then the rest of the answer and its closing quote copied
             continue
-        # every other target: the source byte is the answer's byte, and the text before it is the link's
-        assert len(reads) == 1 + 2 * (hops - 1)
-        for byte, read, (source,) in reads:
+        # every answer byte and the closing quote but the space after each written hash (ambiguous: see the docstring)
+        spaces = {len(h[1]) + (m - 1) * (3 + len(h[1])) for m in range(1, hops)}
+        assert written == set(range(len(answer) + 1)) - spaces
+        assert len(jumps) == 1 + 2 * (hops - 1)
+        for byte, read, (source,), _ in jumps:
             assert read == 0 and text[source] == text[byte]
-        link = text[reads[0][2][0] - len(h[0]) - 3 - (hops == 1) : reads[0][2][0]]
+        link = text[jumps[0][2][0] - len(h[0]) - 3 - (hops == 1) : jumps[0][2][0]]
         assert link == f"{h[0]} = " + "'" * (hops == 1)  # H2 out of `H1 = H2` (`H1 = 'H2'` when it is the last link)
         for m in range(1, hops):  # "=" and the next hash out of the link that starts with the hash just written
-            _, _, (equals,) = reads[2 * m - 1]
+            _, _, (equals,), _ = jumps[2 * m - 1]
             assert text[equals - len(h[m]) - 1 : equals + 1] == f"{h[m]} ="
-            _, _, (value,) = reads[2 * m]
+            _, _, (value,), _ = jumps[2 * m]
             assert text[value - len(h[m]) - 3 - (m == hops - 1) : value + len(h[m + 1])].endswith(h[m + 1])
             assert text[value - len(h[m]) - 3 - (m == hops - 1) : value].startswith(h[m])
 
@@ -62,8 +72,8 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     base = {"corpus": str(corpus)}
     x, y = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra=base), 16, torch.Generator().manual_seed(2))
     x2, y2, r = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**base, "read_targets": True}), 16, torch.Generator().manual_seed(2))
-    assert torch.equal(x, x2) and torch.equal(y, y2) and r.shape == (16, 1024, d.READS, d.SOURCES)
-    first, second = r[:, :, 0, 0], r[:, :, 1, 0]
+    assert torch.equal(x, x2) and torch.equal(y, y2) and r.shape == (16, 1024, d.READS, d.KINDS, d.SOURCES)
+    first, second = r[:, :, 0, d.JUMP, 0], r[:, :, 1, d.JUMP, 0]
     assert int((first >= 0).sum()) > 10
     assert ((y[first >= 0] != IGNORE).all())  # targets only on trained answer bytes
     p = torch.arange(1024)
@@ -73,6 +83,14 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     copied = (first >= 0) & (second < 0)
     assert torch.equal(source[copied], y[copied])
     assert (second >= 0).sum() == ((first >= 0) & (second >= 0)).sum()
+    # copies: the first read only, on trained bytes, each source (either of two) holding the byte predicted
+    copy = r[:, :, :, d.COPY]
+    assert int((copy[:, :, 1] >= 0).sum()) == 0 and int((copy[:, :, 0, 0] >= 0).sum()) > 10 * int((first >= 0).sum()) // 2
+    assert not ((copy[:, :, 0] >= 0).any(-1) & (first >= 0)).any()  # one kind per position
+    for source in range(d.SOURCES):
+        entry = copy[:, :, 0, source]
+        found = torch.gather(x, 1, (entry + 1).clamp(min=0, max=1023))
+        assert torch.equal(found[entry >= 0], y[entry >= 0]) and (y[entry >= 0] != IGNORE).all()
 
 
 def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
@@ -81,12 +99,12 @@ def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
     read = net.blocks[0].read
     read.log_scale.data.fill_(2.0)
     x = torch.randint(0, 256, (2, 60))
-    targets = torch.full((2, 60, 2, 2), -1)
-    targets[0, 40, 0] = torch.tensor([3, 17])
-    targets[1, 59, 0, 0] = 44
-    targets[1, 30, 1, 0] = 5
+    targets = torch.full((2, 60, 2, 2, 2), -1)  # (row, position, read, kind, sources)
+    targets[0, 40, 0, 0] = torch.tensor([3, 17])
+    targets[1, 59, 0, 1, 0] = 44
+    targets[1, 30, 1, 0, 0] = 5
     logits, loss, count = lm(x, read_targets=targets)
-    assert count == 3 and torch.allclose(logits, lm(x))
+    assert count.tolist() == [2, 1] and torch.allclose(logits, lm(x))
     # written out: the first block's read at those positions, softmax over its sink slots and visible entries
     with torch.no_grad():
         h0 = lm.blocks[0].norm1(lm.embed(x))
@@ -107,16 +125,19 @@ def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
     only_first = targets.clone()
     only_first[:, :, 1] = -1
     _, loss_first, count_first = lm(x, read_targets=only_first)
-    assert count_first == 2 and abs(float(loss_first.detach()) - want) < 1e-4
-    assert float(loss.detach()) > float(loss_first.detach())
-    loss.backward()
+    assert count_first.tolist() == [1, 1]
+    assert abs(float(loss_first[0].detach()) + math.log(share(0, 40, [3, 17]))) < 1e-4  # each kind summed apart
+    assert abs(float(loss_first[1].detach()) + math.log(share(1, 59, [44]))) < 1e-4
+    assert abs(float(loss_first.sum().detach()) - want) < 1e-4
+    assert float(loss[0].detach()) > float(loss_first[0].detach()) and float(loss[1].detach()) == float(loss_first[1].detach())
+    loss.sum().backward()
     assert read.query.weight.grad is not None and read.query.weight.grad.abs().sum() > 0
 
 
 def test_read_targets_need_a_mixer_with_reads():
     lm = LM(ModelConfig(mixer=MixerConfig(name="attention", d_model=32, n_heads=2), vocab_size=256, n_layers=1))
     with pytest.raises(HashHopError, match="no memory reads to supervise"):
-        lm(torch.zeros(1, 8, dtype=torch.long), read_targets=torch.full((1, 8, 2, 1), -1))
+        lm(torch.zeros(1, 8, dtype=torch.long), read_targets=torch.full((1, 8, 2, 2, 1), -1))
 
 
 def mixture_run(corpus: str, **changes) -> RunConfig:
@@ -140,10 +161,11 @@ def test_lab_trains_the_read_loss_from_given_weights(tmp_path):
     first = train_run(mixture_run(str(corpus), name="first"), str(tmp_path), progress=False, log=lambda *_: None)
     assert first["steps"] == 3
     # stage 2 starts from stage 1's weights: a zero-step-like check through the lab's own loader
-    second_cfg = mixture_run(str(corpus), name="second", read_loss=0.5, init_from=str(tmp_path / "first"))
+    second_cfg = mixture_run(str(corpus), name="second", read_loss=0.5, copy_read_loss=0.1, init_from=str(tmp_path / "first"))
     train_run(second_cfg, str(tmp_path), progress=False, log=lambda *_: None)
     record = json.loads((tmp_path / "second" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["train_read_loss"] > 0 and np.isfinite(record["train_read_loss"])
+    assert record["train_copy_read_loss"] > 0 and np.isfinite(record["train_copy_read_loss"])
     from hashhop.lab.train import build_model, initial_weights
 
     model = build_model(second_cfg)
