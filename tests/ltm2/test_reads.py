@@ -120,14 +120,15 @@ def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
             weights = F.softmax((slots * scaled[:, None]).sum(-1), -1)
             return weights[:, [e + delay for e in entries]].sum(-1).mean()
 
-        want = -math.log(share(0, 40, [3, 17])) - math.log(share(1, 59, [44]))
+        jump_want, copy_want = -math.log(share(0, 40, [3, 17])), -math.log(share(1, 59, [44]))
+        want = jump_want + copy_want
     # the second block's read (row 1, position 30) adds its own term: check the first block's part alone
     only_first = targets.clone()
     only_first[:, :, 1] = -1
     _, loss_first, count_first = lm(x, read_targets=only_first)
     assert count_first.tolist() == [1, 1]
-    assert abs(float(loss_first[0].detach()) + math.log(share(0, 40, [3, 17]))) < 1e-4  # each kind summed apart
-    assert abs(float(loss_first[1].detach()) + math.log(share(1, 59, [44]))) < 1e-4
+    assert abs(float(loss_first[0].detach()) - jump_want) < 1e-4  # each kind summed apart
+    assert abs(float(loss_first[1].detach()) - copy_want) < 1e-4
     assert abs(float(loss_first.sum().detach()) - want) < 1e-4
     assert float(loss[0].detach()) > float(loss_first[0].detach()) and float(loss[1].detach()) == float(loss_first[1].detach())
     loss.sum().backward()
