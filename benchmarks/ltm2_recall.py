@@ -156,7 +156,7 @@ def hop_label(key) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=WEIGHTS, help="LTM-2 weights (a file from hashhop train --model ltm2, or a lab run folder)")
-    ap.add_argument("--lengths", default="10k,100k", help="HashHop context lengths in characters (every task)")
+    ap.add_argument("--lengths", default="10k,100k", help="HashHop context lengths in characters (every task; '' for none)")
     ap.add_argument("--long-lengths", default="1M", help="longer HashHop contexts (1 hop and 2 hops CoT only)")
     ap.add_argument("--queries", type=int, default=20, help="queries per HashHop problem")
     ap.add_argument("--shapes-length", default="100k", help="context length of the hash length / alphabet rows")
@@ -182,7 +182,7 @@ def main() -> None:
     started = time.perf_counter()
     parts = []
     if "hashhop" not in skip:
-        for length in (parse_size(x) for x in args.lengths.split(",")):
+        for length in (parse_size(x) for x in filter(None, args.lengths.split(","))):
             t0 = time.perf_counter()
             rows = hashhop_rows(runners, length, HASHHOP_TASKS, 16, "letters", args.queries, args.seed, failures)
             parts.append(table(f"HashHop, Magic's format, {length:,} characters (16-letter hashes)", rows, variants, hop_label))
