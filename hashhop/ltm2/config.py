@@ -34,7 +34,7 @@ MIXER = {
 # jumps to a link (and, without chain of thought, the intermediate hash for the first read) are the reads' targets.
 READ_STEPS = 800
 READ_LOSS = 0.3
-COPY_READ_LOSS = 0.1  # the copies after each jump (weighted apart: in one pool they drowned the jumps, docs/ltm2.md)
+COPY_READ_LOSS = 0.0  # the copies after each jump, weighted apart (0.1 tried in a sixth run: no change, docs/ltm2.md)
 READ_LR = 1e-3
 
 
