@@ -55,7 +55,7 @@ NEW_FORMATS = {
 }
 
 
-def make_variant(name: str, weights: str) -> LTM2Runner:
+def make_variant(name: str, weights: str, index: str = "auto") -> LTM2Runner:
     from hashhop.ltm2.engine import Engine
     from hashhop.ltm2.load import load_ltm2
 
@@ -66,6 +66,7 @@ def make_variant(name: str, weights: str) -> LTM2Runner:
         runner.engine = Engine(load_ltm2(weights, random_init=True))
     elif name != "trained":
         raise SystemExit(f"unknown variant {name!r}")
+    runner.engine.index = index  # "auto": flat 8-bit keys below 1M characters, the compact inverted lists from 1M
     return runner
 
 
@@ -167,6 +168,7 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="sections to skip: hashhop,shapes,ruler,formats")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--section", default="ltm2_recall", help="RESULTS.md section to write ('' for none)")
+    ap.add_argument("--index", choices=("auto", "flat", "ivf"), default="auto", help="the engine's key index (flat: every entry scored, a diagnostic at 1M+)")
     ap.add_argument("--failures", default="", help="write every wrong HashHop answer to this JSON-lines file (what it wrote, how far it was right)")
     args = ap.parse_args()
     failures = [] if args.failures else None
@@ -176,7 +178,7 @@ def main() -> None:
     variants = [v.strip() for v in args.variants.split(",")]
     others = [v.strip() for v in args.other_variants.split(",")]
     skip = set(filter(None, args.skip.split(",")))
-    all_runners = {name: make_variant(name, args.weights) for name in dict.fromkeys(variants + others)}
+    all_runners = {name: make_variant(name, args.weights, args.index) for name in dict.fromkeys(variants + others)}
     runners = {name: all_runners[name] for name in variants}
     other_runners = {name: all_runners[name] for name in others}
     started = time.perf_counter()
@@ -229,8 +231,12 @@ def main() -> None:
         command = "python benchmarks/ltm2_recall.py " + " ".join(sys.argv[1:])
         intro = (
             "LTM-2 (byte-level LM, learnt memory; hashhop/ltm2) on recall tasks through its engine (top-64 reads per "
-            "head; 8-bit keys in a flat faiss index below 1M characters, product-quantised keys in inverted lists from "
-            "1M). Same prompts for every variant: trained weights; the trained weights with the memory switched off "
+            + (
+                "head; 8-bit keys in a flat faiss index below 1M characters, product-quantised keys in inverted lists from 1M)"
+                if args.index == "auto"
+                else f"head; every context through the {'flat 8-bit' if args.index == 'flat' else 'compact inverted-list'} index)"
+            )
+            + ". Same prompts for every variant: trained weights; the trained weights with the memory switched off "
             "(local window only); "
             f"the untrained network. Command: `{command.strip()}` "
             f"({elapsed:.0f} s).\n"
