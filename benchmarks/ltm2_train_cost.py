@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import run_script, update_section  # noqa: E402
 
 from hashhop.lab.data import IGNORE  # noqa: E402
-from hashhop.lab.train import batch_for, build_model  # noqa: E402
+from hashhop.lab.train import batch_for, build_model, weighted_read_targets  # noqa: E402
 from hashhop.ltm2.config import ltm2_config  # noqa: E402
 from hashhop.ltm2.train import RUNS  # noqa: E402
 
@@ -37,8 +37,9 @@ def step_seconds(seq_len: int, batch: int, corpus: str, steps: int) -> float:
     for step in range(steps + 1):
         inputs, targets, reads = batch_for(cfg, step, 0, True)
         started = time.perf_counter()
-        logits, read_sums, _ = model(inputs, read_targets=reads)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE) + read_sums.sum()
+        wanted, weights = weighted_read_targets(reads, cfg)  # as the trainer: kinds weighted 0 cost nothing
+        logits, read_sums, _ = model(inputs, read_targets=wanted)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE) + (weights * read_sums).sum()
         loss.backward()
         if step:
             times.append(time.perf_counter() - started)
@@ -58,8 +59,8 @@ def main() -> None:
         seq_lens = [int(x) for x in args.seq_lens.split(",")]
     except ValueError:
         ap.error(f"--seq-lens must be whole numbers separated by commas, got {args.seq_lens!r}")
-    if args.steps < 1 or any(s < 256 or args.bytes % s for s in seq_lens):
-        ap.error(f"--steps must be >= 1 and each --seq-lens value >= 256 and a divisor of --bytes {args.bytes}")
+    if args.steps < 1 or args.bytes < 1 or any(s < 256 or args.bytes % s for s in seq_lens):
+        ap.error(f"--steps and --bytes must be >= 1 and each --seq-lens value >= 256 and a divisor of --bytes {args.bytes}")
     if not os.path.exists(args.corpus):
         ap.error(f"no training corpus at {args.corpus}: build it with python -m hashhop.ltm2.data --out PATH and pass --corpus PATH")
     if args.threads:

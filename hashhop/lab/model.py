@@ -59,7 +59,7 @@ class Block(nn.Module):
             x = x + self.mixer(self.norm1(x))
         else:
             if not getattr(self.mixer, "supervised_reads", False):
-                raise HashHopError(f"mixer {self.mixer.__class__.__name__} has no memory reads to supervise: read_loss needs ltm2")
+                raise HashHopError(f"mixer {self.mixer.__class__.__name__} has no memory reads to supervise: read_loss / copy_read_loss need ltm2")
             y, *aux = self.mixer(self.norm1(x), read_targets=read_targets)
             x = x + y
         if self.mlp is not None:

@@ -47,8 +47,15 @@ def batch_for(cfg: RunConfig, step: int, stream: int = 0, read_targets: bool = F
     task = replace(cfg.task, extra={**cfg.task.extra, "read_targets": True}) if read_targets else cfg.task
     batch = make_batch(task, cfg.batch_size, generator)
     if read_targets and len(batch) != 3:
-        raise HashHopError(f"task {cfg.task.name} gives no read targets: read_loss needs ltm_mixture")
+        raise HashHopError(f"task {cfg.task.name} gives no read targets: read_loss / copy_read_loss need ltm_mixture")
     return batch
+
+
+def weighted_read_targets(reads: torch.Tensor, cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The task's read targets (batch, seq, reads, kinds, sources) with the kinds weighted 0 masked out (they cost
+    nothing), and the weight of each kind: (jumps ``cfg.read_loss``, copies ``cfg.copy_read_loss``)."""
+    weights = torch.tensor([cfg.read_loss, cfg.copy_read_loss])[: reads.shape[3]]
+    return reads.masked_fill((weights == 0)[None, None, None, :, None], -1), weights
 
 
 def initial_weights(model: torch.nn.Module, source: str) -> None:
@@ -177,9 +184,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
     step = start
     # The next batch is made on a thread while this one trains (torch releases the GIL in its kernels).
     prefetch = ThreadPoolExecutor(1)
-    # the read loss per kind of target (the task's jumps, then copies), each averaged over its own targets
-    read_weights = torch.tensor([cfg.read_loss, cfg.copy_read_loss], device=device)
-    supervise = bool((read_weights > 0).any())
+    supervise = cfg.read_loss > 0 or cfg.copy_read_loss > 0  # per kind of target, each averaged over its own
     upcoming = prefetch.submit(batch_for, cfg, start, 0, supervise)
     read_loss = None
     for step in range(start, cfg.steps):
@@ -192,11 +197,11 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         shard = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
         inputs, targets = inputs[shard].to(device), targets[shard].to(device)
         if supervise:  # normalised by the global batch's supervised reads, as the loss is by its labelled tokens
-            wanted = reads[0].masked_fill((read_weights == 0).cpu()[None, None, None, :, None], -1)  # unweighted: no cost
+            wanted, read_weights = weighted_read_targets(reads[0], cfg)
             n_reads = (wanted >= 0).any(-1).sum(dim=(0, 1, 2)).to(device)  # per kind
             logits, read_sums, _ = ddp(inputs, read_targets=wanted[shard].to(device))
             read_losses = read_sums * world / n_reads.clamp(min=1)
-            read_loss = (read_weights * read_losses).sum()
+            read_loss = (read_weights.to(device) * read_losses).sum()
         else:
             logits = ddp(inputs)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum") * world / max(1, n_labelled)
@@ -210,7 +215,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         tokens_seen += inputs.numel() * world
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item() / world:.3f}", **({"read": f"{read_losses[0].item() / world:.2f}"} if read_loss is not None else {}))
+            bar.set_postfix(loss=f"{loss.item() / world:.3f}", **({"read": f"{read_losses[0].item() / world:.2f}"} if cfg.read_loss > 0 else {}))
         last = step + 1 == cfg.steps
         if (step + 1) % cfg.eval_every == 0 or last:
             now = time.perf_counter()
@@ -218,7 +223,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
             record = {
                 "step": step + 1,
                 "train_loss": loss.item() / world,
-                **({"train_read_loss": read_losses[0].item() / world} if read_loss is not None else {}),
+                **({"train_read_loss": read_losses[0].item() / world} if cfg.read_loss > 0 else {}),
                 **({"train_copy_read_loss": read_losses[1].item() / world} if cfg.copy_read_loss > 0 else {}),
                 "lr": lr_at(cfg, step),
                 **result,

@@ -145,7 +145,8 @@ class Built:
         context bytes it copies (-1: none), from :attr:`reads`."""
         sources = np.full((length, READS, KINDS, SOURCES), -1, dtype=np.int64)
         for byte, read, found, kind in self.reads:
-            sources[byte, read, kind, : len(found)] = found[:SOURCES]
+            found = found[:SOURCES]
+            sources[byte, read, kind, : len(found)] = found
         return sources
 
 

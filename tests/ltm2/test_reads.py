@@ -14,7 +14,7 @@ from hashhop.lab.config import RunConfig
 from hashhop.lab.data import IGNORE, TaskConfig
 from hashhop.lab.mixers import MixerConfig
 from hashhop.lab.model import LM, ModelConfig
-from hashhop.lab.train import train_run
+from hashhop.lab.train import train_run, weighted_read_targets
 from hashhop.ltm2 import data as d
 from hashhop.ltm2.model import read_gain
 from hashhop.task.generator import plan
@@ -41,8 +41,8 @@ def test_hashhop_read_targets_point_at_the_links_an_answer_jumps_to_and_copies_f
         copies = [r for r in reads if r[3] == d.COPY]
         assert len(jumps) + len(copies) == len(reads) and len({(b, r) for b, r, _, _ in reads}) == len(reads)
         # every copy, for the first read, from a source byte equal to the answer's byte
-        for byte, read, sources, _ in copies:
-            assert read == 0 and sources and all(text[source] == text[byte] for source in sources)
+        for byte, read, sources, _ in copies:  # the byte before matches too: the source is inside the right link
+            assert read == 0 and sources and all(text[source - 1 : source + 1] == text[byte - 1 : byte + 1] for source in sources)
         written = {b - start for b, _, _, _ in reads}
         if not cot and hops > 1:  # composition: the first read on the intermediate, the second on the next link
             assert [(b - start, r) for b, r, _, _ in jumps] == [(0, 0), (0, 1)]
@@ -167,6 +167,10 @@ def test_lab_trains_the_read_loss_from_given_weights(tmp_path):
     record = json.loads((tmp_path / "second" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["train_read_loss"] > 0 and np.isfinite(record["train_read_loss"])
     assert record["train_copy_read_loss"] > 0 and np.isfinite(record["train_copy_read_loss"])
+    jumps_only = mixture_run(str(corpus), name="jumps", read_loss=0.5, init_from=str(tmp_path / "first"))
+    train_run(jumps_only, str(tmp_path), progress=False, log=lambda *_: None)
+    record = json.loads((tmp_path / "jumps" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["train_read_loss"] > 0 and "train_copy_read_loss" not in record
     from hashhop.lab.train import build_model, initial_weights
 
     model = build_model(second_cfg)
@@ -183,3 +187,12 @@ def test_lab_trains_the_read_loss_from_given_weights(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(HashHopError, match="gives no read targets"):
         train_run(RunConfig.from_dict({"name": "ar", "task": {"name": "ar", "seq_len": 64}, "read_loss": 0.5, "steps": 1, "batch_size": 2}), str(tmp_path), progress=False)
+
+
+def test_kinds_weighted_zero_cost_nothing():
+    reads = torch.arange(2 * 3 * d.READS * d.KINDS * d.SOURCES).view(2, 3, d.READS, d.KINDS, d.SOURCES)
+    wanted, weights = weighted_read_targets(reads, mixture_run("corpus.bin", read_loss=0.3))
+    assert weights.tolist() == pytest.approx([0.3, 0.0])
+    assert torch.equal(wanted[:, :, :, d.JUMP], reads[:, :, :, d.JUMP]) and (wanted[:, :, :, d.COPY] == -1).all()
+    wanted, weights = weighted_read_targets(reads, mixture_run("corpus.bin", copy_read_loss=0.1))
+    assert (wanted[:, :, :, d.JUMP] == -1).all() and torch.equal(wanted[:, :, :, d.COPY], reads[:, :, :, d.COPY])
