@@ -46,21 +46,23 @@ def ltm2_config(
     threads: int | None = None,
     stage: int = 1,
     init_from: str | None = None,
+    seq_len: int = SEQ_LEN,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
-    batches), its own warmup and decay."""
+    batches), its own warmup and decay. ``seq_len``: bytes per row (the memory a read spans in training), at
+    the same bytes per step (BATCH x SEQ_LEN)."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
     return RunConfig.from_dict(
         {
             "name": name,
-            "task": {"name": "ltm_mixture", "seq_len": SEQ_LEN, "extra": {"corpus": corpus}},
+            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus}},
             "model": {"mixer": MIXER, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
-            "batch_size": BATCH,
+            "batch_size": max(1, BATCH * SEQ_LEN // seq_len),
             "eval_every": 100,
             "eval_batches": 2,
             "seed": seed + (stage - 1),

@@ -17,7 +17,7 @@ import platform
 import time
 
 from hashhop.errors import HashHopError
-from hashhop.ltm2.config import CARD, READ_STEPS, STEPS, WEIGHTS, ltm2_config
+from hashhop.ltm2.config import BATCH, CARD, READ_STEPS, SEQ_LEN, STEPS, WEIGHTS, ltm2_config
 
 RUNS = "runs/ltm2"
 
@@ -37,6 +37,7 @@ def train_ltm2(
     command: str = "hashhop train --model ltm2",
     log=print,
     read_steps: int = READ_STEPS,
+    read_seq_len: int = SEQ_LEN,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card."""
     from hashhop.ltm2.data import build_train_corpus
@@ -57,7 +58,8 @@ def train_ltm2(
     summary = train_run(cfg, runs, progress=progress, log=log)
     stages = [summary]
     if read_steps:
-        cfg = ltm2_config(corpus, read_steps, seed, "ltm2_reads", threads, stage=2, init_from=os.path.join(runs, cfg.name))
+        name = "ltm2_reads" if read_seq_len == SEQ_LEN else f"ltm2_reads_{read_seq_len}"
+        cfg = ltm2_config(corpus, read_steps, seed, name, threads, stage=2, init_from=os.path.join(runs, cfg.name), seq_len=read_seq_len)
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
 
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hashhop.ltm2.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--read-steps", type=int, default=READ_STEPS, help="steps of the second stage (auxiliary read loss); 0: none")
+    ap.add_argument("--read-seq-len", type=int, default=SEQ_LEN, help="bytes per row in the second stage (the memory its reads span; same bytes per step)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--runs", default=RUNS, help="the lab run folder (checkpoints; rerun to resume)")
@@ -184,9 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.read_steps < 0:
         ap.error(f"--read-steps must be a whole number >= 0 (0: no second stage), got {args.read_steps}")
+    from hashhop.ltm2.data import MIN_SEQ_LEN
+
+    if not MIN_SEQ_LEN <= args.read_seq_len <= BATCH * SEQ_LEN or BATCH * SEQ_LEN % args.read_seq_len:
+        ap.error(f"--read-seq-len must divide {BATCH * SEQ_LEN} (bytes per step) and be at least {MIN_SEQ_LEN}, got {args.read_seq_len}")
     try:
         summary = train_ltm2(
-            args.out, args.runs, args.corpus, args.steps, args.seed, args.threads, not args.no_progress, read_steps=args.read_steps
+            args.out,
+            args.runs,
+            args.corpus,
+            args.steps,
+            args.seed,
+            args.threads,
+            not args.no_progress,
+            read_steps=args.read_steps,
+            read_seq_len=args.read_seq_len,
         )
     except HashHopError as err:
         print(f"error: {err}", file=sys.stderr)
