@@ -154,6 +154,9 @@ def test_a_stop_signal_leaves_no_partial_file(tmp_path, signum, earlier):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # the signal's default disposition, whatever the suite was started under (nohup leaves SIGHUP ignored, and
+        # generate keeps an ignored signal ignored, on purpose)
+        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
