@@ -363,9 +363,13 @@ def _fla_delta_rule():
         return None
 
     def run(q, k, v, beta):
-        # fla takes (batch, length, heads, dim)
-        o, _ = chunk_delta_rule(*(x.transpose(1, 2).contiguous() for x in (q, k, v)), beta.transpose(1, 2).contiguous())
-        return o.transpose(1, 2)
+        # fla takes (batch, length, heads, dim) in 16-bit floats only, and scales queries by dim ** -0.5 unless told
+        # otherwise: ours are unscaled (scale 1), as in delta_rule_chunkwise
+        dtype = q.dtype
+        half = dtype if dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+        args = (x.transpose(1, 2).to(half).contiguous() for x in (q, k, v, beta))
+        o, _ = chunk_delta_rule(*args, scale=1.0)
+        return o.transpose(1, 2).to(dtype)
 
     return run
 

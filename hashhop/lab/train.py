@@ -85,6 +85,7 @@ def answer_runs(targets: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def evaluate_batches(model: torch.nn.Module, cfg: RunConfig, batches: int, task=None, stream: int = 1) -> dict:
     """Token accuracy and exact match per answer (every token of a query's answer right) on fresh batches."""
     task = task or eval_config(cfg.task)
