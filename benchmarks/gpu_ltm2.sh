@@ -23,5 +23,6 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider tests/lab/test_mixers.py -k
 timeout 360 python3 benchmarks/ltm2_gpu.py --corpus "$corpus" --context 100M --train-seconds 120 --runs /tmp/gpu_runs
 status=$?
 cp benchmarks/RESULTS.md "$out/" 2>/dev/null
-for f in config.json model.safetensors checkpoint.safetensors metrics.jsonl summary.json; do  # checkpoint: if cut short cp /tmp/gpu_runs/ltm2_gpu_reads_16384/$f "$out/run/" 2>/dev/null; done
+# the checkpoint only if the run was cut short
+for f in config.json model.safetensors checkpoint.safetensors metrics.jsonl summary.json; do cp /tmp/gpu_runs/ltm2_gpu_reads_16384/$f "$out/run/" 2>/dev/null; done
 exit $status
