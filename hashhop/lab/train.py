@@ -59,7 +59,8 @@ def weighted_read_targets(reads: torch.Tensor, cfg: RunConfig) -> tuple[torch.Te
 
 
 def initial_weights(model: torch.nn.Module, source: str) -> None:
-    """Load ``init_from``: a .safetensors file or a finished run's folder (its model.safetensors), same shapes."""
+    """Load ``init_from``: a .safetensors file (a state dict, or shipped weights whose names start ``model.``) or a
+    finished run's folder (its model.safetensors), same shapes."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -68,6 +69,8 @@ def initial_weights(model: torch.nn.Module, source: str) -> None:
         state = load_file(path)
     except (OSError, SafetensorError) as err:
         raise HashHopError(f"init_from {source}: cannot read weights from {path} ({err})") from None
+    if state and all(name.startswith("model.") for name in state) and not any(name.startswith("model.") for name in model.state_dict()):
+        state = {name.removeprefix("model."): tensor for name, tensor in state.items()}  # a shipped weights file
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -36,6 +36,7 @@ READ_STEPS = 800
 READ_LOSS = 0.3
 COPY_READ_LOSS = 0.0  # the copies after each jump, weighted apart (0.1 tried in a sixth run: no change, docs/ltm2.md)
 READ_LR = 1e-3
+READ_NEGATIVES = 0  # stage 2: keys of earlier batches each supervised read must also beat (MixerConfig.read_negatives)
 
 
 def ltm2_config(
@@ -47,11 +48,12 @@ def ltm2_config(
     stage: int = 1,
     init_from: str | None = None,
     seq_len: int = SEQ_LEN,
+    read_negatives: int = READ_NEGATIVES,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
     batches), its own warmup and decay. ``seq_len``: bytes per row (the memory a read spans in training), at
-    the same bytes per step (BATCH x SEQ_LEN)."""
+    the same bytes per step (BATCH x SEQ_LEN). ``read_negatives`` (stage 2): far keys each supervised read must beat."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
@@ -59,7 +61,7 @@ def ltm2_config(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus}},
-            "model": {"mixer": MIXER, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
+            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),

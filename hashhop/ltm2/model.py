@@ -186,11 +186,13 @@ class MemoryRead(nn.Module):
         log_length: bool = False,
         previous: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
+        far: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Dense read: position q sees memory entries t <= q - delay (their values are complete by then)
         and the sink. keys (b, heads, t, hk) unit vectors; values (b, t, value_dim); previous (b, t, d) the encoder
         states one position earlier (for a query shift). With ``targets`` (b, t, kinds, k): the entries (-1: none)
-        position q should read, it also returns :meth:`target_loss` (summed per kind) and the positions per kind."""
+        position q should read, it also returns :meth:`target_loss` (summed per kind) and the positions per kind; ``far``
+        (heads, n, hk): other contexts' keys those reads must also beat (:meth:`target_loss`)."""
         b, t, _ = h.shape
         q = self.queries(h, key, previous)
         if log_length:  # query q sees q - delay + 1 entries
@@ -204,15 +206,27 @@ class MemoryRead(nn.Module):
         out = self.out(y.transpose(1, 2).reshape(b, t, -1))
         if targets is None:
             return out
-        return out, *self.target_loss(q, k, targets, delay)
+        return out, *self.target_loss(q, k, targets, delay, far, log_length)
 
-    def target_loss(self, q: torch.Tensor, k: torch.Tensor, targets: torch.Tensor, delay: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def target_loss(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        targets: torch.Tensor,
+        delay: int,
+        far: torch.Tensor | None = None,
+        log_length: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The auxiliary read loss: at each position with targets, -log of the share of the read (averaged over
         heads, so one head may do it) that lands on any of its target entries. q (b, heads, t, hk) the scaled
         queries, k (b, heads, t, hk) the read's keys (``delay`` sink slots, then entry j at slot j + delay), targets
         (b, t, kinds, k) entry ids, -1 for none, one set per kind of target (the data's jumps and copies, weighted
-        apart by the trainer). Returns (summed loss per kind, positions per kind), each (kinds,)."""
+        apart by the trainer). ``far`` (heads, n_far, hk): unit keys from other contexts (earlier batches) that every
+        targeted read must also beat, as if the memory held them too; with ``log_length`` the logits are then sharpened
+        for the larger count (the rule the engine applies at length). Returns (summed loss per kind, positions per
+        kind), each (kinds,)."""
         kinds = targets.shape[2]
+        n_far = 0 if far is None else far.shape[1]
         sums, count = [q.new_zeros(()) for _ in range(kinds)], torch.zeros(kinds, dtype=torch.long)
         slot = torch.arange(k.shape[2], device=q.device)
         for row in range(q.shape[0]):
@@ -223,6 +237,13 @@ class MemoryRead(nn.Module):
                     continue
                 logits = torch.einsum("hnk,htk->hnt", q[row][:, at], k[row])  # (heads, n, t): each slot's logit
                 logits = logits.masked_fill(slot[None, None, :] > at[None, :, None], float("-inf"))
+                if n_far:
+                    far_logits = torch.einsum("hnk,hfk->hnf", q[row][:, at], far)
+                    logits = torch.cat([logits, far_logits], dim=-1)
+                    if log_length:  # the query's gain was for the row's entries; the read now spans n_far more
+                        entries = at - delay + 1
+                        ratio = read_gain(entries + n_far, True) / read_gain(entries, True).clamp(min=1e-6)
+                        logits = logits * ratio[None, :, None]
                 slots = wanted_at[at] + delay  # (n, k)
                 wanted = torch.gather(logits, 2, slots.clamp(min=0)[None].expand(len(logits), -1, -1))
                 wanted = wanted.masked_fill((wanted_at[at] < 0)[None], float("-inf"))
@@ -257,6 +278,8 @@ class LTM2(nn.Module):
         self.next_value = nn.Linear(cfg.d_model, cfg.value_dim, bias=False)  # the byte after the entry, directly
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.memory_enabled = cfg.memory  # switched off for the memory-off ablation
+        # training only (cfg.read_negatives): keys of earlier batches, newest last; not saved (refills in a few steps)
+        self.register_buffer("far_keys", torch.zeros(cfg.memory_heads, 0, cfg.key_dim // cfg.memory_heads), persistent=False)
 
     @property
     def delay(self) -> int:
@@ -289,13 +312,26 @@ class LTM2(nn.Module):
             if self.memory_enabled:
                 args = (block.norm_read(h), self.key, keys, values, self.delay, self.cfg.log_length_reads, previous)
                 if read_targets is not None and i < read_targets.shape[2]:
-                    read, loss, covered = block.read(*args, targets=read_targets[:, :, i])
+                    far = self.far_keys if self.far_keys.shape[1] else None
+                    read, loss, covered = block.read(*args, targets=read_targets[:, :, i], far=far)
                     aux, count = aux + loss, count + covered
                 else:
                     read = block.read(*args)
                 h = h + read
             h = h + block.mlp(block.norm_mlp(h))
+        if read_targets is not None and self.cfg.read_negatives and self.training:
+            recall_rows = (read_targets >= 0).flatten(1).any(1)  # rows holding a recall task: keys like the ones reads must tell apart
+            if recall_rows.any():
+                self.remember_keys(keys[recall_rows].detach())
         return h if read_targets is None else (h, aux, count)
+
+    def remember_keys(self, keys: torch.Tensor) -> None:
+        """Keep up to ``cfg.read_negatives`` keys (b, heads, t, hk) of this batch's recall rows, a random half of their
+        positions at most, as later batches' far keys (the oldest go first)."""
+        b, heads, t, hk = keys.shape
+        pool = keys.transpose(0, 1).reshape(heads, b * t, hk)
+        take = torch.randperm(b * t, device=keys.device)[: min(self.cfg.read_negatives, b * t // 2)]
+        self.far_keys = torch.cat([self.far_keys, pool[:, take]], dim=1)[:, -self.cfg.read_negatives :]
 
     def state_bytes(self, length: int) -> int:
         """What the engine keeps per context byte over a long context (>= 1M bytes): the byte, per head a

@@ -17,7 +17,7 @@ import platform
 import time
 
 from hashhop.errors import HashHopError
-from hashhop.ltm2.config import BATCH, CARD, READ_STEPS, SEQ_LEN, STEPS, WEIGHTS, ltm2_config
+from hashhop.ltm2.config import BATCH, CARD, READ_NEGATIVES, READ_STEPS, SEQ_LEN, STEPS, WEIGHTS, ltm2_config
 
 RUNS = "runs/ltm2"
 
@@ -38,8 +38,11 @@ def train_ltm2(
     log=print,
     read_steps: int = READ_STEPS,
     read_seq_len: int = SEQ_LEN,
+    read_negatives: int = READ_NEGATIVES,
+    init_from: str | None = None,
 ) -> dict:
-    """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card."""
+    """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
+    ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
     from hashhop.ltm2.data import build_train_corpus
 
     if not out.endswith(".safetensors"):
@@ -52,14 +55,19 @@ def train_ltm2(
     else:
         log(f"building the training code corpus at {corpus}")
         corpus_info = build_train_corpus(corpus)
-    cfg = ltm2_config(corpus, steps=steps, seed=seed, threads=threads)
     from hashhop.lab.train import train_run
 
-    summary = train_run(cfg, runs, progress=progress, log=log)
-    stages = [summary]
+    if init_from:
+        if not read_steps:
+            raise HashHopError("--init-from starts the second stage from those weights: give it --read-steps > 0")
+        init, stages = init_from, []
+    else:
+        cfg = ltm2_config(corpus, steps=steps, seed=seed, threads=threads)
+        stages = [train_run(cfg, runs, progress=progress, log=log)]
+        init = os.path.join(runs, cfg.name)
     if read_steps:
-        name = "ltm2_reads" if read_seq_len == SEQ_LEN else f"ltm2_reads_{read_seq_len}"
-        cfg = ltm2_config(corpus, read_steps, seed, name, threads, stage=2, init_from=os.path.join(runs, cfg.name), seq_len=read_seq_len)
+        name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
+        cfg = ltm2_config(corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives)
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
 
@@ -109,6 +117,16 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
         else ""
     )
     mixer = cfg["model"]["mixer"]
+    if len(stages) == 1 and cfg.get("init_from") and cfg.get("read_loss"):
+        second = (
+            f" This run is the read-loss stage alone ({stages[0]['steps']} steps, seed {cfg['seed']}, lr {cfg['optim']['lr']},"
+            f" read loss weight {cfg['read_loss']}), started from the weights `{os.path.basename(os.path.normpath(cfg['init_from']))}`."
+        )
+    if mixer.get("read_negatives"):
+        second += (
+            f" Each supervised read must also beat up to {mixer['read_negatives']:,} keys kept from earlier batches' recall"
+            " rows (its softmax sharpened for that many more entries): reads trained as over a long memory."
+        )
     machine = f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}"
     try:
         import torch
@@ -178,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--read-steps", type=int, default=READ_STEPS, help="steps of the second stage (auxiliary read loss); 0: none")
     ap.add_argument("--read-seq-len", type=int, default=SEQ_LEN, help="bytes per row in the second stage (the memory its reads span; same bytes per step)")
+    ap.add_argument("--read-negatives", type=int, default=READ_NEGATIVES, help="second stage: keys of earlier batches each supervised read must also beat (0: none)")
+    ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--runs", default=RUNS, help="the lab run folder (checkpoints; rerun to resume)")
@@ -187,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.read_steps < 0:
         ap.error(f"--read-steps must be a whole number >= 0 (0: no second stage), got {args.read_steps}")
+    if not 0 <= args.read_negatives <= 1 << 24:
+        ap.error(f"--read-negatives must be a whole number from 0 to {1 << 24}, got {args.read_negatives}")
     from hashhop.ltm2.data import MIN_SEQ_LEN
 
     if not MIN_SEQ_LEN <= args.read_seq_len <= BATCH * SEQ_LEN or BATCH * SEQ_LEN % args.read_seq_len:
@@ -202,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             not args.no_progress,
             read_steps=args.read_steps,
             read_seq_len=args.read_seq_len,
+            read_negatives=args.read_negatives,
+            init_from=args.init_from,
         )
     except HashHopError as err:
         print(f"error: {err}", file=sys.stderr)
