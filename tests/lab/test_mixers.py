@@ -91,7 +91,7 @@ def test_selective_scan_matches_a_closed_form_for_constant_inputs():
 
 
 def _relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((out.double() - reference.double()).norm() / reference.double().norm())
+    return float((out.detach().double() - reference.detach().double()).norm() / reference.detach().double().norm())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the fast kernels need CUDA")

@@ -196,3 +196,71 @@ def test_kinds_weighted_zero_cost_nothing():
     assert torch.equal(wanted[:, :, :, d.JUMP], reads[:, :, :, d.JUMP]) and (wanted[:, :, :, d.COPY] == -1).all()
     wanted, weights = weighted_read_targets(reads, mixture_run("corpus.bin", copy_read_loss=0.1))
     assert (wanted[:, :, :, d.JUMP] == -1).all() and torch.equal(wanted[:, :, :, d.COPY], reads[:, :, :, d.COPY])
+
+
+def test_far_keys_join_each_supervised_reads_softmax_sharpened_for_their_count():
+    lm = small_lm(log_length_reads=True, read_negatives=50)
+    net = lm.blocks[0].mixer
+    read = net.blocks[0].read
+    read.log_scale.data.fill_(2.0)
+    x = torch.randint(0, 256, (1, 60))
+    targets = torch.full((1, 60, 2, 2, 2), -1)
+    targets[0, 40, 0, 0, 0] = 3
+    lm.eval()  # no keys are kept outside training
+    _, plain, _ = lm(x, read_targets=targets)
+    assert net.far_keys.shape[1] == 0
+    far = F.normalize(torch.randn(read.heads, 30, 8), dim=-1)
+    net.far_keys = far.clone()
+    _, loss, count = lm(x, read_targets=targets)
+    assert count.tolist() == [1, 0] and torch.equal(net.far_keys, far)
+    with torch.no_grad():  # written out: the row's visible slots and the far keys in one softmax, gain for 30 more entries
+        h0 = lm.blocks[0].norm1(lm.embed(x))
+        states = net.encoder(h0)
+        keys, _ = net.write(h0, states)
+        h = states + net.blocks[0].local(net.blocks[0].norm_local(states))
+        q = read.queries(net.blocks[0].norm_read(h), net.key)
+        delay, pos = net.delay, 40
+        scaled = q[0, :, pos] * read_gain(pos - delay + 1 + 30, True)
+        slots = torch.cat([read.sink_keys()[:, None].expand(-1, delay, -1), keys[0]], 1)[:, : pos + 1]
+        weights = F.softmax(torch.cat([(slots * scaled[:, None]).sum(-1), (far * scaled[:, None]).sum(-1)], 1), -1)
+        want = -math.log(weights[:, 3 + delay].mean())
+    assert abs(float(loss[0].detach()) - want) < 1e-4 and float(loss[0].detach()) > float(plain[0].detach())
+
+
+def test_training_keeps_far_keys_from_recall_rows_only_newest_last():
+    lm = small_lm(read_negatives=50).train()
+    net = lm.blocks[0].mixer
+    x = torch.randint(0, 256, (3, 40))
+    targets = torch.full((3, 40, 2, 2, 2), -1)
+    lm(x, read_targets=targets)  # no recall rows: nothing kept
+    assert net.far_keys.shape[1] == 0
+    targets[1, 30, 0, 0, 0] = 2
+    lm(x, read_targets=targets)
+    assert net.far_keys.shape == (2, 20, 8)  # half of the one recall row's 40 positions
+    with torch.no_grad():
+        h0 = lm.blocks[0].norm1(lm.embed(x))
+        keys, _ = net.write(h0, net.encoder(h0))
+    row = keys[1]  # (heads, t, hk): every kept key is one of row 1's
+    assert all(any(torch.allclose(k, r) for r in row[head]) for head in range(2) for k in net.far_keys[head])
+    for _ in range(3):
+        lm(x, read_targets=targets)
+    assert net.far_keys.shape == (2, 50, 8)  # capped, oldest dropped
+    assert "far_keys" not in lm.state_dict()  # training state, never saved with the weights
+
+
+def test_read_stage_alone_from_shipped_weights(tmp_path):
+    from hashhop.ltm2.config import WEIGHTS
+    from hashhop.ltm2.train import main
+
+    corpus = tmp_path / "corpus.bin"
+    corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
+    out = tmp_path / "w.safetensors"
+    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64"]
+    assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
+    from hashhop.ltm2.load import load_ltm2
+
+    trained = load_ltm2(str(out))
+    assert trained.blocks[0].mixer.cfg.read_negatives == 64
+    card = (tmp_path / "w.card.md").read_text()
+    assert "read-loss stage alone (1 steps" in card and "`ltm2.safetensors`" in card and "64 keys" in card
+    assert main(["--init-from", "x.safetensors", "--read-steps", "0", "--runs", str(tmp_path / "r2"), "--corpus", str(corpus)]) == 2
