@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import run_script, update_section  # noqa: E402
 
+from hashhop.errors import HashHopError  # noqa: E402
 from hashhop.lab.corpus import build_corpus, held_out_files  # noqa: E402
 from hashhop.ltm2.config import WEIGHTS  # noqa: E402
 from hashhop.ltm2.engine import Engine  # noqa: E402
@@ -56,16 +57,35 @@ def bits_per_byte(engine: Engine, context: bytes, scored: bytes, chunk: int = 10
     return total_bits / len(scored), time.perf_counter() - started
 
 
-def decode_speed(engine: Engine, context: bytes, count: int) -> tuple[float, float, float]:
-    """(prefill bytes/s, bytes kept per context byte, greedy decode bytes/s)."""
+def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[float]) -> list[tuple[float, float, float, float, float]]:
+    """Prefill once, then greedy decode with each scan cap (lists' worth of codes a read may scan: a search-time
+    setting). Per cap: (cap, prefill bytes/s, bytes kept per context byte, greedy decode bytes/s, codes scanned per
+    index search)."""
+    import faiss
+
     t0 = time.perf_counter()
-    engine.prefill(context)
+    engine.prefill(context, progress=True)
     prefill_s = time.perf_counter() - t0
     kept = engine.bytes_per_context_byte()
     engine.generate(4)  # warm
-    t0 = time.perf_counter()
-    engine.generate(count)
-    return len(context) / prefill_s, kept, count / (time.perf_counter() - t0)
+    rows = []
+    for cap in scan_caps:
+        engine.memory.set_scan_cap(cap)  # each cap continues the greedy output of the last
+        stats = faiss.cvar.indexIVF_stats
+        stats.reset()
+        t0 = time.perf_counter()
+        engine.generate(count)
+        decode_s = time.perf_counter() - t0
+        searches = max(1, stats.nq)  # index searches (per head and block)
+        rows.append((cap, len(context) / prefill_s, kept, count / decode_s, stats.ndis / searches if stats.nq else float("nan")))
+    return rows
+
+
+def context_of(corpus: np.ndarray, length: int) -> bytes:
+    """The last ``length`` bytes of the corpus; a longer context is the whole corpus then its beginning again."""
+    if length <= len(corpus):
+        return corpus[len(corpus) - length :].tobytes()
+    return np.resize(np.asarray(corpus), length).tobytes()
 
 
 def main() -> None:
@@ -77,6 +97,7 @@ def main() -> None:
     ap.add_argument("--decode-contexts", default="1M,10M", help="contexts for the prefill / decode speed rows")
     ap.add_argument("--decode", type=int, default=64, help="bytes generated for the decode speed")
     ap.add_argument("--ivf-from", default="1M", help="contexts this long are searched through inverted lists (nprobe 32)")
+    ap.add_argument("--scan-caps", default="4", help="decode rows per scan cap (lists' worth of codes a read scans at most)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--speed-only", action="store_true", help="only the prefill / memory / decode rows")
     ap.add_argument("--section", default="ltm2_code")
@@ -106,14 +127,18 @@ def main() -> None:
         rows.append((label, bpb, bpb / base - 1, seconds))
         print(rows[-1], flush=True)
     speed = []
+    try:
+        scan_caps = [float(x) for x in args.scan_caps.split(",")]
+    except ValueError:
+        scan_caps = []
+    if not scan_caps or not all(0 < cap < math.inf for cap in scan_caps):
+        raise HashHopError(f"--scan-caps takes positive numbers separated by commas, got {args.scan_caps!r}")
     for context_n in (parse_size(x) for x in args.decode_contexts.split(",")):
-        context = corpus[len(corpus) - context_n :].tobytes() if context_n <= len(corpus) else None
-        if context is None:
-            continue
         engine = Engine(trained)
-        prefill_bps, kept, decode_bps = decode_speed(engine, context, args.decode)
-        speed.append((context_n, prefill_bps, kept, decode_bps, "ivf" if engine.memory.quantizers else "flat"))
-        print(speed[-1], flush=True)
+        for cap, prefill_bps, kept, decode_bps, scanned in decode_speed(engine, context_of(corpus, context_n), args.decode, scan_caps):
+            speed.append((context_n, cap, prefill_bps, kept, decode_bps, scanned, "ivf" if engine.memory.quantizers else "flat"))
+            print(speed[-1], flush=True)
+        del engine
     command = "python benchmarks/ltm2_code.py " + " ".join(sys.argv[1:])
     lines = [
         f"LTM-2 on the held-out code (never trained on): the last {scored_n:,} bytes of the corpus scored after a context of "
@@ -123,12 +148,13 @@ def main() -> None:
         "|---|---|---|---|",
         *[f"| {label} | {bpb:.3f} | {rel:+.1%} | {s:.0f} |" for label, bpb, rel, s in rows],
         "",
-        "| context bytes | prefill bytes/s | bytes kept per context byte | greedy decode bytes/s | index |",
-        "|---|---|---|---|---|",
-        *[f"| {n:,} | {p:,.0f} | {k:.1f} | {d:.1f} | {kind} |" for n, p, k, d, kind in speed],
+        "| context bytes | prefill bytes/s | bytes kept per context byte | scan cap (lists) | codes scanned per search | greedy decode bytes/s | index |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {n:,} | {p:,.0f} | {k:.1f} | {c:g} | {sc:,.0f} | {d:.1f} | {kind} |" for n, c, p, k, d, sc, kind in speed],
     ]
     if args.speed_only:
-        lines = [lines[0].split(":")[0] + f" (engine costs only). Command: `{command.strip()}`.", "", *lines[-(len(speed) + 2) :]]
+        longer = f" Contexts longer than the corpus ({len(corpus):,} bytes) are the corpus then its beginning again." if any(n > len(corpus) for n, *_ in speed) else ""
+        lines = [lines[0].split(":")[0] + f" (engine costs only). Command: `{command.strip()}`.{longer}", "", *lines[-(len(speed) + 2) :]]
         print("\n".join(lines))
         if args.section:
             update_section(args.section, "\n".join(lines))

@@ -27,6 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import run_script, update_section  # noqa: E402
 
+from hashhop.errors import HashHopError  # noqa: E402
 from hashhop.ltm2.config import WEIGHTS  # noqa: E402
 from hashhop.runners.base import RunnerOptions  # noqa: E402
 from hashhop.runners.builtin import LTM2Runner  # noqa: E402
@@ -55,7 +56,7 @@ NEW_FORMATS = {
 }
 
 
-def make_variant(name: str, weights: str, index: str = "auto") -> LTM2Runner:
+def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float | None = None) -> LTM2Runner:
     from hashhop.ltm2.engine import Engine
     from hashhop.ltm2.load import load_ltm2
 
@@ -67,6 +68,8 @@ def make_variant(name: str, weights: str, index: str = "auto") -> LTM2Runner:
     elif name != "trained":
         raise SystemExit(f"unknown variant {name!r}")
     runner.engine.index = index  # "auto": flat 8-bit keys below 1M characters, the compact inverted lists from 1M
+    if scan_cap is not None:  # compact lists: codes a read scans at most, in lists' worth (the engine's SCAN_CAP_LISTS)
+        runner.engine.scan_cap_lists = scan_cap
     return runner
 
 
@@ -169,6 +172,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--section", default="ltm2_recall", help="RESULTS.md section to write ('' for none)")
     ap.add_argument("--index", choices=("auto", "flat", "ivf"), default="auto", help="the engine's key index (flat: every entry scored, a diagnostic at 1M+)")
+    ap.add_argument("--scan-cap", type=float, default=None, help="compact index: a read scans at most this many lists' worth of codes (default: the engine's)")
     ap.add_argument("--failures", default="", help="write every wrong HashHop answer to this JSON-lines file (what it wrote, how far it was right)")
     args = ap.parse_args()
     failures = [] if args.failures else None
@@ -178,7 +182,9 @@ def main() -> None:
     variants = [v.strip() for v in args.variants.split(",")]
     others = [v.strip() for v in args.other_variants.split(",")]
     skip = set(filter(None, args.skip.split(",")))
-    all_runners = {name: make_variant(name, args.weights, args.index) for name in dict.fromkeys(variants + others)}
+    if args.scan_cap is not None and not 0 < args.scan_cap < float("inf"):
+        raise HashHopError(f"--scan-cap must be positive, got {args.scan_cap}")
+    all_runners = {name: make_variant(name, args.weights, args.index, args.scan_cap) for name in dict.fromkeys(variants + others)}
     runners = {name: all_runners[name] for name in variants}
     other_runners = {name: all_runners[name] for name in others}
     started = time.perf_counter()
@@ -236,6 +242,7 @@ def main() -> None:
                 if args.index == "auto"
                 else f"head; every context through the {'flat 8-bit' if args.index == 'flat' else 'compact inverted-list'} index)"
             )
+            + (f"; a read scans at most {args.scan_cap:g} lists' worth of codes" if args.scan_cap is not None else "")
             + ". Same prompts for every variant: trained weights; the trained weights with the memory switched off "
             "(local window only); "
             f"the untrained network. Command: `{command.strip()}` "

@@ -35,7 +35,9 @@ PQ_ROTATION = True  # compact keys: learn a rotation (OPQ) before the product qu
 PQ_DIMS_PER_BYTE = 4  # compact keys: one 8-bit code per 4 rotated key dimensions (benchmarks/ltm2_read_margin.py: the right entry keeps 0.52 of a 100K read, 0.54 at 2 per byte unrotated, 0.41 at 4 unrotated)
 LIST_ENTRIES = 1024  # compact memory: about this many entries per inverted list at any length, so a read scans about
 # nprobe x LIST_ENTRIES codes whether the context is 1M or 100M bytes (decode cost flat in the context)
-SCAN_CAP_LISTS = 4  # ... and never more than this many times that (lists are unequal on code: faiss max_codes)
+SCAN_CAP_LISTS = 2  # ... and never more than this many times that (lists are unequal on code: faiss max_codes). At 100M
+# bytes of code the lists a read probes hold 118K codes: cap 2 scans 61K and decodes 237 bytes/s (cap 4: 159), with
+# HashHop at 1M and code bits per byte unchanged (benchmarks/ltm2_code.py --scan-caps, ltm2_recall.py --scan-cap)
 THREADED_QUERIES = 16  # searches for fewer queries run on one OpenMP thread (a team's start-up costs more than the scan)
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
@@ -56,7 +58,15 @@ class Memory:
     touching the index: the prefix cache of the runner and the server."""
 
     def __init__(
-        self, heads: int, head_key_dim: int, value_dim: int, exact: bool = False, nlist: int = 0, nprobe: int = 32, compact: bool = True
+        self,
+        heads: int,
+        head_key_dim: int,
+        value_dim: int,
+        exact: bool = False,
+        nlist: int = 0,
+        nprobe: int = 32,
+        compact: bool = True,
+        scan_cap_lists: float = SCAN_CAP_LISTS,
     ) -> None:
         faiss = _faiss()
         self.heads, self.head_key_dim, self.value_dim, self.exact = heads, head_key_dim, value_dim, exact
@@ -77,7 +87,7 @@ class Memory:
                     quantizer = faiss.MultiIndexQuantizer(head_key_dim, 2, bits)
                     index = faiss.IndexIVFPQ(quantizer, head_key_dim, 4**bits, head_key_dim // PQ_DIMS_PER_BYTE, 8, faiss.METRIC_INNER_PRODUCT)
                     index.quantizer_trains_alone = 1
-                    index.max_codes = SCAN_CAP_LISTS * nprobe * LIST_ENTRIES
+                    index.max_codes = int(scan_cap_lists * nprobe * LIST_ENTRIES)
                 else:
                     quantizer = faiss.IndexFlatIP(head_key_dim)
                     kind = faiss.ScalarQuantizer.QT_fp16 if exact else faiss.ScalarQuantizer.QT_8bit_uniform
@@ -206,15 +216,20 @@ class Memory:
         ivfs = [_inverted(i) for i in memory.indexes]
         memory.quantizers = [faiss.downcast_index(i.quantizer) for i in ivfs if i is not None]
         memory._wrapped = []  # a read index owns what it wraps
-        for ivf in ivfs:  # not in faiss's file format
-            if memory.compact and ivf is not None:
-                ivf.max_codes = SCAN_CAP_LISTS * ivf.nprobe * LIST_ENTRIES
+        memory.set_scan_cap(SCAN_CAP_LISTS)  # not in faiss's file format
         memory._values = np.load(os.path.join(folder, "values.npy"), mmap_mode="r")
         memory._scales = np.load(os.path.join(folder, "scales.npy"), mmap_mode="r")
         memory.count = memory.frozen = info["count"]
         memory.recent = np.zeros((0, memory.heads, memory.head_key_dim), np.float32)
         memory.recent_values = np.zeros((0, memory.value_dim), np.float32)
         return memory
+
+    def set_scan_cap(self, lists: float) -> None:
+        """Compact inverted lists: a read scans at most ``lists`` x nprobe x LIST_ENTRIES codes (faiss ``max_codes``)."""
+        for index in self.indexes:
+            ivf = _inverted(index)
+            if self.compact and ivf is not None:
+                ivf.max_codes = int(lists * ivf.nprobe * LIST_ENTRIES)
 
     def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries."""
@@ -292,7 +307,9 @@ def _unpack4(packed: np.ndarray, dim: int) -> np.ndarray:
 class Engine:
     """Greedy decoding and next-byte log-probabilities of an LTM-2 language model over a long context."""
 
-    def __init__(self, lm: LM, top_k: int = 64, exact: bool = False, index: str = "auto", nprobe: int = 32) -> None:
+    def __init__(
+        self, lm: LM, top_k: int = 64, exact: bool = False, index: str = "auto", nprobe: int = 32, scan_cap_lists: float = SCAN_CAP_LISTS
+    ) -> None:
         if not isinstance(lm.blocks[0].mixer, LTM2) or len(lm.blocks) != 1 or lm.blocks[0].mlp is not None:
             raise HashHopError("the engine runs LTM-2 models: one lab block whose mixer is ltm2 and no block MLP")
         self.lm = lm.eval()
@@ -300,7 +317,9 @@ class Engine:
         self.cfg = self.net.cfg
         if index not in ("auto", "flat", "ivf"):
             raise HashHopError(f"index must be auto, flat or ivf, got {index!r}")
-        self.top_k, self.exact, self.index, self.nprobe = top_k, exact, index, nprobe
+        if not 0 < scan_cap_lists < math.inf:
+            raise HashHopError(f"scan_cap_lists must be positive, got {scan_cap_lists}")
+        self.top_k, self.exact, self.index, self.nprobe, self.scan_cap_lists = top_k, exact, index, nprobe, scan_cap_lists
         self.reach = self.net.encoder.reach
         with torch.inference_mode():  # every byte's input vector, and the encoder's first convolution of each
             self.byte_inputs = self._embed(torch.arange(256))
@@ -321,7 +340,7 @@ class Engine:
             nlist = max(64, context_bytes // LIST_ENTRIES) if ivf else 0
         else:  # about sqrt(N) lists, and at least 39 sample keys per list for k-means (faiss's rule)
             nlist = max(64, min(int(context_bytes**0.5), SAMPLE_WINDOWS * SAMPLE_WINDOW // 39)) if ivf else 0
-        self.memory = Memory(cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact, nlist, self.nprobe, compact)
+        self.memory = Memory(cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact, nlist, self.nprobe, compact, self.scan_cap_lists)
         self.text = bytearray()
         self.pending_keys: dict[int, np.ndarray] = {}
         self.pending_values: dict[int, np.ndarray] = {}
@@ -463,6 +482,7 @@ class Engine:
             raise HashHopError(f"{folder} holds no saved LTM-2 context ({str(err).splitlines()[0][:120]})") from None
         if state.get("weights") != _fingerprint(self.lm):
             raise HashHopError(f"{folder} was prefilled by other LTM-2 weights: prefill the context again")
+        memory.set_scan_cap(self.scan_cap_lists)
         self.memory, self.text = memory, text
         self.restore({**state, "memory": memory.snapshot()})
 

@@ -233,6 +233,22 @@ def test_decode_searches_and_scan_cap(tmp_path, rotate, monkeypatch):
     assert _inverted(loaded.memory.indexes[1]).max_codes == _inverted(memory.indexes[1]).max_codes
     assert len(loaded.memory.quantizers) == 2
     assert np.array_equal(loaded.memory.search_batch(1, queries, 10)[1], batch_ids)
+    # a smaller cap (the engine's, applied to a loaded context too) scans fewer codes: faiss stops between lists
+    import faiss
+
+    stats = faiss.cvar.indexIVF_stats
+    scanned = {}
+    for cap in (SCAN_CAP_LISTS, 0.05):
+        capped = Engine(lm, index="ivf", nprobe=8, scan_cap_lists=cap)
+        capped.load(str(tmp_path / "ctx"))
+        assert _inverted(capped.memory.indexes[0]).max_codes == int(cap * 8 * LIST_ENTRIES)
+        stats.reset()
+        capped.memory.search_batch(1, queries, 10)
+        scanned[cap] = stats.ndis / len(queries)
+    largest_list = max(_inverted(memory.indexes[1]).invlists.list_size(i) for i in range(_inverted(memory.indexes[1]).nlist))
+    assert scanned[0.05] < scanned[SCAN_CAP_LISTS] and scanned[0.05] <= int(0.05 * 8 * LIST_ENTRIES) + largest_list
+    with pytest.raises(HashHopError, match="scan_cap_lists must be positive"):
+        Engine(lm, scan_cap_lists=0)
 
 
 def test_saved_context_is_mapped_back_and_continues_the_same(tmp_path):
