@@ -78,10 +78,12 @@ def prefill_rate(lm, text: np.ndarray, total: int, chunk: int, device: torch.dev
     return {"bytes_per_s": total / seconds, "seconds": seconds, **check}
 
 
-def read_stage_config(corpus: str, steps: int, seq_len: int, batch: int, init_from: str, name: str):
-    """Stage 2 of the shipped recipe (read loss, its learning rate and schedule) at ``seq_len``-byte rows, ``batch`` a step."""
+def read_stage_config(corpus: str, steps: int, seq_len: int, batch: int, init_from: str, name: str, copy_read_loss: float | None = None):
+    """Stage 2 of the shipped recipe (read loss, its learning rate and schedule) at ``seq_len``-byte rows, ``batch`` a step;
+    ``copy_read_loss``: the weight of the copy reads' targets (None: the recipe's)."""
     cfg = ltm2_config(corpus, steps=steps, stage=2, init_from=init_from, seq_len=seq_len, name=name)
-    return cfg.replace(batch_size=batch, eval_every=max(1, steps // 4))
+    cfg = cfg.replace(batch_size=batch, eval_every=max(1, steps // 4))
+    return cfg if copy_read_loss is None else cfg.replace(copy_read_loss=copy_read_loss)
 
 
 def train_at_scale(args, device: torch.device) -> dict:
@@ -99,7 +101,7 @@ def train_at_scale(args, device: torch.device) -> dict:
     for old in ("calibrate", name):  # this benchmark's own scratch runs: a rerun starts them over
         shutil.rmtree(os.path.join(args.runs, old), ignore_errors=True)
     while True:  # a batch the device cannot hold is halved (the table says which batch ran)
-        calibrate = read_stage_config(args.corpus, args.calibrate_steps, args.seq_len, args.batch, init, "calibrate")
+        calibrate = read_stage_config(args.corpus, args.calibrate_steps, args.seq_len, args.batch, init, "calibrate", args.copy_read_loss)
         started = time.perf_counter()
         try:
             summary = train_run(calibrate, args.runs, progress=False, log=lambda *_: None)
@@ -115,7 +117,7 @@ def train_at_scale(args, device: torch.device) -> dict:
     calibrate_s = time.perf_counter() - started
     step_s = summary["elapsed_s"] / args.calibrate_steps  # excludes the evaluation
     steps = max(args.calibrate_steps, min(args.max_steps, int(args.train_seconds / step_s)))
-    cfg = read_stage_config(args.corpus, steps, args.seq_len, args.batch, init, name)
+    cfg = read_stage_config(args.corpus, steps, args.seq_len, args.batch, init, name, args.copy_read_loss)
     started = time.perf_counter()
     train_run(cfg, args.runs, progress=False, log=lambda *_: None)
     wall_s = time.perf_counter() - started
@@ -143,6 +145,7 @@ def main() -> None:
     ap.add_argument("--train-seconds", type=float, default=180.0, help="training time to fill (steps chosen from a calibration)")
     ap.add_argument("--calibrate-steps", type=int, default=4)
     ap.add_argument("--max-steps", type=int, default=2000)
+    ap.add_argument("--copy-read-loss", type=float, default=None, help="weight of the copy reads' targets (default: the recipe's)")
     ap.add_argument("--runs", default=os.path.join("runs", "gpu"), help="where the run folders go")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     ap.add_argument("--section", default="ltm2_gpu", help='RESULTS.md section ("" writes none)')
@@ -176,13 +179,15 @@ def main() -> None:
         f" included) | >= 2M bytes/s | **{prefill['bytes_per_s']:,.0f} bytes/s** ({prefill['seconds']:.1f} s) |",
         f"| the same, bf16 against float32 (on the CPU) on the first {min(chunk, total, CHECK_BYTES):,} bytes | - | keys {prefill['key_error']:.1e},"
         f" values {prefill['value_error']:.1e} relative error; int8 key codes within 1: {prefill['codes_within_one']:.4f} |",
-        f"| training at scale: stage 2 (read loss) from the shipped weights, {args.batch} rows x {args.seq_len:,} bytes a"
+        f"| training at scale: stage 2 (read loss{'' if args.copy_read_loss is None else f', copy reads weighted {args.copy_read_loss:g}'})"
+        f" from the shipped weights, {args.batch} rows x {args.seq_len:,} bytes a"
         f" step, float32 (TF32 products), {train['steps']} steps (as many as fit {args.train_seconds:.0f} s after a"
         f" {args.calibrate_steps}-step calibration) | - | **{train['bytes_per_s']:,.0f} bytes/s** ({train['train_s']:.0f} s"
         f" training, {train['wall_s']:.0f} s with evaluations) |",
         f"| its losses, step {first['step']} -> {last['step']} | - | loss {first['train_loss']:.3f} -> {last['train_loss']:.3f},"
         f" jump read loss {first.get('train_read_loss', float('nan')):.2f} -> {last.get('train_read_loss', float('nan')):.2f},"
-        f" held-out batch exact match {first.get('exact_match', float('nan')):.3f} -> {last.get('exact_match', float('nan')):.3f} |",
+        + (f" copy read loss {first.get('train_copy_read_loss', float('nan')):.2f} -> {last.get('train_copy_read_loss', float('nan')):.2f}," if args.copy_read_loss else "")
+        + f" held-out batch exact match {first.get('exact_match', float('nan')):.3f} -> {last.get('exact_match', float('nan')):.3f} |",
     ]
     print("\n".join(lines))
     print(f"run folder: {train['run']}")
