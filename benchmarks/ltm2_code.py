@@ -27,7 +27,7 @@ from _results import run_script, update_section  # noqa: E402
 from hashhop.errors import HashHopError  # noqa: E402
 from hashhop.lab.corpus import build_corpus, held_out_files  # noqa: E402
 from hashhop.ltm2.config import WEIGHTS  # noqa: E402
-from hashhop.ltm2.engine import Engine  # noqa: E402
+from hashhop.ltm2.engine import SCAN_CAP_LISTS, Engine  # noqa: E402
 from hashhop.ltm2.load import load_ltm2  # noqa: E402
 from hashhop.task.spec import parse_size  # noqa: E402
 
@@ -91,13 +91,13 @@ def context_of(corpus: np.ndarray, length: int) -> bytes:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=WEIGHTS)
-    ap.add_argument("--contexts", default="2k,100k,1M", help="context sizes before the scored bytes")
+    ap.add_argument("--contexts", default="2k,100k,1M", help="context sizes before the scored bytes ('all': every byte before them)")
     ap.add_argument("--scored", default="200k", help="bytes scored at the end of the held-out corpus")
     ap.add_argument("--ablation-context", default="100k", help="context of the memory-off and untrained rows")
     ap.add_argument("--decode-contexts", default="1M,10M", help="contexts for the prefill / decode speed rows")
     ap.add_argument("--decode", type=int, default=64, help="bytes generated for the decode speed")
     ap.add_argument("--ivf-from", default="1M", help="contexts this long are searched through inverted lists (nprobe 32)")
-    ap.add_argument("--scan-caps", default="4", help="decode rows per scan cap (lists' worth of codes a read scans at most)")
+    ap.add_argument("--scan-caps", default=str(SCAN_CAP_LISTS), help="decode rows per scan cap (lists' worth of codes a read scans at most)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--speed-only", action="store_true", help="only the prefill / memory / decode rows")
     ap.add_argument("--section", default="ltm2_code")
@@ -110,7 +110,13 @@ def main() -> None:
     trained = load_ltm2(args.weights)
     rows = []
     base = None
-    for context_n in (parse_size(x) for x in args.contexts.split(",")) if not args.speed_only else ():
+    available = len(corpus) - scored_n
+    if scored_n < 2 or available < 1:
+        raise HashHopError(f"--scored must be 2 to {len(corpus) - 1:,} bytes (the corpus holds {len(corpus):,}), got {args.scored}")
+    contexts = [available if x.strip() == "all" else parse_size(x) for x in args.contexts.split(",")]
+    if any(not 0 < n <= available for n in contexts):
+        raise HashHopError(f"--contexts: each is 1 to {available:,} bytes (the code before the scored bytes) or 'all', got {args.contexts}")
+    for context_n in contexts if not args.speed_only else ():
         context = corpus[len(corpus) - scored_n - context_n : len(corpus) - scored_n].tobytes()
         index = "ivf" if context_n >= parse_size(args.ivf_from) else "flat"
         bpb, seconds = bits_per_byte(Engine(trained, index=index), context, scored)

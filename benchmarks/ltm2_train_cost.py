@@ -29,9 +29,9 @@ from hashhop.ltm2.train import RUNS  # noqa: E402
 CORPUS = os.path.join(RUNS, "train_corpus.bin")  # where hashhop train --model ltm2 builds it
 
 
-def step_seconds(seq_len: int, batch: int, corpus: str, steps: int) -> float:
+def step_seconds(seq_len: int, batch: int, corpus: str, steps: int, read_top_k: int = 0) -> float:
     """Median seconds of forward + backward (language-model loss + read loss) after one warm-up step."""
-    cfg = ltm2_config(corpus, stage=2).replace(**{"task.seq_len": seq_len, "batch_size": batch})
+    cfg = ltm2_config(corpus, stage=2, read_top_k=read_top_k).replace(**{"task.seq_len": seq_len, "batch_size": batch})
     model = build_model(cfg)
     times = []
     for step in range(steps + 1):
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--bytes", type=int, default=16384, help="bytes per step (rows x row length)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per row length")
     ap.add_argument("--corpus", default=CORPUS, help="the training code corpus (python -m hashhop.ltm2.data --out PATH)")
+    ap.add_argument("--read-top-k", default="0", help="rows per value: reads over each query's k best entries (0: dense), e.g. 0,64")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--section", default="ltm2_train_cost", help="RESULTS.md section to write ('' for none)")
     args = ap.parse_args()
@@ -59,6 +60,12 @@ def main() -> None:
         seq_lens = [int(x) for x in args.seq_lens.split(",")]
     except ValueError:
         ap.error(f"--seq-lens must be whole numbers separated by commas, got {args.seq_lens!r}")
+    try:
+        top_ks = [int(x) for x in args.read_top_k.split(",")]
+    except ValueError:
+        top_ks = [-1]
+    if any(not 0 <= k <= 1 << 16 for k in top_ks):
+        ap.error(f"--read-top-k must be whole numbers from 0 to {1 << 16} separated by commas, got {args.read_top_k!r}")
     if args.steps < 1 or args.bytes < 1 or any(s < 256 or args.bytes % s for s in seq_lens):
         ap.error(f"--steps and --bytes must be >= 1 and each --seq-lens value >= 256 and a divisor of --bytes {args.bytes}")
     if not os.path.exists(args.corpus):
@@ -66,19 +73,20 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
-    for seq_len in seq_lens:
-        seconds = step_seconds(seq_len, args.bytes // seq_len, args.corpus, args.steps)
-        rows.append((seq_len, args.bytes // seq_len, seconds))
-        print(rows[-1], flush=True)
-    base = rows[0][2]
+    for top_k in top_ks:
+        for seq_len in seq_lens:
+            seconds = step_seconds(seq_len, args.bytes // seq_len, args.corpus, args.steps, top_k)
+            rows.append((seq_len, args.bytes // seq_len, top_k, seconds))
+            print(rows[-1], flush=True)
+    base = rows[0][3]
     command = "python benchmarks/ltm2_train_cost.py " + " ".join(sys.argv[1:])
     lines = [
         f"LTM-2 training cost by row length (the memory a read spans in training), {args.bytes:,} bytes per step, "
         f"forward + backward with the read loss, {torch.get_num_threads()} threads. Command: `{command.strip()}`.",
         "",
-        "| row bytes | rows | seconds per step | vs the first row |",
-        "|---|---|---|---|",
-        *[f"| {s:,} | {b} | {t:.2f} | {t / base:.2f}x |" for s, b, t in rows],
+        "| row bytes | rows | read | seconds per step | vs the first row |",
+        "|---|---|---|---|---|",
+        *[f"| {s:,} | {b} | {f'top {k}' if k else 'dense'} | {t:.2f} | {t / base:.2f}x |" for s, b, k, t in rows],
     ]
     print("\n".join(lines))
     if args.section:

@@ -47,6 +47,10 @@ class MixerConfig:
     # training only: keys kept from earlier batches that each supervised read must also beat (its softmax then spans
     # the row plus these, sharpened for that many entries): reads trained as over a long memory at a short row's cost
     read_negatives: int = 0
+    # reads keep the read_top_k best entries per query and head (found without autograd, a chunk of queries at a time,
+    # then scored exactly with it) and the sink, as the engine's reads do: long rows at a fraction of the dense read's
+    # time and memory. 0: every visible entry (dense)
+    read_top_k: int = 0
 
     def __post_init__(self) -> None:
         """One-line errors naming the field (a run config adds ``model.mixer.`` in front)."""
@@ -74,6 +78,7 @@ class MixerConfig:
         checks.flag("log_length_reads", self.log_length_reads)
         checks.flag("query_shift", self.query_shift)
         checks.whole("read_negatives", self.read_negatives, 0, 1 << 24)
+        checks.whole("read_top_k", self.read_top_k, 0, 1 << 16)
         checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")
 
     @property

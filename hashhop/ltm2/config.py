@@ -37,6 +37,7 @@ READ_LOSS = 0.3
 COPY_READ_LOSS = 0.0  # the copies after each jump, weighted apart (0.1 tried in a sixth run: no change, docs/ltm2.md)
 READ_LR = 1e-3
 READ_NEGATIVES = 0  # stage 2: keys of earlier batches each supervised read must also beat (MixerConfig.read_negatives)
+READ_TOP_K = 0  # stage 2: reads over each query's k best entries (MixerConfig.read_top_k; 0: dense): long rows for less
 
 
 def ltm2_config(
@@ -49,11 +50,13 @@ def ltm2_config(
     init_from: str | None = None,
     seq_len: int = SEQ_LEN,
     read_negatives: int = READ_NEGATIVES,
+    read_top_k: int = READ_TOP_K,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
     batches), its own warmup and decay. ``seq_len``: bytes per row (the memory a read spans in training), at
-    the same bytes per step (BATCH x SEQ_LEN). ``read_negatives`` (stage 2): far keys each supervised read must beat."""
+    the same bytes per step (BATCH x SEQ_LEN). ``read_negatives`` (stage 2): far keys each supervised read must beat;
+    ``read_top_k`` (stage 2): each read keeps its k best entries (0: all)."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
@@ -61,7 +64,7 @@ def ltm2_config(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus}},
-            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
+            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),

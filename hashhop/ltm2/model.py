@@ -187,9 +187,10 @@ class MemoryRead(nn.Module):
         previous: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
         far: torch.Tensor | None = None,
+        top_k: int = 0,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Dense read: position q sees memory entries t <= q - delay (their values are complete by then)
-        and the sink. keys (b, heads, t, hk) unit vectors; values (b, t, value_dim); previous (b, t, d) the encoder
+        and the sink; with ``top_k``, only its ``top_k`` best entries and the sink (:meth:`top_k_read`). keys (b, heads, t, hk) unit vectors; values (b, t, value_dim); previous (b, t, d) the encoder
         states one position earlier (for a query shift). With ``targets`` (b, t, kinds, k): the entries (-1: none)
         position q should read, it also returns :meth:`target_loss` (summed per kind) and the positions per kind; ``far``
         (heads, n, hk): other contexts' keys those reads must also beat (:meth:`target_loss`)."""
@@ -201,12 +202,41 @@ class MemoryRead(nn.Module):
         # Shift memory right by `delay` slots filled with the sink, then an ordinary causal read does it.
         sink_k = self.sink_keys()[None, :, None, :].expand(b, -1, delay, -1)
         k = torch.cat([sink_k, keys], dim=2)[:, :, :t]
-        v = torch.cat([v.new_zeros(b, self.heads, delay, v.shape[-1]), v], dim=2)[:, :, :t]
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+        if top_k and t - delay > top_k:  # some query sees more than top_k entries: keep its best top_k
+            y = self.top_k_read(q, keys, v, delay, top_k)
+        else:
+            v = torch.cat([v.new_zeros(b, self.heads, delay, v.shape[-1]), v], dim=2)[:, :, :t]
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
         out = self.out(y.transpose(1, 2).reshape(b, t, -1))
         if targets is None:
             return out
         return out, *self.target_loss(q, k, targets, delay, far, log_length)
+
+    def top_k_read(self, q: torch.Tensor, keys: torch.Tensor, v: torch.Tensor, delay: int, top_k: int, chunk: int = 1024) -> torch.Tensor:
+        """The read over each query's ``top_k`` best visible entries and the sink: what the engine computes over an
+        exact index. q (b, heads, t, hk) scaled queries, keys (b, heads, t, hk) unit keys of entries 0 .. t - 1, v (b,
+        heads, t, vh) their values as this read sees them -> (b, heads, t, vh). The best entries are found without
+        autograd, ``chunk`` queries at a time (a (chunk x t) block of scores, never t x t); their logits and values are
+        then gathered and computed with it, so gradients reach the queries, the chosen keys and their values."""
+        b, heads, t, hk = q.shape
+        pos = torch.arange(t, device=q.device)
+        chosen = torch.zeros(b, heads, t, top_k, dtype=torch.long, device=q.device)
+        with torch.no_grad():
+            for a in range(delay, t, chunk):  # queries before `delay` see no entry
+                z = min(t, a + chunk)
+                seen = z - delay  # entries the chunk's last query sees
+                scores = q[:, :, a:z] @ keys[:, :, :seen].transpose(-1, -2)  # (b, heads, c, seen)
+                scores.masked_fill_(pos[None, :seen] > pos[a:z, None] - delay, float("-inf"))
+                k = min(top_k, seen)
+                chosen[:, :, a:z, :k] = scores.topk(k, dim=-1).indices
+        valid = (chosen <= pos[:, None] - delay) & (torch.arange(top_k, device=q.device) < (pos[:, None] - delay + 1))
+        flat = (chosen + torch.arange(b * heads, device=q.device).view(b, heads, 1, 1) * t).flatten()
+        picked_keys = keys.reshape(b * heads * t, hk)[flat].view(b, heads, t, top_k, hk)
+        picked_values = v.reshape(b * heads * t, -1)[flat].view(b, heads, t, top_k, -1)
+        logits = torch.einsum("bhtd,bhtkd->bhtk", q, picked_keys).masked_fill(~valid, float("-inf"))
+        sink = (q * self.sink_keys()[None, :, None, :]).sum(-1) + torch.log(torch.clamp(pos + 1, max=delay).float())  # `delay` sink slots
+        weights = torch.softmax(torch.cat([logits, sink[..., None]], dim=-1), dim=-1)[..., :top_k]
+        return torch.einsum("bhtk,bhtkv->bhtv", weights, picked_values)
 
     def target_loss(
         self,
@@ -311,12 +341,13 @@ class LTM2(nn.Module):
             h = h + block.local(block.norm_local(h))
             if self.memory_enabled:
                 args = (block.norm_read(h), self.key, keys, values, self.delay, self.cfg.log_length_reads, previous)
+                top_k = self.cfg.read_top_k
                 if read_targets is not None and i < read_targets.shape[2]:
                     far = self.far_keys if self.far_keys.shape[1] else None
-                    read, loss, covered = block.read(*args, targets=read_targets[:, :, i], far=far)
+                    read, loss, covered = block.read(*args, targets=read_targets[:, :, i], far=far, top_k=top_k)
                     aux, count = aux + loss, count + covered
                 else:
-                    read = block.read(*args)
+                    read = block.read(*args, top_k=top_k)
                 h = h + read
             h = h + block.mlp(block.norm_mlp(h))
         if read_targets is not None and self.cfg.read_negatives and self.training:

@@ -17,7 +17,7 @@ import platform
 import time
 
 from hashhop.errors import HashHopError
-from hashhop.ltm2.config import BATCH, CARD, READ_NEGATIVES, READ_STEPS, SEQ_LEN, STEPS, WEIGHTS, ltm2_config
+from hashhop.ltm2.config import BATCH, CARD, READ_NEGATIVES, READ_STEPS, READ_TOP_K, SEQ_LEN, STEPS, WEIGHTS, ltm2_config
 
 RUNS = "runs/ltm2"
 
@@ -40,6 +40,7 @@ def train_ltm2(
     read_seq_len: int = SEQ_LEN,
     read_negatives: int = READ_NEGATIVES,
     init_from: str | None = None,
+    read_top_k: int = READ_TOP_K,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -67,7 +68,10 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        cfg = ltm2_config(corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives)
+        name += f"_top{read_top_k}" if read_top_k != READ_TOP_K else ""
+        cfg = ltm2_config(
+            corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives, read_top_k=read_top_k
+        )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
 
@@ -121,6 +125,12 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
         second = (
             f" This run is the read-loss stage alone ({stages[0]['steps']} steps, seed {cfg['seed']}, lr {cfg['optim']['lr']},"
             f" read loss weight {cfg['read_loss']}), started from the weights `{os.path.basename(os.path.normpath(cfg['init_from']))}`."
+        )
+    if mixer.get("read_top_k"):
+        second += (
+            f" Its reads keep each query's {mixer['read_top_k']} best entries and the sink (found without autograd, then"
+            " scored with it), as the engine reads; rows of"
+            f" {cfg['task']['seq_len']:,} bytes."
         )
     if mixer.get("read_negatives"):
         second += (
@@ -197,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--read-steps", type=int, default=READ_STEPS, help="steps of the second stage (auxiliary read loss); 0: none")
     ap.add_argument("--read-seq-len", type=int, default=SEQ_LEN, help="bytes per row in the second stage (the memory its reads span; same bytes per step)")
     ap.add_argument("--read-negatives", type=int, default=READ_NEGATIVES, help="second stage: keys of earlier batches each supervised read must also beat (0: none)")
+    ap.add_argument("--read-top-k", type=int, default=READ_TOP_K, help="second stage: each read keeps its k best entries, as the engine's do (0: every entry)")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=WEIGHTS)
@@ -209,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--read-steps must be a whole number >= 0 (0: no second stage), got {args.read_steps}")
     if not 0 <= args.read_negatives <= 1 << 24:
         ap.error(f"--read-negatives must be a whole number from 0 to {1 << 24}, got {args.read_negatives}")
+    if not 0 <= args.read_top_k <= 1 << 16:
+        ap.error(f"--read-top-k must be a whole number from 0 to {1 << 16} (0: every entry), got {args.read_top_k}")
     from hashhop.ltm2.data import MIN_SEQ_LEN
 
     if not MIN_SEQ_LEN <= args.read_seq_len <= BATCH * SEQ_LEN or BATCH * SEQ_LEN % args.read_seq_len:
@@ -226,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             read_seq_len=args.read_seq_len,
             read_negatives=args.read_negatives,
             init_from=args.init_from,
+            read_top_k=args.read_top_k,
         )
     except HashHopError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -72,6 +72,19 @@ def test_top_k_is_the_dense_read_when_reads_are_sharp():
     assert (got.argmax(-1) == dense.argmax(-1)).all()
 
 
+@pytest.mark.parametrize("log_length,shift", [(False, False), (True, False), (True, True)])
+def test_engine_top_k_is_the_trained_top_k_read(log_length, shift):
+    """A network trained with read_top_k = k (MixerConfig) reads in its forward pass what the engine's decode steps
+    read over an exact index with top_k = k: each query's k best entries and the sink."""
+    lm = small_lm(log_length_reads=log_length, query_shift=shift, read_top_k=8)
+    data = text(220, seed=4)
+    top = dense_logprobs(lm, data)[:-1]
+    got = engine_logprobs(Engine(lm, top_k=8, exact=True), data, 1)
+    assert (got - top).abs().max() < 1e-4
+    every = small_lm(log_length_reads=log_length, query_shift=shift)  # the same weights reading every entry
+    assert (dense_logprobs(every, data)[:-1] - top).abs().max() > 1e-2
+
+
 def test_memory_off_matches_dense_memory_off():
     lm = small_lm()
     lm.blocks[0].mixer.memory_enabled = False

@@ -264,3 +264,52 @@ def test_read_stage_alone_from_shipped_weights(tmp_path):
     card = (tmp_path / "w.card.md").read_text()
     assert "read-loss stage alone (1 steps" in card and "`ltm2.safetensors`" in card and "64 keys" in card
     assert main(["--init-from", "x.safetensors", "--read-steps", "0", "--runs", str(tmp_path / "r2"), "--corpus", str(corpus)]) == 2
+
+
+@pytest.mark.parametrize("chunk", [7, 1024])
+def test_top_k_read_is_the_read_over_each_querys_best_entries_values_and_gradients(chunk):
+    """MemoryRead.top_k_read against the read written out: every visible entry's logit, all but the query's k best
+    set to -inf, the `delay` sink slots, a softmax, the values. Outputs and gradients (queries, keys, values) agree."""
+    from hashhop.ltm2.model import MemoryRead
+
+    torch.manual_seed(3)
+    read = MemoryRead(d_model=16, key_dim=16, value_dim=8, heads=2)
+    b, heads, t, hk, vh, delay, k = 2, 2, 60, 8, 4, 5, 6
+    leaves = [torch.randn(b, heads, t, hk) * 3, F.normalize(torch.randn(b, heads, t, hk), dim=-1), torch.randn(b, heads, t, vh)]
+    q, keys, v = (x.clone().requires_grad_() for x in leaves)
+    got = read.top_k_read(q, keys, v, delay, k, chunk=chunk)
+
+    q2, keys2, v2 = (x.clone().requires_grad_() for x in leaves)
+    pos = torch.arange(t)
+    logits = (q2 @ keys2.transpose(-1, -2)).masked_fill(pos[None, :] > pos[:, None] - delay, float("-inf"))
+    kth = logits.detach().topk(k, dim=-1).values[..., -1:]  # the k-th best visible logit (-inf where fewer are visible)
+    logits = logits.masked_fill(logits.detach() < kth, float("-inf"))
+    sink = (q2 * read.sink_keys()[None, :, None, :]).sum(-1, keepdim=True) + torch.log(torch.clamp(pos + 1, max=delay).float())[:, None]
+    weights = torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :t]
+    want = weights @ v2
+    assert (pos - delay + 1 > k).any() and (got - want).abs().max() < 1e-5
+    assert got[:, :, :delay].abs().max() == 0  # before any entry is visible: the sink, whose value is zero
+    probe = torch.randn_like(want)
+    (got * probe).sum().backward()
+    (want * probe).sum().backward()
+    for mine, theirs in ((q, q2), (keys, keys2), (v, v2)):
+        assert (mine.grad - theirs.grad).abs().max() < 1e-4
+    assert (v.grad.abs().sum(-1) > 0).float().mean() < 1.0  # entries no query kept get no gradient
+
+
+def test_top_k_training_read_changes_long_rows_only():
+    """read_top_k in the model: rows where no query sees more than k entries read exactly as the dense model; longer
+    ones differ (the engine's read: tests/ltm2/test_engine.py), and the loss trains through it."""
+    dense, top = small_lm(seed=5), small_lm(seed=5, read_top_k=24)
+    for lm in (dense, top):  # strong reads (as trained ones are), so that reading other entries would show
+        torch.manual_seed(6)
+        for block in lm.blocks[0].mixer.blocks:
+            block.read.out.weight.data.normal_(0, 0.5)
+            block.read.value.weight.data.normal_(0, 0.5)
+        lm.blocks[0].mixer.value.weight.data.normal_(0, 0.5)
+    short, long = torch.randint(0, 256, (2, 24 + 6)), torch.randint(0, 256, (2, 120))
+    assert torch.allclose(dense(short), top(short), atol=1e-6)
+    assert (dense(long) - top(long)).abs().max() > 1e-3
+    loss = F.cross_entropy(top(long)[:, :-1].reshape(-1, 256), long[:, 1:].reshape(-1))
+    loss.backward()
+    assert all(p.grad is not None for p in top.blocks[0].mixer.key.parameters())
