@@ -308,8 +308,10 @@ class Engine:
     """Greedy decoding and next-byte log-probabilities of an LTM-2 language model over a long context."""
 
     def __init__(
-        self, lm: LM, top_k: int = 64, exact: bool = False, index: str = "auto", nprobe: int = 32, scan_cap_lists: float = SCAN_CAP_LISTS
+        self, lm: LM, top_k: int | None = None, exact: bool = False, index: str = "auto", nprobe: int = 32, scan_cap_lists: float = SCAN_CAP_LISTS
     ) -> None:
+        """``top_k``: entries a read keeps per head; by default the k the network was trained with (``read_top_k``),
+        else 64."""
         if not isinstance(lm.blocks[0].mixer, LTM2) or len(lm.blocks) != 1 or lm.blocks[0].mlp is not None:
             raise HashHopError("the engine runs LTM-2 models: one lab block whose mixer is ltm2 and no block MLP")
         self.lm = lm.eval()
@@ -319,6 +321,7 @@ class Engine:
             raise HashHopError(f"index must be auto, flat or ivf, got {index!r}")
         if not 0 < scan_cap_lists < math.inf:
             raise HashHopError(f"scan_cap_lists must be positive, got {scan_cap_lists}")
+        top_k = top_k or self.cfg.read_top_k or 64
         self.top_k, self.exact, self.index, self.nprobe, self.scan_cap_lists = top_k, exact, index, nprobe, scan_cap_lists
         self.reach = self.net.encoder.reach
         with torch.inference_mode():  # every byte's input vector, and the encoder's first convolution of each

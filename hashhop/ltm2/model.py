@@ -190,8 +190,8 @@ class MemoryRead(nn.Module):
         top_k: int = 0,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Dense read: position q sees memory entries t <= q - delay (their values are complete by then)
-        and the sink; with ``top_k``, only its ``top_k`` best entries and the sink (:meth:`top_k_read`). keys (b, heads, t, hk) unit vectors; values (b, t, value_dim); previous (b, t, d) the encoder
-        states one position earlier (for a query shift). With ``targets`` (b, t, kinds, k): the entries (-1: none)
+        and the sink; with ``top_k``, only its ``top_k`` best entries and the sink (:meth:`top_k_read`). keys (b,
+        heads, t, hk) unit vectors; values (b, t, value_dim); previous (b, t, d) the encoder states one position earlier (for a query shift). With ``targets`` (b, t, kinds, k): the entries (-1: none)
         position q should read, it also returns :meth:`target_loss` (summed per kind) and the positions per kind; ``far``
         (heads, n, hk): other contexts' keys those reads must also beat (:meth:`target_loss`)."""
         b, t, _ = h.shape

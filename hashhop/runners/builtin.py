@@ -58,7 +58,7 @@ class LTM2Runner(BaseRunner):
     """LTM-2 over raw bytes through :class:`hashhop.ltm2.session.Session`: the queries of one long prompt share its
     prefill (a byte-count prefix cache; nothing reads the prompt's format)."""
 
-    def __init__(self, path: str | None, options: RunnerOptions, top_k: int = 64) -> None:
+    def __init__(self, path: str | None, options: RunnerOptions, top_k: int | None = None) -> None:
         if options.tokenizer not in (None, "chars"):
             raise HashHopError(
                 f"builtin:ltm2 reads bytes and sizes prompts in characters: drop --tokenizer (or pass --tokenizer chars), "

@@ -79,7 +79,9 @@ def test_engine_top_k_is_the_trained_top_k_read(log_length, shift):
     lm = small_lm(log_length_reads=log_length, query_shift=shift, read_top_k=8)
     data = text(220, seed=4)
     top = dense_logprobs(lm, data)[:-1]
-    got = engine_logprobs(Engine(lm, top_k=8, exact=True), data, 1)
+    engine = Engine(lm, exact=True)  # top_k: the network's read_top_k by default
+    assert engine.top_k == 8 and Engine(small_lm()).top_k == 64
+    got = engine_logprobs(engine, data, 1)
     assert (got - top).abs().max() < 1e-4
     every = small_lm(log_length_reads=log_length, query_shift=shift)  # the same weights reading every entry
     assert (dense_logprobs(every, data)[:-1] - top).abs().max() > 1e-2
