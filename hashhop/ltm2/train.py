@@ -14,10 +14,11 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import time
 
 from hashhop.errors import HashHopError
-from hashhop.ltm2.config import BATCH, CARD, READ_NEGATIVES, READ_STEPS, READ_TOP_K, SEQ_LEN, STEPS, WEIGHTS, ltm2_config
+from hashhop.ltm2.config import BATCH, CARD, READ_NEGATIVES, READ_SEQ_LEN, READ_STEPS, READ_TOP_K, SEQ_LEN, STEPS, WEIGHTS, ltm2_config
 
 RUNS = "runs/ltm2"
 
@@ -37,7 +38,7 @@ def train_ltm2(
     command: str = "hashhop train --model ltm2",
     log=print,
     read_steps: int = READ_STEPS,
-    read_seq_len: int = SEQ_LEN,
+    read_seq_len: int = READ_SEQ_LEN,
     read_negatives: int = READ_NEGATIVES,
     init_from: str | None = None,
     read_top_k: int = READ_TOP_K,
@@ -68,7 +69,7 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += f"_top{read_top_k}" if read_top_k != READ_TOP_K else ""
+        name += f"_top{read_top_k}" if read_top_k else ""  # the folder names the row length and the read it differs by from stage 1
         cfg = ltm2_config(
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives, read_top_k=read_top_k
         )
@@ -125,6 +126,7 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
         second = (
             f" This run is the read-loss stage alone ({stages[0]['steps']} steps, seed {cfg['seed']}, lr {cfg['optim']['lr']},"
             f" read loss weight {cfg['read_loss']}), started from the weights `{os.path.basename(os.path.normpath(cfg['init_from']))}`."
+            + _init_card_summary(cfg["init_from"])
         )
     if mixer.get("read_top_k"):
         second += (
@@ -181,6 +183,25 @@ ablations score as well as the trained weights, the number is about the wiring, 
 """
 
 
+def _init_card_summary(init_from: str) -> str:
+    """What the card next to the weights a stage started from says they are (its steps and time rows), if one is there."""
+    path = card_path(init_from) if init_from.endswith(".safetensors") else ""
+    if not path or not os.path.exists(path):
+        return ""
+    rows = {}
+    with open(path) as handle:
+        for line in handle:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 2 and cells[0] in ("steps x batch x bytes", "training time", "seed", "command"):
+                rows[cells[0]] = cells[1]
+    if "training time" not in rows:
+        return ""
+    return (
+        f" Those weights' own card: steps x rows x bytes {rows.get('steps x batch x bytes', '?')}, seed {rows.get('seed', '?')},"
+        f" training time {rows['training time']}, command {rows.get('command', '?').split(' (')[0]}."
+    )
+
+
 def _final(summary: dict) -> str:
     def show(value) -> str:
         return f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -205,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hashhop.ltm2.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--read-steps", type=int, default=READ_STEPS, help="steps of the second stage (auxiliary read loss); 0: none")
-    ap.add_argument("--read-seq-len", type=int, default=SEQ_LEN, help="bytes per row in the second stage (the memory its reads span; same bytes per step)")
+    ap.add_argument("--read-seq-len", type=int, default=READ_SEQ_LEN, help="bytes per row in the second stage (the memory its reads span; same bytes per step)")
     ap.add_argument("--read-negatives", type=int, default=READ_NEGATIVES, help="second stage: keys of earlier batches each supervised read must also beat (0: none)")
     ap.add_argument("--read-top-k", type=int, default=READ_TOP_K, help="second stage: each read keeps its k best entries, as the engine's do (0: every entry)")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
@@ -240,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             read_negatives=args.read_negatives,
             init_from=args.init_from,
             read_top_k=args.read_top_k,
+            command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -255,14 +255,19 @@ def test_read_stage_alone_from_shipped_weights(tmp_path):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out = tmp_path / "w.safetensors"
-    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64"]
+    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-top-k", "16"]
     assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
     from hashhop.ltm2.load import load_ltm2
 
     trained = load_ltm2(str(out))
-    assert trained.blocks[0].mixer.cfg.read_negatives == 64
+    assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
     card = (tmp_path / "w.card.md").read_text()
-    assert "read-loss stage alone (1 steps" in card and "`ltm2.safetensors`" in card and "64 keys" in card
+    assert "read-loss stage alone (1 steps" in card and "`ltm2.safetensors`" in card and "64 keys" in card and "16 best entries" in card
+    assert "`python -m hashhop.ltm2.train --init-from " in card  # the command that ran, not the default one
+    assert "Those weights' own card: steps x rows x bytes" in card  # what the starting weights are, from their card
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--read-top-k", "-1"])
+    assert exit_info.value.code == 2
     assert main(["--init-from", "x.safetensors", "--read-steps", "0", "--runs", str(tmp_path / "r2"), "--corpus", str(corpus)]) == 2
 
 
