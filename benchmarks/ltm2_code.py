@@ -166,7 +166,8 @@ def main() -> None:
             update_section(args.section, "\n".join(lines))
         return
     curve = [(int(label.split("context ")[1].split(" ")[0].replace(",", "")), bpb) for label, bpb, _, _ in rows if label.startswith("trained")]
-    plot = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plots", "ltm2_code_bpb.png")
+    name = "ltm2_code_bpb.png" if args.section in ("", "ltm2_code") else f"{args.section}_bpb.png"  # one plot per section
+    plot = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plots", name)
     plot_curve(curve, rows, plot)
     lines += ["", f"![bits per byte by context](plots/{os.path.basename(plot)})"]
     print("\n".join(lines))
