@@ -37,7 +37,7 @@ LIST_ENTRIES = 1024  # compact memory: about this many entries per inverted list
 # nprobe x LIST_ENTRIES codes whether the context is 1M or 100M bytes (decode cost flat in the context)
 SCAN_CAP_LISTS = 2  # ... and never more than this many times that (lists are unequal on code: faiss max_codes). At 100M
 # bytes of code the lists a read probes hold 118K codes: cap 2 scans 61K and decodes 237 bytes/s (cap 4: 159), with
-# HashHop at 1M and code bits per byte unchanged (benchmarks/ltm2_code.py --scan-caps, ltm2_recall.py --scan-cap)
+# HashHop 1 hop at 1M unchanged (benchmarks/ltm2_code.py --scan-caps, ltm2_recall.py --scan-cap)
 THREADED_QUERIES = 16  # searches for fewer queries run on one OpenMP thread (a team's start-up costs more than the scan)
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
