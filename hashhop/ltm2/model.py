@@ -216,27 +216,23 @@ class MemoryRead(nn.Module):
         """The read over each query's ``top_k`` best visible entries and the sink: what the engine computes over an
         exact index. q (b, heads, t, hk) scaled queries, keys (b, heads, t, hk) unit keys of entries 0 .. t - 1, v (b,
         heads, t, vh) their values as this read sees them -> (b, heads, t, vh). The best entries are found without
-        autograd, ``chunk`` queries at a time (a (chunk x t) block of scores, never t x t); their logits and values are
-        then gathered and computed with it, so gradients reach the queries, the chosen keys and their values."""
+        autograd, ``chunk`` queries at a time (a (chunk x t) block of scores, never t x t), with their logits; then
+        :class:`GatheredRead` reads them, so gradients reach the queries, the chosen keys, their values and the sink."""
         b, heads, t, hk = q.shape
         pos = torch.arange(t, device=q.device)
         chosen = torch.zeros(b, heads, t, top_k, dtype=torch.long, device=q.device)
+        logits = torch.full((b, heads, t, top_k), float("-inf"), device=q.device)
         with torch.no_grad():
             for a in range(delay, t, chunk):  # queries before `delay` see no entry
                 z = min(t, a + chunk)
                 seen = z - delay  # entries the chunk's last query sees
                 scores = q[:, :, a:z] @ keys[:, :, :seen].transpose(-1, -2)  # (b, heads, c, seen)
-                scores.masked_fill_(pos[None, :seen] > pos[a:z, None] - delay, float("-inf"))
+                late = a - delay + 1  # entries from here on are hidden from some of the chunk's queries
+                scores[..., late:].masked_fill_(pos[None, late:seen] > pos[a:z, None] - delay, float("-inf"))
                 k = min(top_k, seen)
-                chosen[:, :, a:z, :k] = scores.topk(k, dim=-1).indices
-        valid = (chosen <= pos[:, None] - delay) & (torch.arange(top_k, device=q.device) < (pos[:, None] - delay + 1))
-        flat = (chosen + torch.arange(b * heads, device=q.device).view(b, heads, 1, 1) * t).flatten()
-        picked_keys = keys.reshape(b * heads * t, hk)[flat].view(b, heads, t, top_k, hk)
-        picked_values = v.reshape(b * heads * t, -1)[flat].view(b, heads, t, top_k, -1)
-        logits = torch.einsum("bhtd,bhtkd->bhtk", q, picked_keys).masked_fill(~valid, float("-inf"))
+                logits[:, :, a:z, :k], chosen[:, :, a:z, :k] = scores.topk(k, dim=-1)
         sink = (q * self.sink_keys()[None, :, None, :]).sum(-1) + torch.log(torch.clamp(pos + 1, max=delay).float())  # `delay` sink slots
-        weights = torch.softmax(torch.cat([logits, sink[..., None]], dim=-1), dim=-1)[..., :top_k]
-        return torch.einsum("bhtk,bhtkv->bhtv", weights, picked_values)
+        return GatheredRead.apply(q, keys, v, sink, chosen, logits, chunk)
 
     def target_loss(
         self,
@@ -281,6 +277,51 @@ class MemoryRead(nn.Module):
                 sums[kind] = sums[kind] - (torch.logsumexp(share, 0) - math.log(len(share))).sum()
                 count[kind] += len(at)
         return torch.stack(sums), count
+
+
+class GatheredRead(torch.autograd.Function):
+    """The softmax read over given entries, ``chunk`` queries at a time both ways: q (b, heads, t, hk) scaled queries,
+    keys (b, heads, t, hk), v (b, heads, t, vh), sink (b, heads, t) the sink's logit (its value is zero), chosen (b,
+    heads, t, k) each query's entry ids, logits (b, heads, t, k) their logits q . key as found (-inf: not an entry)
+    -> (b, heads, t, vh). The logits come in computed (the search found them) and are not recomputed: their gradients
+    go to q and the chosen keys here.
+
+    Written out rather than left to autograd because autograd keeps the gathered keys and values (t x k x hk floats
+    a read, 0.5 GB for a 16K-byte row at k = 64) and scatters their gradients back in one piece; here a chunk's
+    gathers are rebuilt in the backward pass and only the softmax weights (t x (k + 1)) are kept."""
+
+    @staticmethod
+    def forward(ctx, q, keys, v, sink, chosen, logits, chunk: int):  # noqa: ANN001, ANN205 (autograd's signature)
+        b, heads, t, hk = q.shape
+        k, vh = chosen.shape[-1], v.shape[-1]
+        ctx.chunk, ctx.shapes = chunk, (q.shape, keys.shape, v.shape, sink.shape)
+        flat = (chosen + torch.arange(b * heads, device=q.device).view(b, heads, 1, 1) * t).view(b * heads, t, k)
+        q_rows, key_rows, value_rows = q.reshape(b * heads, t, hk), keys.reshape(-1, hk), v.reshape(-1, vh)
+        weights = torch.softmax(torch.cat([logits.reshape(b * heads, t, k), sink.reshape(b * heads, t, 1)], dim=-1), dim=-1)
+        out = q.new_empty(b * heads, t, vh)
+        for a in range(0, t, chunk):
+            out[:, a : a + chunk] = (weights[:, a : a + chunk, None, :k] @ value_rows[flat[:, a : a + chunk]])[:, :, 0]
+        ctx.save_for_backward(q_rows, key_rows, value_rows, flat, weights)
+        return out.view(b, heads, t, vh)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+        q_rows, key_rows, value_rows, flat, weights = ctx.saved_tensors
+        k, chunk = flat.shape[-1], ctx.chunk
+        grad_out = grad_out.reshape(q_rows.shape[0], q_rows.shape[1], -1)
+        dq, dkeys, dv = torch.zeros_like(q_rows), torch.zeros_like(key_rows), torch.zeros_like(value_rows)
+        dsink = q_rows.new_empty(q_rows.shape[:2])
+        for a in range(0, q_rows.shape[1], chunk):
+            ids, g, w = flat[:, a : a + chunk], grad_out[:, a : a + chunk], weights[:, a : a + chunk]
+            dw = (value_rows[ids] @ g[..., None])[..., 0]  # (bh, c, k): d out / d weight of each entry
+            mean = (w[..., :k] * dw).sum(-1, keepdim=True)  # the sink's value is zero, so its dw is too
+            dlogits = w[..., :k] * (dw - mean)  # the softmax's backward; entries that do not count have weight 0
+            dsink[:, a : a + chunk] = -w[..., k] * mean[..., 0]
+            dq[:, a : a + chunk] = (dlogits[:, :, None, :] @ key_rows[ids])[:, :, 0]
+            dkeys.index_add_(0, ids.flatten(), (dlogits[..., None] * q_rows[:, a : a + chunk, None, :]).flatten(0, 2))
+            dv.index_add_(0, ids.flatten(), (w[..., :k, None] * g[:, :, None, :]).flatten(0, 2))
+        q_shape, keys_shape, v_shape, sink_shape = ctx.shapes
+        return dq.view(q_shape), dkeys.view(keys_shape), dv.view(v_shape), dsink.view(sink_shape), None, None, None
 
 
 class Block(nn.Module):

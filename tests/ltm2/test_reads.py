@@ -274,7 +274,8 @@ def test_read_stage_alone_from_shipped_weights(tmp_path):
 @pytest.mark.parametrize("chunk", [7, 1024])
 def test_top_k_read_is_the_read_over_each_querys_best_entries_values_and_gradients(chunk):
     """MemoryRead.top_k_read against the read written out: every visible entry's logit, all but the query's k best
-    set to -inf, the `delay` sink slots, a softmax, the values. Outputs and gradients (queries, keys, values) agree."""
+    set to -inf, the `delay` sink slots, a softmax, the values. Outputs and gradients (queries, keys, values, the sink's
+    key) agree; chunks of 7 queries split the backward pass's gathers and scatters too."""
     from hashhop.ltm2.model import MemoryRead
 
     torch.manual_seed(3)
@@ -296,9 +297,12 @@ def test_top_k_read_is_the_read_over_each_querys_best_entries_values_and_gradien
     assert got[:, :, :delay].abs().max() == 0  # before any entry is visible: the sink, whose value is zero
     probe = torch.randn_like(want)
     (got * probe).sum().backward()
+    mine_sink = read.sink_key.grad.clone()
+    read.sink_key.grad = None
     (want * probe).sum().backward()
     for mine, theirs in ((q, q2), (keys, keys2), (v, v2)):
         assert (mine.grad - theirs.grad).abs().max() < 1e-4
+    assert mine_sink.abs().max() > 0 and (mine_sink - read.sink_key.grad).abs().max() < 1e-4
     assert (v.grad.abs().sum(-1) > 0).float().mean() < 1.0  # entries no query kept get no gradient
 
 
