@@ -23,6 +23,7 @@ import random
 import string
 import sys
 import time
+from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import run_script, update_section  # noqa: E402
@@ -104,11 +105,26 @@ def hashhop_rows(runners: dict, length: int, tasks, hash_length: int, alphabet, 
                     failures.append(
                         {"variant": name, "context_chars": length, "hops": hops, "cot": cot, "hash_length": hash_length, "alphabet": alphabet,
                          "query": chain.query, "expected": expected, "got": got, "right_prefix_bytes": prefix,
-                         "first_hash_right": got.startswith(chain.hashes[1 if cot or hops == 1 else -1])}
+                         "first_hash_right": got.startswith(chain.hashes[1 if cot or hops == 1 else -1]),
+                         "first_hash_from": first_hash_source(problem.prompt, got, hash_length)}
                     )
             cell[name] = (right, len(problem.queries))
         out[(hops, cot)] = cell
     return out
+
+
+def first_hash_source(prompt: str, got: str, hash_length: int) -> str:
+    """Where the first hash an answer wrote stands in the prompt: the value of a quoted link (a chain's last link,
+    ``K = 'V'``: its text before the value ends ``= '`` as the query does), of an unquoted link (``K = V``, the links
+    before the last), or not as any link's value. A diagnostic of wrong answers, not used to score."""
+    head = got[:hash_length]
+    if len(head) < hash_length:
+        return "short"
+    if f" = '{head}'" in prompt:
+        return "quoted link"
+    if f" = {head}\n" in prompt:
+        return "unquoted link"
+    return "no link"
 
 
 def ruler_rows(runners: dict, length: int, samples: int, seed: int) -> dict:
@@ -226,13 +242,21 @@ def main() -> None:
         from hashhop.checkpoint import write_atomically
 
         write_atomically(args.failures, "".join(json.dumps(f) + "\n" for f in failures))
+        summary = []
         for key in sorted({(f["variant"], f["context_chars"], f["hops"], f["cot"], f["hash_length"], f["alphabet"]) for f in failures}):
             wrong = [f for f in failures if (f["variant"], f["context_chars"], f["hops"], f["cot"], f["hash_length"], f["alphabet"]) == key]
-            print(
-                f"wrong, {key[0]}, {key[1]:,} chars, {key[2]} hops{' CoT' if key[3] else ''}, {key[4]} {key[5]}: {len(wrong)}; first hash "
+            summary.append(
+                f"- {key[0]}, {key[1]:,} chars, {key[2]} hops{' CoT' if key[3] else ''}, {key[4]} {key[5]}: {len(wrong)} wrong; first hash "
                 f"right in {sum(f['first_hash_right'] for f in wrong)}; right bytes before the first wrong one: "
-                f"{', '.join(str(f['right_prefix_bytes']) for f in wrong)}"
+                f"{', '.join(str(f['right_prefix_bytes']) for f in wrong)}; wrong first hashes by where they stand: "
+                + (", ".join(f"{where} {n}" for where, n in sorted(Counter(f["first_hash_from"] for f in wrong if not f["first_hash_right"]).items())) or "none")
             )
+        parts.append(
+            "**Wrong answers** (all of them in the `--failures` file). Where a wrong first hash stands in the prompt: the value"
+            " of a *quoted link* (a chain's last link, `K = 'V'`, whose text before the value ends `= '` as the query does),"
+            " of an *unquoted link* (`K = V`), or of *no link*.\n\n" + "\n".join(summary)
+        )
+        print(parts[-1], flush=True)
     if args.section:
         command = "python benchmarks/ltm2_recall.py " + " ".join(sys.argv[1:])
         intro = (

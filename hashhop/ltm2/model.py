@@ -221,7 +221,7 @@ class MemoryRead(nn.Module):
         b, heads, t, hk = q.shape
         pos = torch.arange(t, device=q.device)
         chosen = torch.zeros(b, heads, t, top_k, dtype=torch.long, device=q.device)
-        logits = torch.full((b, heads, t, top_k), float("-inf"), device=q.device)
+        logits = torch.full((b, heads, t, top_k), float("-inf"), dtype=q.dtype, device=q.device)
         with torch.no_grad():
             for a in range(delay, t, chunk):  # queries before `delay` see no entry
                 z = min(t, a + chunk)
