@@ -39,7 +39,7 @@ COPY_READ_LOSS = 0.0  # the copies after each jump, weighted apart (0.1 tried in
 READ_LR = 1e-3
 READ_NEGATIVES = 0  # stage 2: keys of earlier batches each supervised read must also beat (MixerConfig.read_negatives)
 READ_TOP_K = 64  # stage 2: reads over each query's 64 best entries (MixerConfig.read_top_k; 0: dense), as the engine
-# reads: a 16K-byte row costs 2.7x less a step than with dense reads (benchmarks/RESULTS.md, ltm2_train_cost_top_k)
+# reads: a 16K-byte row costs 5.7x less a step than with dense reads (benchmarks/RESULTS.md, ltm2_train_cost_gathered)
 
 
 def ltm2_config(
