@@ -67,7 +67,7 @@ def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float |
     elif name == "random init":
         runner.engine = Engine(load_ltm2(weights, random_init=True))
     elif name != "trained":
-        raise SystemExit(f"unknown variant {name!r}")
+        raise HashHopError(f"unknown variant {name!r}: use trained, memory off or random init")
     runner.engine.index = index  # "auto": flat 8-bit keys below 1M characters, the compact inverted lists from 1M
     if scan_cap is not None:  # compact lists: codes a read scans at most, in lists' worth (the engine's SCAN_CAP_LISTS)
         runner.engine.scan_cap_lists = scan_cap
