@@ -28,6 +28,9 @@ from torch import nn
 
 from hashhop.lab.mixers import MixerConfig, register_mixer, rotary
 
+# a query shift's share is this times its parameter: under Adam a parameter moves about lr a step, so a share that
+# starts at zero can reach ~1 within a read stage's few hundred steps at lr 1e-3
+SHIFT_GAIN = 10.0
 LENGTH_REF = 2048  # log_length_reads: a read over this many entries has exactly its learnt sharpness
 
 
@@ -151,6 +154,7 @@ class MemoryRead(nn.Module):
         # query_shift: per head, a learnt share (zero at init) of the previous position's memory key in the query, so
         # a read can ask for "the entry whose key is where I was one byte ago" (a link written `K = V` asked as `K = '`)
         self.shift = nn.Parameter(torch.zeros(heads)) if query_shift else None
+        self.optional_at_init = ("shift",) if query_shift else ()  # weights trained without it start with it off
         self.query = nn.Linear(d_model, key_dim, bias=False)
         nn.init.zeros_(self.query.weight)
         self.value = nn.Linear(value_dim, value_dim, bias=False)  # this read's view of the stored values
@@ -165,7 +169,8 @@ class MemoryRead(nn.Module):
         if self.shift is not None:
             if previous is None:
                 raise ValueError("a read with a query shift needs the previous positions' encoder states")
-            raw = raw + (key(previous).unflatten(-1, (self.heads, -1)) * self.shift[:, None]).flatten(-2)
+            share = self.shift * SHIFT_GAIN
+            raw = raw + (key(previous).unflatten(-1, (self.heads, -1)) * share[:, None]).flatten(-2)
         return F.normalize(raw.unflatten(-1, (self.heads, -1)), dim=-1)
 
     def queries(self, h: torch.Tensor, key: nn.Linear, previous: torch.Tensor | None = None) -> torch.Tensor:

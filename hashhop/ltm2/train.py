@@ -42,6 +42,7 @@ def train_ltm2(
     read_negatives: int = READ_NEGATIVES,
     init_from: str | None = None,
     read_top_k: int = READ_TOP_K,
+    query_shift: bool = False,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -69,9 +70,10 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += f"_top{read_top_k}" if read_top_k else ""  # the folder names the row length and the read it differs by from stage 1
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "")  # the folder names how it differs from stage 1
         cfg = ltm2_config(
-            corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives, read_top_k=read_top_k
+            corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
+            read_top_k=read_top_k, query_shift=query_shift,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -229,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--read-seq-len", type=int, default=READ_SEQ_LEN, help="bytes per row in the second stage (the memory its reads span; same bytes per step)")
     ap.add_argument("--read-negatives", type=int, default=READ_NEGATIVES, help="second stage: keys of earlier batches each supervised read must also beat (0: none)")
     ap.add_argument("--read-top-k", type=int, default=READ_TOP_K, help="second stage: each read keeps its k best entries, as the engine's do (0: every entry)")
+    ap.add_argument("--query-shift", action="store_true", help="second stage: each read's query may take in the previous position's key (a learnt share per head, zero at the start)")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=WEIGHTS)
@@ -261,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             read_negatives=args.read_negatives,
             init_from=args.init_from,
             read_top_k=args.read_top_k,
+            query_shift=args.query_shift,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

@@ -178,6 +178,20 @@ def test_lab_trains_the_read_loss_from_given_weights(tmp_path):
     from safetensors.torch import load_file
 
     assert all(torch.equal(v, load_file(str(tmp_path / "first" / "model.safetensors"))[k]) for k, v in model.state_dict().items())
+    # a read's query shift starts switched off: weights trained without it load, and compute the same network
+    shifted = build_model(second_cfg.replace(**{"model.mixer.query_shift": True}))
+    initial_weights(shifted, str(tmp_path / "first"))
+    shifts = {k: v for k, v in shifted.state_dict().items() if k.endswith(".read.shift")}
+    assert shifts and all(not v.any() for v in shifts.values())
+    x = torch.randint(0, 256, (1, 96))
+    assert torch.allclose(shifted.eval()(x), model.eval()(x), atol=1e-5)
+    torch.nn.init.ones_(next(iter(p for n, p in shifted.named_parameters() if n.endswith(".read.shift"))))
+    assert not torch.allclose(shifted(x), model(x), atol=1e-5)  # the shift is wired in: it changes the output
+    from safetensors.torch import save_file
+
+    save_file(shifted.state_dict(), str(tmp_path / "shifted.safetensors"))
+    with pytest.raises(HashHopError, match="do not fit this model"):  # only a missing switch is filled in, never an extra one
+        initial_weights(build_model(second_cfg), str(tmp_path / "shifted.safetensors"))
     with pytest.raises(HashHopError, match="init_from .*cannot read weights"):
         train_run(mixture_run(str(corpus), name="third", init_from=str(tmp_path / "nowhere.safetensors")), str(tmp_path), progress=False)
     assert not (tmp_path / "third").exists()  # nothing written for a run that cannot start
