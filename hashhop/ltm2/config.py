@@ -54,13 +54,15 @@ def ltm2_config(
     read_negatives: int = READ_NEGATIVES,
     read_top_k: int = READ_TOP_K,
     query_shift: bool = False,
+    max_queries: int | None = None,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
     batches), its own warmup and decay. ``seq_len``: bytes per row (the memory a read spans in training), at
     the same bytes per step (BATCH x SEQ_LEN). ``read_negatives`` (stage 2): far keys each supervised read must beat;
     ``read_top_k`` (stage 2): each read keeps its k best entries (0: all); ``query_shift`` (stage 2): its reads' queries
-    may take in the previous position's key (a learnt share per head, zero at the start)."""
+    may take in the previous position's key (a learnt share per head, zero at the start); ``max_queries`` (stage 2): a HashHop row asks up to this many
+    queries (default the data's 16)."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
@@ -68,7 +70,7 @@ def ltm2_config(
     return RunConfig.from_dict(
         {
             "name": name,
-            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus}},
+            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if max_queries and stage == 2 else {})}},
             "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift or MIXER["query_shift"]}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,

@@ -274,6 +274,7 @@ def code_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -
     return data, np.ones(length, dtype=bool)
 
 
+HASHHOP_MAX_QUERIES = 16  # queries per HashHop row: 2 .. this (task.extra.hashhop_max_queries), as many as fit
 HASHHOP_HOPS = (1, 2, 3, 4)
 HASHHOP_HOP_WEIGHTS = (0.4, 0.35, 0.15, 0.1)
 HASHHOP_ALPHABETS = ("letters", "digits", "hex", "alnum", HASH_ALPHABETS["base64"], HASH_ALPHABETS["urlsafe"])
@@ -285,7 +286,7 @@ def _hash_capacity(radix: int, length: int) -> int:
     return space if space <= 1 << 32 else min(1 << ((radix.bit_length() - 1) * length), 1 << 64)
 
 
-def build_hashhop(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Built:
+def build_hashhop(rng: Rng | int, length: int, corpus: np.ndarray | None = None, max_queries: int = HASHHOP_MAX_QUERIES) -> Built:
     """:func:`hashhop_sample` with its parts: ``meta`` holds the prompt and completion exactly as written."""
     from hashhop.task.generator import plan
     from hashhop.task.grammar import completion_header, query_line
@@ -299,7 +300,7 @@ def build_hashhop(rng: Rng | int, length: int, corpus: np.ndarray | None = None)
     hash_length = int(rng.integers(8, 17)) if rng.random() < 0.6 else _log_uniform(rng, 4, 64)
     alphabet = HASHHOP_ALPHABETS[int(rng.integers(len(HASHHOP_ALPHABETS)))]
     radix = len(resolve_alphabet(alphabet))
-    wanted = int(rng.integers(2, 17))
+    wanted = int(rng.integers(2, max_queries + 1))
     header = completion_header(hops, cot)
 
     def completion_chars(queries: int) -> int:
@@ -402,10 +403,11 @@ def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int) -> list[tupl
     return reads + [closing_quote(at)]
 
 
-def hashhop_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:
+def hashhop_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None, max_queries: int = HASHHOP_MAX_QUERIES) -> Sample:
     """Magic's HashHop text (prompt, blank line, completion) made by the data engine, sized to fit ``length``,
-    haystack filling the rest in front; trained on the answers and their closing quotes."""
-    return build_hashhop(rng, length, corpus).render(length)
+    haystack filling the rest in front; trained on the answers and their closing quotes. 2 .. ``max_queries``
+    queries (as many as fit)."""
+    return build_hashhop(rng, length, corpus, max_queries).render(length)
 
 
 KV_MAX_ITEMS = 1000  # pairs or chains per sample: every key and value kind has over 9,000 distinct strings
@@ -692,7 +694,8 @@ def mixture_weights(mix: object) -> tuple[list[str], np.ndarray]:
 def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """The lab task ``ltm_mixture``: each row one sample of ``cfg.seq_len + 1`` bytes from the mixture
     ``cfg.extra['mix']`` (default :data:`DEFAULT_MIX`), split into inputs and next-byte targets (-100 where no loss
-    is taken). Deterministic given ``generator``'s state; the code corpus is ``cfg.extra['corpus']``.
+    is taken). Deterministic given ``generator``'s state; the code corpus is ``cfg.extra['corpus']``; a HashHop row
+    asks 2 .. ``cfg.extra['hashhop_max_queries']`` (default :data:`HASHHOP_MAX_QUERIES`) queries, as many as fit.
 
     With ``cfg.extra['read_targets']`` a third tensor (batch, seq_len, READS, KINDS, SOURCES): for the input at
     position p, the memory entries (-1: none) each read should find to predict byte p + 1, per kind of target (:meth:`Built.read_sources`; only
@@ -710,6 +713,10 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     short = cfg.extra.get("short_recall", SHORT_RECALL)
     if isinstance(short, bool) or not isinstance(short, (int, float)) or not 0 <= short <= 1:
         raise HashHopError(f"task.extra.short_recall must be a number from 0 to 1, got {short!r}")
+    max_queries = cfg.extra.get("hashhop_max_queries", HASHHOP_MAX_QUERIES)
+    if isinstance(max_queries, bool) or not isinstance(max_queries, int) or not 2 <= max_queries <= 4096:
+        raise HashHopError(f"task.extra.hashhop_max_queries must be a whole number from 2 to 4096, got {max_queries!r}")
+    options = {"hashhop": {"max_queries": max_queries}}  # per component: its builder's own knobs
     # One seed per row from the torch generator: the rows are independent and reproducible.
     seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
     want_reads = bool(cfg.extra.get("read_targets", False))
@@ -719,11 +726,11 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
 
     def sample(name: str, rng: Rng, size: int, row: int, lead: int) -> Sample:
         if want_reads and name in BUILDERS:  # the same sample, built with its read targets
-            built = BUILDERS[name](rng, size, corpus)
+            built = BUILDERS[name](rng, size, corpus, **options.get(name, {}))
             found = built.read_sources(size)
             sources[row, lead:] = np.where(found >= 0, found + lead, -1)
             return built.render(size)
-        return COMPONENTS[name](rng, size, corpus)
+        return COMPONENTS[name](rng, size, corpus, **options.get(name, {}))
 
     for i, seed in enumerate(seeds):
         rng = np.random.default_rng(seed)

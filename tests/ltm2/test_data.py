@@ -373,3 +373,20 @@ def test_cli_errors_are_one_line_with_exit_status_2(tmp_path):
         text=True,
     )
     assert ok.returncode == 0 and "sha256 " + hashlib.sha256((tmp_path / "c.bin").read_bytes()).hexdigest() in ok.stdout
+
+
+def test_hashhop_rows_ask_up_to_the_configured_number_of_queries(corpus_path):
+    """task.extra.hashhop_max_queries: long rows can ask more queries (more supervised reads per row); the default
+    keeps the rows of the shipped recipe exactly."""
+
+    def queries(**extra) -> list[int]:
+        x, y = d.mixture_batch(cfg(16384, corpus=corpus_path, mix={"hashhop": 1.0, "code": 0.0}, short_recall=0, **extra), 6, torch.Generator().manual_seed(1))
+        texts = [bytes(row.tolist()).decode("ascii") for row in x]  # (the row's last byte, a newline, is a target)
+        return [len(parse_completion("COMPLETION:" + text.split("COMPLETION:")[-1])[2]) for text in texts]
+
+    default, explicit, many = queries(), queries(hashhop_max_queries=16), queries(hashhop_max_queries=64)
+    assert default == explicit and max(default) <= 16
+    assert max(many) > 16 and min(many) >= 2
+    for bad in (1, 5000, True, "8"):
+        with pytest.raises(HashHopError, match="hashhop_max_queries"):
+            d.mixture_batch(cfg(512, corpus=corpus_path, hashhop_max_queries=bad), 1, torch.Generator())
