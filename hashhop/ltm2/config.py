@@ -38,6 +38,8 @@ READ_LOSS = 0.3
 COPY_READ_LOSS = 0.0  # the copies after each jump, weighted apart (0.1 tried in a sixth run: no change, docs/ltm2.md)
 READ_LR = 1e-3
 READ_NEGATIVES = 0  # stage 2: keys of earlier batches each supervised read must also beat (MixerConfig.read_negatives)
+READ_QUERIES = 64  # stage 2: a HashHop row asks up to 64 queries (the data's default, 16, is sized for 2K rows): 3.6x
+# the supervised jumps per step at the same bytes; 10K 2 / 3 hops CoT 10 / 10 of 10 against 8 / 7 (docs/ltm2.md)
 READ_TOP_K = 64  # stage 2: reads over each query's 64 best entries (MixerConfig.read_top_k; 0: dense), as the engine
 # reads: a 16K-byte row costs 5.7x less a step than with dense reads (benchmarks/RESULTS.md, ltm2_train_cost_gathered)
 
@@ -54,7 +56,7 @@ def ltm2_config(
     read_negatives: int = READ_NEGATIVES,
     read_top_k: int = READ_TOP_K,
     query_shift: bool = False,
-    max_queries: int | None = None,
+    max_queries: int = READ_QUERIES,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -62,7 +64,7 @@ def ltm2_config(
     the same bytes per step (BATCH x SEQ_LEN). ``read_negatives`` (stage 2): far keys each supervised read must beat;
     ``read_top_k`` (stage 2): each read keeps its k best entries (0: all); ``query_shift`` (stage 2): its reads' queries
     may take in the previous position's key (a learnt share per head, zero at the start); ``max_queries`` (stage 2): a HashHop row asks up to this many
-    queries (default the data's 16)."""
+    queries."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
@@ -70,7 +72,7 @@ def ltm2_config(
     return RunConfig.from_dict(
         {
             "name": name,
-            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if max_queries and stage == 2 else {})}},
+            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {})}},
             "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift or MIXER["query_shift"]}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,

@@ -18,7 +18,19 @@ import shlex
 import time
 
 from hashhop.errors import HashHopError
-from hashhop.ltm2.config import BATCH, CARD, READ_NEGATIVES, READ_SEQ_LEN, READ_STEPS, READ_TOP_K, SEQ_LEN, STEPS, WEIGHTS, ltm2_config
+from hashhop.ltm2.config import (
+    BATCH,
+    CARD,
+    READ_NEGATIVES,
+    READ_QUERIES,
+    READ_SEQ_LEN,
+    READ_STEPS,
+    READ_TOP_K,
+    SEQ_LEN,
+    STEPS,
+    WEIGHTS,
+    ltm2_config,
+)
 
 RUNS = "runs/ltm2"
 
@@ -43,11 +55,11 @@ def train_ltm2(
     init_from: str | None = None,
     read_top_k: int = READ_TOP_K,
     query_shift: bool = False,
-    max_queries: int | None = None,
+    max_queries: int = READ_QUERIES,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
-    from hashhop.ltm2.data import build_train_corpus
+    from hashhop.ltm2.data import HASHHOP_MAX_QUERIES, build_train_corpus
 
     if not out.endswith(".safetensors"):
         raise HashHopError("--out names the weights file: PATH.safetensors (its model card PATH.card.md goes next to it)")
@@ -71,7 +83,7 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_q{max_queries}" if max_queries else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
             read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries,
@@ -135,7 +147,8 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
         second += (
             f" Its reads keep each query's {mixer['read_top_k']} best entries and the sink (found without autograd, then"
             " scored with it), as the engine reads; rows of"
-            f" {cfg['task']['seq_len']:,} bytes."
+            f" {cfg['task']['seq_len']:,} bytes"
+            + (f", a HashHop row asking up to {cfg['task']['extra']['hashhop_max_queries']} queries." if cfg["task"]["extra"].get("hashhop_max_queries") else ".")
         )
     if mixer.get("read_negatives"):
         second += (
@@ -233,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--read-negatives", type=int, default=READ_NEGATIVES, help="second stage: keys of earlier batches each supervised read must also beat (0: none)")
     ap.add_argument("--read-top-k", type=int, default=READ_TOP_K, help="second stage: each read keeps its k best entries, as the engine's do (0: every entry)")
     ap.add_argument("--query-shift", action="store_true", help="second stage: each read's query may take in the previous position's key (a learnt share per head, zero at the start)")
-    ap.add_argument("--read-queries", type=int, default=None, help="second stage: a HashHop row asks up to this many queries (default 16)")
+    ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=WEIGHTS)
@@ -248,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--read-negatives must be a whole number from 0 to {1 << 24}, got {args.read_negatives}")
     if not 0 <= args.read_top_k <= 1 << 16:
         ap.error(f"--read-top-k must be a whole number from 0 to {1 << 16} (0: every entry), got {args.read_top_k}")
-    if args.read_queries is not None and not 2 <= args.read_queries <= 4096:
+    if not 2 <= args.read_queries <= 4096:
         ap.error(f"--read-queries must be a whole number from 2 to 4096, got {args.read_queries}")
     from hashhop.ltm2.data import MIN_SEQ_LEN
 
