@@ -26,7 +26,7 @@ MIXER = {
     "value_dim": 24,
     "memory_heads": 2,
     "log_length_reads": True,
-    "query_shift": False,  # tried in a third run (docs/ltm2.md): no change on HashHop, so the shipped run is without it
+    "query_shift": False,  # tried in a third run and again on the top-64 stage (`--query-shift`, docs/ltm2.md): no change
 }
 
 
