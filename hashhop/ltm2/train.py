@@ -236,10 +236,11 @@ def _sha256(path: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m hashhop.ltm2.train", description=__doc__.split("\n\n")[0])
+    from hashhop.cli.common import Parser
+
+    ap = Parser(prog="python -m hashhop.ltm2.train", description=__doc__.split("\n\n")[0])  # one-line errors, exit 2
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--read-steps", type=int, default=READ_STEPS, help="steps of the second stage (auxiliary read loss); 0: none")
     ap.add_argument("--read-seq-len", type=int, default=READ_SEQ_LEN, help="bytes per row in the second stage (the memory its reads span; same bytes per step)")

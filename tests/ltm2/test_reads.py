@@ -262,7 +262,7 @@ def test_training_keeps_far_keys_from_recall_rows_only_newest_last():
     assert "far_keys" not in lm.state_dict()  # training state, never saved with the weights
 
 
-def test_read_stage_alone_from_shipped_weights(tmp_path):
+def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     from hashhop.ltm2.config import WEIGHTS
     from hashhop.ltm2.train import main
 
@@ -279,9 +279,13 @@ def test_read_stage_alone_from_shipped_weights(tmp_path):
     assert "read-loss stage alone (1 steps" in card and "`ltm2.safetensors`" in card and "64 keys" in card and "16 best entries" in card
     assert "`python -m hashhop.ltm2.train --init-from " in card  # the command that ran, not the default one
     assert "Those weights' own card: steps x rows x bytes" in card  # what the starting weights are, from their card
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--read-top-k", "-1"])
-    assert exit_info.value.code == 2
+    assert "a HashHop row asking up to 64 queries" in card  # the read stage's default rows
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(bad)
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and bad[0] in error  # one line naming the option
     assert main(["--init-from", "x.safetensors", "--read-steps", "0", "--runs", str(tmp_path / "r2"), "--corpus", str(corpus)]) == 2
 
 
