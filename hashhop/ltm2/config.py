@@ -39,7 +39,8 @@ COPY_READ_LOSS = 0.0  # the copies after each jump, weighted apart (0.1 tried in
 READ_LR = 1e-3
 READ_NEGATIVES = 0  # stage 2: keys of earlier batches each supervised read must also beat (MixerConfig.read_negatives)
 READ_QUERIES = 64  # stage 2: a HashHop row asks up to 64 queries (the data's default, 16, is sized for 2K rows): 3.6x
-# the supervised jumps per step at the same bytes; 10K 2 / 3 hops CoT 10 / 10 of 10 against 8 / 7 (docs/ltm2.md)
+# the supervised jumps at the same bytes (RESULTS.md, ltm2_read_targets); 10K 2 / 3 / 4 hops CoT 27 / 26 / 25 of 30
+# against 21 / 21 / 23 (ltm2_recall_q64_30q, ltm2_recall_s2g_30q)
 READ_TOP_K = 64  # stage 2: reads over each query's 64 best entries (MixerConfig.read_top_k; 0: dense), as the engine
 # reads: a 16K-byte row costs 5.7x less a step than with dense reads (benchmarks/RESULTS.md, ltm2_train_cost_gathered)
 
@@ -73,7 +74,7 @@ def ltm2_config(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {})}},
-            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift or MIXER["query_shift"]}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
+            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),
