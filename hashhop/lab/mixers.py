@@ -44,6 +44,7 @@ class MixerConfig:
     memory: bool = True  # False: the memory-off ablation (local window only)
     log_length_reads: bool = False  # a read's sharpness grows with ln(entries it sees) (trained in, not a test-time trick)
     query_shift: bool = False  # a read's query may include the previous position's memory key (learnt share, zero at init)
+    pointer: bool = False  # a read may follow the entry after the one its previous position read (learnt bonus, zero at init)
     # training only: keys kept from earlier batches that each supervised read must also beat (its softmax then spans
     # the row plus these, sharpened for that many entries): reads trained as over a long memory at a short row's cost
     read_negatives: int = 0
@@ -77,6 +78,7 @@ class MixerConfig:
         checks.flag("memory", self.memory)
         checks.flag("log_length_reads", self.log_length_reads)
         checks.flag("query_shift", self.query_shift)
+        checks.flag("pointer", self.pointer)
         checks.whole("read_negatives", self.read_negatives, 0, 1 << 24)
         checks.whole("read_top_k", self.read_top_k, 0, 1 << 16)
         checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")

@@ -60,8 +60,8 @@ def weighted_read_targets(reads: torch.Tensor, cfg: RunConfig) -> tuple[torch.Te
 
 def initial_weights(model: torch.nn.Module, source: str) -> None:
     """Load ``init_from``: a .safetensors file (a state dict, or shipped weights whose names start ``model.``) or a
-    finished run's folder (its model.safetensors), same shapes. A module's ``optional_at_init`` parameters (zero at
-    init: a mechanism that starts switched off) keep their initial values where the weights lack them."""
+    finished run's folder (its model.safetensors), same shapes. A module's ``optional_at_init`` parameters (a
+    mechanism that starts switched off) start at zero where the weights lack them."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -75,7 +75,7 @@ def initial_weights(model: torch.nn.Module, source: str) -> None:
     # parameters a module adds as a switch that starts off (a read's query shift, zero at init) may be absent: the
     # model then starts as exactly the network the weights came from
     optional = {f"{prefix}.{name}" if prefix else name for prefix, module in model.named_modules() for name in getattr(module, "optional_at_init", ())}
-    state = {**{name: tensor for name, tensor in model.state_dict().items() if name in optional and name not in state}, **state}
+    state = {**{name: torch.zeros_like(tensor) for name, tensor in model.state_dict().items() if name in optional and name not in state}, **state}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

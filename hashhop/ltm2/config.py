@@ -58,6 +58,7 @@ def ltm2_config(
     read_top_k: int = READ_TOP_K,
     query_shift: bool = False,
     max_queries: int = READ_QUERIES,
+    pointer: bool = False,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -65,7 +66,8 @@ def ltm2_config(
     the same bytes per step (BATCH x SEQ_LEN). ``read_negatives`` (stage 2): far keys each supervised read must beat;
     ``read_top_k`` (stage 2): each read keeps its k best entries (0: all); ``query_shift`` (stage 2): its reads' queries
     may take in the previous position's key (a learnt share per head, zero at the start); ``max_queries`` (stage 2): a HashHop row asks up to this many
-    queries."""
+    queries; ``pointer`` (stage 2): each read may follow the entry after the one it read at the previous position
+    (a learnt bonus, zero at the start)."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
@@ -74,7 +76,7 @@ def ltm2_config(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {})}},
-            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
+            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True} if pointer else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +32,9 @@ from hashhop.lab.mixers import MixerConfig, register_mixer, rotary
 # a query shift's share is this times its parameter: under Adam a parameter moves about lr a step, so a share that
 # starts at zero can reach ~1 within a read stage's few hundred steps at lr 1e-3
 SHIFT_GAIN = 10.0
+# a pointer's bonus per unit of the previous read's confidence is this times its parameter (zero at the start): Adam
+# moves a parameter about lr a step, so the bonus can grow by ~0.02 nats a step, several nats in a read stage
+POINTER_GAIN = 20.0
 LENGTH_REF = 2048  # log_length_reads: a read over this many entries has exactly its learnt sharpness
 
 
@@ -148,13 +152,23 @@ class MemoryRead(nn.Module):
     init): a read starts out looking for earlier positions whose context resembles this one (the prior an
     induction head learns), and training moves it from there (to skip a quote, to follow a hop)."""
 
-    def __init__(self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False) -> None:
+    def __init__(self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False, pointer: bool = False) -> None:
         super().__init__()
         self.heads = heads
+        # pointer: per head, the entry after the one the previous position's read landed on is always a candidate, its
+        # logit raised by a learnt bonus (the previous read's confidence times a learnt gain, plus a learnt function of
+        # the hidden state): a read that landed on a link can follow it forward byte by byte (a copy), even where the
+        # query's window is misaligned with the link's (`K = V` asked as `K = '`) or drowned among millions of keys
+        self.pointer_gain = nn.Parameter(torch.zeros(heads)) if pointer else None
+        self.pointer_gate = nn.Linear(d_model, heads) if pointer else None
+        if pointer:
+            nn.init.zeros_(self.pointer_gate.weight)
+            nn.init.zeros_(self.pointer_gate.bias)
         # query_shift: per head, a learnt share (zero at init) of the previous position's memory key in the query, so
         # a read can ask for "the entry whose key is where I was one byte ago" (a link written `K = V` asked as `K = '`)
         self.shift = nn.Parameter(torch.zeros(heads)) if query_shift else None
-        self.optional_at_init = ("shift",) if query_shift else ()  # weights trained without it start with it off
+        # weights trained without these start with them off (zero)
+        self.optional_at_init = (("shift",) if query_shift else ()) + (("pointer_gain", "pointer_gate.weight", "pointer_gate.bias") if pointer else ())
         self.query = nn.Linear(d_model, key_dim, bias=False)
         nn.init.zeros_(self.query.weight)
         self.value = nn.Linear(value_dim, value_dim, bias=False)  # this read's view of the stored values
@@ -207,7 +221,13 @@ class MemoryRead(nn.Module):
         # Shift memory right by `delay` slots filled with the sink, then an ordinary causal read does it.
         sink_k = self.sink_keys()[None, :, None, :].expand(b, -1, delay, -1)
         k = torch.cat([sink_k, keys], dim=2)[:, :, :t]
-        if top_k and t - delay > top_k:  # some query sees more than top_k entries: keep its best top_k
+        if self.pointer_gain is not None and t > delay:  # a pointer's candidates are per query: the gathered read
+            gain = read_gain(torch.arange(t, device=h.device) - delay + 1, log_length)
+            gain = gain if torch.is_tensor(gain) else torch.full((t,), gain, device=h.device)
+            gated = self.pointer_gate(h).transpose(1, 2) * gain  # (b, heads, t): the bonus's part from the hidden state
+            per_confidence = (self.pointer_gain * POINTER_GAIN)[:, None] * gain  # (heads, t): per unit of confidence
+            y = self.top_k_read(q, keys, v, delay, min(top_k or t, t - delay), pointer=(gated, per_confidence))
+        elif top_k and t - delay > top_k:  # some query sees more than top_k entries: keep its best top_k
             y = self.top_k_read(q, keys, v, delay, top_k)
         else:
             v = torch.cat([v.new_zeros(b, self.heads, delay, v.shape[-1]), v], dim=2)[:, :, :t]
@@ -217,7 +237,9 @@ class MemoryRead(nn.Module):
             return out
         return out, *self.target_loss(q, k, targets, delay, far, log_length)
 
-    def top_k_read(self, q: torch.Tensor, keys: torch.Tensor, v: torch.Tensor, delay: int, top_k: int, chunk: int = 1024) -> torch.Tensor:
+    def top_k_read(
+        self, q: torch.Tensor, keys: torch.Tensor, v: torch.Tensor, delay: int, top_k: int, chunk: int = 1024, pointer: tuple | None = None
+    ) -> torch.Tensor:
         """The read over each query's ``top_k`` best visible entries and the sink: what the engine computes over an
         exact index. q (b, heads, t, hk) scaled queries, keys (b, heads, t, hk) unit keys of entries 0 .. t - 1, v (b,
         heads, t, vh) their values as this read sees them -> (b, heads, t, vh). The best entries are found without
@@ -237,7 +259,13 @@ class MemoryRead(nn.Module):
                 k = min(top_k, seen)
                 logits[:, :, a:z, :k], chosen[:, :, a:z, :k] = scores.topk(k, dim=-1)
         sink = (q * self.sink_keys()[None, :, None, :]).sum(-1) + torch.log(torch.clamp(pos + 1, max=delay).float())  # `delay` sink slots
-        return GatheredRead.apply(q, keys, v, sink, chosen, logits, chunk)
+        if pointer is None:
+            return GatheredRead.apply(q, keys, v, sink, chosen, logits, chunk, None)
+        gated, per_confidence = pointer
+        follow, follow_logits, confidence = follow_pointers(q, keys, chosen, logits, sink, gated, per_confidence, delay)
+        bonus = gated + per_confidence * confidence  # (b, heads, t): learnt, differentiable; the choices above are not
+        chosen, logits = torch.cat([chosen, follow[..., None]], dim=-1), torch.cat([logits, follow_logits[..., None]], dim=-1)
+        return GatheredRead.apply(q, keys, v, sink, chosen, logits, chunk, bonus)
 
     def target_loss(
         self,
@@ -296,10 +324,12 @@ class GatheredRead(torch.autograd.Function):
     gathers are rebuilt in the backward pass and only the softmax weights (t x (k + 1)) are kept."""
 
     @staticmethod
-    def forward(ctx, q, keys, v, sink, chosen, logits, chunk: int):  # noqa: ANN001, ANN205 (autograd's signature)
+    def forward(ctx, q, keys, v, sink, chosen, logits, chunk: int, bonus=None):  # noqa: ANN001, ANN205 (autograd's signature)
         b, heads, t, hk = q.shape
         k, vh = chosen.shape[-1], v.shape[-1]
-        ctx.chunk, ctx.shapes = chunk, (q.shape, keys.shape, v.shape, sink.shape)
+        if bonus is not None:  # a pointer's bonus, added to the last candidate's logit (its gradient: that logit's)
+            logits = torch.cat([logits[..., :-1], logits[..., -1:] + bonus[..., None]], dim=-1)
+        ctx.chunk, ctx.shapes, ctx.bonus = chunk, (q.shape, keys.shape, v.shape, sink.shape), bonus is not None
         flat = (chosen + torch.arange(b * heads, device=q.device).view(b, heads, 1, 1) * t).view(b * heads, t, k)
         q_rows, key_rows, value_rows = q.reshape(b * heads, t, hk), keys.reshape(-1, hk), v.reshape(-1, vh)
         weights = torch.softmax(torch.cat([logits.reshape(b * heads, t, k), sink.reshape(b * heads, t, 1)], dim=-1), dim=-1)
@@ -316,17 +346,72 @@ class GatheredRead(torch.autograd.Function):
         grad_out = grad_out.reshape(q_rows.shape[0], q_rows.shape[1], -1)
         dq, dkeys, dv = torch.zeros_like(q_rows), torch.zeros_like(key_rows), torch.zeros_like(value_rows)
         dsink = q_rows.new_empty(q_rows.shape[:2])
+        dbonus = q_rows.new_empty(q_rows.shape[:2]) if ctx.bonus else None
         for a in range(0, q_rows.shape[1], chunk):
             ids, g, w = flat[:, a : a + chunk], grad_out[:, a : a + chunk], weights[:, a : a + chunk]
             dw = (value_rows[ids] @ g[..., None])[..., 0]  # (bh, c, k): d out / d weight of each entry
             mean = (w[..., :k] * dw).sum(-1, keepdim=True)  # the sink's value is zero, so its dw is too
             dlogits = w[..., :k] * (dw - mean)  # the softmax's backward; entries that do not count have weight 0
             dsink[:, a : a + chunk] = -w[..., k] * mean[..., 0]
+            if dbonus is not None:
+                dbonus[:, a : a + chunk] = dlogits[..., -1]
             dq[:, a : a + chunk] = (dlogits[:, :, None, :] @ key_rows[ids])[:, :, 0]
             dkeys.index_add_(0, ids.flatten(), (dlogits[..., None] * q_rows[:, a : a + chunk, None, :]).flatten(0, 2))
             dv.index_add_(0, ids.flatten(), (w[..., :k, None] * g[:, :, None, :]).flatten(0, 2))
         q_shape, keys_shape, v_shape, sink_shape = ctx.shapes
-        return dq.view(q_shape), dkeys.view(keys_shape), dv.view(v_shape), dsink.view(sink_shape), None, None, None
+        dbonus = None if dbonus is None else dbonus.view(sink_shape)
+        return dq.view(q_shape), dkeys.view(keys_shape), dv.view(v_shape), dsink.view(sink_shape), None, None, None, dbonus
+
+
+def follow_pointers(
+    q: torch.Tensor, keys: torch.Tensor, chosen: torch.Tensor, logits: torch.Tensor, sink: torch.Tensor, gated: torch.Tensor, per_confidence: torch.Tensor, delay: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A pointer read's extra candidate at every position, position by position (each depends on the read before),
+    without autograd. q (b, heads, t, hk) scaled queries, keys (b, heads, t, hk) unit keys, chosen / logits (b, heads,
+    t, k) each query's best entries and their logits q . key (-inf: none), sink (b, heads, t) the sink's logit, gated
+    (b, heads, t) and per_confidence (heads, t): the bonus is gated + per_confidence x the previous read's confidence.
+
+    At position p the candidate is the entry after the one the read at p - 1 gave most weight (if that was not the
+    sink, and the entry is visible at p): its logit q . key plus the bonus. ``logits`` loses (-inf, in place) a best
+    entry that is the candidate too, so no entry counts twice. Returns the candidates' ids (0 where none), their
+    logits without the bonus (-inf where none) and the previous read's confidence (the weight of the entry it
+    followed), each (b, heads, t)."""
+    b, heads, t, hk = q.shape
+    k = chosen.shape[-1]
+    rows = b * heads
+    queries = q.detach().reshape(rows, t, hk).numpy()
+    unit_keys = keys.detach().reshape(rows, t, hk).numpy()
+    ids = chosen.reshape(rows, t, k).numpy()
+    found = logits.view(rows, t, k).numpy()  # shares logits' memory: duplicates are masked in place
+    sinks = sink.detach().reshape(rows, t).numpy()
+    gates = gated.detach().reshape(rows, t).numpy()
+    gains = per_confidence.detach().expand(b, heads, t).reshape(rows, t).numpy()
+    follow = np.zeros((rows, t), np.int64)
+    follow_logits = np.full((rows, t), -np.inf, np.float32)
+    confidences = np.zeros((rows, t), np.float32)
+    at, pointer, confidence = np.arange(rows), np.full(rows, -1), np.zeros(rows, np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for p in range(delay, t):
+            nxt = pointer + 1
+            valid = (pointer >= 0) & (nxt <= p - delay)
+            nxt = np.where(valid, nxt, 0)
+            content = np.einsum("rd,rd->r", queries[:, p], unit_keys[at, nxt])
+            own = np.where(valid, content + gates[:, p] + gains[:, p] * confidence, -np.inf)
+            row = found[:, p]
+            twice = (ids[:, p] == nxt[:, None]) & valid[:, None]
+            if twice.any():
+                row[twice] = -np.inf
+            best = row.argmax(1)
+            best_logit = row[at, best]
+            top = np.maximum(np.maximum(best_logit, own), sinks[:, p])
+            total = np.exp(row - top[:, None]).sum(1) + np.exp(own - top) + np.exp(sinks[:, p] - top)
+            follow[:, p], follow_logits[:, p], confidences[:, p] = nxt, np.where(valid, content, -np.inf), confidence
+            own_wins = own >= best_logit
+            winner = np.where(own_wins, own, best_logit)
+            pointer = np.where(winner > sinks[:, p], np.where(own_wins, nxt, ids[at, p, best]), -1)
+            confidence = np.where(pointer >= 0, np.exp(winner - top) / total, 0).astype(np.float32)
+    shape = (b, heads, t)
+    return torch.from_numpy(follow).view(shape), torch.from_numpy(follow_logits).view(shape), torch.from_numpy(confidences).view(shape)
 
 
 class Block(nn.Module):
@@ -335,7 +420,7 @@ class Block(nn.Module):
         d = cfg.d_model
         self.norm_local, self.norm_read, self.norm_mlp = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.local = LocalAttention(d, cfg.n_heads, cfg.window)
-        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift)
+        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
 

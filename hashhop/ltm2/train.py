@@ -56,6 +56,7 @@ def train_ltm2(
     read_top_k: int = READ_TOP_K,
     query_shift: bool = False,
     max_queries: int = READ_QUERIES,
+    pointer: bool = False,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -83,10 +84,10 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + ("_ptr" if pointer else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
-            read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries,
+            read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -247,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--read-negatives", type=int, default=READ_NEGATIVES, help="second stage: keys of earlier batches each supervised read must also beat (0: none)")
     ap.add_argument("--read-top-k", type=int, default=READ_TOP_K, help="second stage: each read keeps its k best entries, as the engine's do (0: every entry)")
     ap.add_argument("--query-shift", action="store_true", help="second stage: each read's query may take in the previous position's key (a learnt share per head, zero at the start)")
+    ap.add_argument("--pointer", action="store_true", help="second stage: each read may follow the entry after the one it read at the previous position (a learnt bonus, zero at the start)")
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
@@ -284,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             read_top_k=args.read_top_k,
             query_shift=args.query_shift,
             max_queries=args.read_queries,
+            pointer=args.pointer,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:
