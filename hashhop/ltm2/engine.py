@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from hashhop.errors import HashHopError
 from hashhop.lab.mixers import apply_rope, rope_tables, rotary
 from hashhop.lab.model import LM
-from hashhop.ltm2.model import LTM2, read_gain
+from hashhop.ltm2.model import LTM2, POINTER_GAIN, read_gain
 
 PREFILL_CHUNK = 1 << 16  # bytes the encoder runs over at once
 IVF_MIN_BYTES = 1_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
@@ -351,6 +351,10 @@ class Engine:
         self.rotated: list[tuple | None] = [None for _ in self.net.blocks]  # per block, step()'s copy of it (below)
         self.logits: torch.Tensor | None = None
         self.last_state = torch.zeros(1, cfg.d_model)  # the encoder state at the last position (a query shift's input)
+        # pointer reads: per block and head, the entry the last position's read gave most weight (-1: the sink) and
+        # that weight. The bulk of a prefill runs no deep stack, so a chain starts again where the deep stack starts
+        self.pointers = [(np.full(cfg.memory_heads, -1), np.zeros(cfg.memory_heads, np.float32)) for _ in self.net.blocks]
+        self._new_keys: tuple[int, torch.Tensor | None] = (0, None)  # during a chunk: its first new entry and their keys
 
     @property
     def context_reach(self) -> int | None:
@@ -446,6 +450,7 @@ class Engine:
             "caches": [list(cache) for cache in self.caches],
             "logits": self.logits,
             "last_state": self.last_state,
+            "pointers": [(p.copy(), c.copy()) for p, c in self.pointers],
         }
 
     def restore(self, snap: dict) -> None:
@@ -456,6 +461,8 @@ class Engine:
         self.rotated = [None for _ in self.net.blocks]
         self.logits = snap["logits"]
         self.last_state = snap["last_state"]
+        default = [(np.full(self.cfg.memory_heads, -1), np.zeros(self.cfg.memory_heads, np.float32)) for _ in self.net.blocks]
+        self.pointers = [(p.copy(), c.copy()) for p, c in snap.get("pointers", default)]
 
     def save(self, folder: str) -> None:
         """Write the prefilled state (at a snapshot point: call after prefill) to ``folder``: the index, values,
@@ -511,7 +518,7 @@ class Engine:
         for i, block in enumerate(self.net.blocks):
             h = h + self._local(i, block.local, block.norm_local(h), q)
             if self.net.memory_enabled:
-                h = h + self._read(block.read, block.norm_read(h), q, previous)
+                h = h + self._read(block.read, block.norm_read(h), q, previous, i)
             h = h + block.mlp(block.norm_mlp(h))
         out = embedded + h
         self.logits = self.lm.head(self.lm.norm(out))[0]
@@ -544,14 +551,27 @@ class Engine:
         y = F.scaled_dot_product_attention(_rope(qv[:, None], self.rope, q - base)[None], keys[None], values[None])
         return attn.out(y.reshape(1, d))
 
-    def _read(self, read, x: torch.Tensor, q: int, previous: torch.Tensor) -> torch.Tensor:
+    def _read(self, read, x: torch.Tensor, q: int, previous: torch.Tensor, block: int = 0) -> torch.Tensor:
         heads = read.heads
         # the query at q sees q - reach + 1 entries (the dense forward's rule, trained in when log_length_reads)
-        scale = read.log_scale.exp().clamp(max=100.0) * read_gain(q - self.reach + 1, self.cfg.log_length_reads)
+        gain = read_gain(q - self.reach + 1, self.cfg.log_length_reads)
+        scale = read.log_scale.exp().clamp(max=100.0) * gain
         unit = read.unit_queries(x, self.net.key, previous)[0]  # (heads, hk)
         scores, ids = self.memory.search(unit.numpy(), self.top_k)  # (heads, k) each, ids -1 past the entries
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
         logits = (torch.from_numpy(scores) * scale[:, None]).masked_fill(torch.from_numpy(ids < 0), float("-inf"))
+        if read.pointer_gain is not None:  # the entry after the last read's, with its bonus, as one more candidate
+            bonus = self._pointer_bonus(read, x, torch.tensor([float(gain)]))  # (1, heads, 2)
+            extra_logits, extra_ids = [], []
+            for h in range(heads):
+                row = logits[h : h + 1].numpy().copy()
+                extra_logit, extra_id = self._follow(block, h, row, ids[h : h + 1], sink[h : h + 1].numpy(), bonus[:, h], np.array([q]), unit[None, h], scale[h : h + 1])
+                logits[h] = torch.from_numpy(row[0])
+                extra_logits.append(extra_logit[0])
+                extra_ids.append(extra_id[0])
+            if max(extra_logits) > -np.inf:  # some head's candidate was not found by the search
+                logits = torch.cat([logits, torch.tensor(extra_logits, dtype=logits.dtype)[:, None]], dim=1)
+                ids = np.concatenate([ids, np.array(extra_ids)[:, None]], axis=1)
         weights = torch.softmax(torch.cat([logits, sink[:, None]], dim=1), dim=1)[:, :-1]  # (heads, k)
         # every head's entries through this read's value map, each head keeping its own slice of it
         vals = read.value(torch.from_numpy(self.memory.values(np.maximum(ids, 0))))  # (heads, k, value_dim)
@@ -623,11 +643,13 @@ class Engine:
         self.last_state = h[-1:]
         q_pos = torch.arange(c0, c1)
         visible_new = torch.arange(first_new, first_new + n_new)[None, :] <= (q_pos[:, None] - reach)  # (n, n_new)
-        for block, cache in zip(self.net.blocks, self.caches):
+        self._new_keys = (first_new, new_keys)  # the chunk's own entries, for pointer candidates among them
+        for index, (block, cache) in enumerate(zip(self.net.blocks, self.caches)):
             h = h + self._local_chunk(block.local, block.norm_local(h), cache, c0)
             if self.net.memory_enabled:
-                h = h + self._read_chunk(block.read, block.norm_read(h), previous, q_pos, new_keys, new_values, visible_new)
+                h = h + self._read_chunk(block.read, block.norm_read(h), previous, q_pos, new_keys, new_values, visible_new, index)
             h = h + block.mlp(block.norm_mlp(h))
+        self._new_keys = (0, None)  # these entries' ids may hold other bytes after a restore
         logits = self.lm.head(self.lm.norm(embedded_all[c0 - lo :] + h))
         # commit entries visible to the next position (<= c1 - reach - 1); keep the rest pending for step()
         commit_end = c1 - reach  # exclusive
@@ -661,7 +683,7 @@ class Engine:
             cache.append((int(positions[i]), keys_raw(old_k, k, i, len(old)), keys_raw(old_v, v, i, len(old))))
         return attn.out(y.transpose(0, 1).reshape(n, d))
 
-    def _read_chunk(self, read, x, previous, q_pos, new_keys, new_values, visible_new) -> torch.Tensor:
+    def _read_chunk(self, read, x, previous, q_pos, new_keys, new_values, visible_new, block: int = 0) -> torch.Tensor:
         heads = read.heads
         n = len(x)
         gain = read_gain(q_pos - self.reach + 1, self.cfg.log_length_reads)
@@ -670,10 +692,13 @@ class Engine:
         unit = read.unit_queries(x, self.net.key, previous)  # (n, heads, hk)
         sink = (unit * read.sink_keys()[None]).sum(-1) * scale + torch.log(torch.clamp(q_pos + 1, max=self.net.delay).float())[:, None]
         projected_new = read.value(new_values).view(len(new_values), heads, self.cfg.value_dim // heads)  # (n_new, heads, dv)
+        bonus = self._pointer_bonus(read, x, gain[:, 0]) if read.pointer_gain is not None else None  # (n, heads, 2)
+        first_new = self._new_keys[0] if len(new_keys) else 0
         outs = []
         for h in range(heads):
             parts_logits = [sink[:, h : h + 1]]
             parts_values = [torch.zeros(n, 1, projected_new.shape[-1])]
+            parts_ids = []
             if self.memory.count:
                 scores, ids = self.memory.search_batch(h, unit[:, h].numpy(), self.top_k)
                 valid = torch.from_numpy(ids >= 0)
@@ -681,13 +706,82 @@ class Engine:
                 parts_logits.append(logits.masked_fill(~valid, float("-inf")))
                 vals = read.value(torch.from_numpy(self.memory.values(np.maximum(ids, 0)))).view(n, ids.shape[1], heads, -1)[:, :, h]
                 parts_values.append(vals)
+                parts_ids.append(ids)
             if len(new_keys):
                 logits = (unit[:, h] @ new_keys[:, h].T) * scale[:, h : h + 1]
                 parts_logits.append(logits.masked_fill(~visible_new, float("-inf")))
                 parts_values.append(projected_new[None, :, h].expand(n, -1, -1))
-            weights = torch.softmax(torch.cat(parts_logits, dim=1), dim=1)
+                parts_ids.append(np.broadcast_to(np.arange(first_new, first_new + len(new_keys)), (n, len(new_keys))))
+            logits = torch.cat(parts_logits[1:], dim=1) if len(parts_logits) > 1 else torch.zeros(n, 0)
+            if bonus is not None:  # each position's pointer candidate, one position after another
+                row_ids = np.concatenate(parts_ids, axis=1) if parts_ids else np.zeros((n, 0), np.int64)
+                found = logits.numpy().copy()
+                extra_logit, extra_id = self._follow(block, h, found, row_ids, sink[:, h].numpy(), bonus[:, h], q_pos.numpy(), unit[:, h], scale[:, h])
+                logits = torch.from_numpy(found)
+                extra_values = torch.zeros(n, projected_new.shape[-1])
+                extra = np.nonzero(extra_logit > -np.inf)[0]
+                if len(extra):
+                    extra_values[extra] = read.value(torch.from_numpy(self.memory.values(extra_id[extra]))).view(len(extra), heads, -1)[:, h]
+                logits = torch.cat([logits, torch.from_numpy(extra_logit)[:, None]], dim=1)
+                parts_values.append(extra_values[:, None])
+            weights = torch.softmax(torch.cat([parts_logits[0], logits], dim=1), dim=1)
             outs.append(torch.einsum("nk,nkd->nd", weights, torch.cat(parts_values, dim=1)))
         return read.out(torch.cat(outs, dim=1))
+
+    def _pointer_bonus(self, read, x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """A pointer read's bonus at each of n positions, in two parts: (n, heads, 2) = (the part from the hidden state,
+        the part per unit of the previous read's confidence), each times the read's length gain (as trained)."""
+        gated = read.pointer_gate(x) * gain[:, None]
+        per_confidence = (read.pointer_gain * POINTER_GAIN)[None] * gain[:, None]
+        return torch.stack([gated, per_confidence], dim=-1)
+
+    def _follow(self, block, head, found, ids, sink, bonus, q_pos, unit, scale) -> tuple[np.ndarray, np.ndarray]:
+        """A pointer read's candidates for head ``head`` of block ``block`` at n positions in order (as
+        :func:`hashhop.ltm2.model.follow_pointers` in training): found (n, K) the logits of the entries found (ids (n,
+        K), -1 for none), sink (n,), bonus (n, 2), q_pos (n,), unit (n, hk) unit queries, scale (n,). The entry after
+        the one the previous position gave most weight gets its bonus: in place if it was found, else as an extra
+        candidate whose logit uses its exact key. Returns the extra candidates' logits (-inf: none) and ids (n,)."""
+        pointers, confidences = self.pointers[block]
+        pointer, confidence = int(pointers[head]), float(confidences[head])
+        n = len(found)
+        extra_logit, extra_id = np.full(n, -np.inf, np.float32), np.zeros(n, np.int64)
+        bonus = bonus.numpy()
+        for p in range(n):
+            nxt = pointer + 1
+            if pointer >= 0 and nxt <= q_pos[p] - self.reach:
+                add = bonus[p, 0] + bonus[p, 1] * confidence
+                at = np.nonzero(ids[p] == nxt)[0]
+                if len(at):
+                    found[p, at[0]] += add
+                else:
+                    extra_id[p] = nxt
+                    extra_logit[p] = float(unit[p] @ self._entry_key(nxt)[head]) * float(scale[p]) + add
+            row = found[p]
+            best = int(row.argmax()) if row.size else -1
+            best_logit = row[best] if row.size else -np.inf
+            top = max(best_logit, extra_logit[p], sink[p])
+            total = np.exp(row - top).sum() + np.exp(extra_logit[p] - top) + np.exp(sink[p] - top)
+            if max(best_logit, extra_logit[p]) <= sink[p]:
+                pointer, confidence = -1, 0.0
+            elif extra_logit[p] >= best_logit:
+                pointer, confidence = int(extra_id[p]), float(np.exp(extra_logit[p] - top) / total)
+            else:
+                pointer, confidence = int(ids[p, best]), float(np.exp(best_logit - top) / total)
+        pointers[head], confidences[head] = pointer, confidence
+        return extra_logit, extra_id
+
+    def _entry_key(self, entry: int) -> torch.Tensor:
+        """Entry ``entry``'s exact unit keys (heads, hk): kept for a request's own bytes and a chunk's new entries,
+        recomputed from the text (the encoder over the ``reach`` bytes ending there) for the indexed ones."""
+        base = self.memory.count if self.memory.frozen is None else self.memory.frozen
+        first_new, new_keys = self._new_keys
+        if new_keys is not None and first_new <= entry < first_new + len(new_keys):
+            return new_keys[entry - first_new]
+        if entry >= base and entry - base < len(self.memory.recent):
+            return torch.from_numpy(self.memory.recent[entry - base])
+        window = self.text[max(0, entry + 1 - self.reach) : entry + 1]
+        ids = torch.tensor([256] * (self.reach - len(window)) + list(window))
+        return torch.from_numpy(self._keys(self.net.encoder.last_state(ids, self.padded_inputs[ids], self.tap_table))[0])
 
 
 def _fingerprint(lm: LM) -> str:

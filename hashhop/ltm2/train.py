@@ -151,6 +151,13 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             f" {cfg['task']['seq_len']:,} bytes"
             + (f", a HashHop row asking up to {cfg['task']['extra']['hashhop_max_queries']} queries." if cfg["task"]["extra"].get("hashhop_max_queries") else ".")
         )
+    if mixer.get("pointer"):
+        second += (
+            " Each read may also follow a pointer: the entry after the one it gave most weight at the previous position"
+            " is a candidate whose logit gets a learnt bonus (the previous read's weight on it times a learnt gain, plus a"
+            " learnt function of the hidden state; zero at the start of the stage), so a read can copy forward from a"
+            " link its own window does not match exactly."
+        )
     if mixer.get("read_negatives"):
         second += (
             f" Each supervised read must also beat up to {mixer['read_negatives']:,} keys kept from earlier batches' recall"

@@ -21,6 +21,9 @@ def small_lm(seed: int = 0, **mixer) -> LM:
         block.read.value.weight.data.normal_(0, 0.5)
         if block.read.shift is not None:  # a strong shift, so that a wrong previous state would show
             block.read.shift.data.fill_(1.5)
+        if block.read.pointer_gain is not None:  # a strong pointer, so that a wrong candidate or bonus would show
+            block.read.pointer_gain.data.fill_(0.2)
+            block.read.pointer_gate.bias.data.fill_(1.0)
     lm.blocks[0].mixer.value.weight.data.normal_(0, 0.5)
     return lm
 
@@ -174,9 +177,9 @@ def test_chunked_feed_matches_dense_forward(prefix, chunk, log_length, shift):
     assert (torch.log_softmax(rows[:-1], -1) - dense_logprobs(lm, data)[prefix:-1]).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("shift", [False, True])
-def test_snapshot_restore_continues_like_a_fresh_prefill(shift):
-    lm = small_lm(query_shift=shift)
+@pytest.mark.parametrize("shift,pointer", [(False, False), (True, False), (False, True)])
+def test_snapshot_restore_continues_like_a_fresh_prefill(shift, pointer):
+    lm = small_lm(query_shift=shift, pointer=pointer)
     context, first, second = text(400, seed=7), text(30, seed=8), text(25, seed=9)
     engine = Engine(lm, top_k=10**6, exact=True)
     engine.prefill(context)
@@ -326,3 +329,35 @@ def test_encoder_last_state_is_the_forward_at_the_last_position():
                 ids = torch.tensor([256] * (encoder.reach - len(last)) + last)
                 got = encoder.last_state(ids, engine.padded_inputs[ids], engine.tap_table)
                 assert (got[0] - dense[q]).abs().max() < 1e-5, (layers, kernel, q)
+
+
+@pytest.mark.parametrize("prefix,log_length", [(1, False), (40, True), (150, False), (150, True)])
+def test_pointer_engine_matches_dense_forward(prefix, log_length):
+    """Reads with a pointer (MixerConfig.pointer): decode steps and chunks carry each block's and head's pointer from
+    position to position and compute the dense forward."""
+    lm = small_lm(log_length_reads=log_length, pointer=True)
+    data = text(220, seed=11)
+    dense = dense_logprobs(lm, data)
+    got = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, prefix)
+    assert (got - dense[prefix - 1 : -1]).abs().max() < 1e-4
+    engine = Engine(lm, top_k=10**6, exact=True)
+    engine.prefill(data[:prefix])
+    rows = engine.feed_chunks(data[prefix:], chunk=37)
+    assert (torch.log_softmax(rows[:-1], -1) - dense[prefix:-1]).abs().max() < 1e-4
+    plain = small_lm(log_length_reads=log_length)
+    plain.load_state_dict(lm.state_dict(), strict=False)
+    assert (dense_logprobs(plain, data) - dense).abs().max() > 1e-2  # the pointer changes the output
+
+
+def test_pointer_engine_top_k_is_the_trained_top_k_read():
+    """With read_top_k = 8 the pointer's entry is often not among a query's 8 best: the engine scores it with its
+    exact key, recomputed from the text (decode steps over an exact index, as trained)."""
+    lm = small_lm(read_top_k=8, pointer=True)
+    data = text(220, seed=12)
+    engine = Engine(lm, exact=True)
+    calls = []
+    entry_key = engine._entry_key
+    engine._entry_key = lambda entry: calls.append(entry) or entry_key(entry)
+    got = engine_logprobs(engine, data, 1)
+    assert len(calls) > 20  # the exact-key path ran
+    assert (got - dense_logprobs(lm, data)[:-1]).abs().max() < 1e-4

@@ -189,6 +189,15 @@ def test_lab_trains_the_read_loss_from_given_weights(tmp_path):
     assert not torch.allclose(shifted(x), model(x), atol=1e-5)  # the shift is wired in: it changes the output
     from safetensors.torch import save_file
 
+    # so does a read's pointer (its gain and gate zero): with every entry a candidate, the same network
+    pointed = build_model(second_cfg.replace(**{"model.mixer.pointer": True}))
+    torch.nn.init.ones_(next(iter(p for n, p in pointed.named_parameters() if n.endswith(".read.pointer_gate.weight"))))
+    initial_weights(pointed, str(tmp_path / "first"))
+    pointer_params = {k: v for k, v in pointed.state_dict().items() if ".read.pointer_" in k}
+    assert len(pointer_params) == 3 * len(pointed.blocks[0].mixer.blocks) and all(not v.any() for v in pointer_params.values())
+    assert torch.allclose(pointed.eval()(x), model(x), atol=1e-5)
+    torch.nn.init.constant_(next(iter(p for n, p in pointed.named_parameters() if n.endswith(".read.pointer_gain"))), 0.5)
+    assert not torch.allclose(pointed(x), model(x), atol=1e-5)  # the pointer is wired in
     save_file(shifted.state_dict(), str(tmp_path / "shifted.safetensors"))
     with pytest.raises(HashHopError, match="do not fit this model"):  # only a missing switch is filled in, never an extra one
         initial_weights(build_model(second_cfg), str(tmp_path / "shifted.safetensors"))
@@ -269,13 +278,15 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out = tmp_path / "w.safetensors"
-    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-top-k", "16"]
+    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-top-k", "16", "--pointer"]
     assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
     from hashhop.ltm2.load import load_ltm2
 
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
+    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr_q64").is_dir()
     card = (tmp_path / "w.card.md").read_text()
+    assert "follow a pointer" in card
     assert "read-loss stage alone (1 steps" in card and "`ltm2.safetensors`" in card and "64 keys" in card and "16 best entries" in card
     assert "`python -m hashhop.ltm2.train --init-from " in card  # the command that ran, not the default one
     assert "Those weights' own card: steps x rows x bytes" in card  # what the starting weights are, from their card
@@ -340,3 +351,69 @@ def test_top_k_training_read_changes_long_rows_only():
     loss = F.cross_entropy(top(long)[:, :-1].reshape(-1, 256), long[:, 1:].reshape(-1))
     loss.backward()
     assert all(p.grad is not None for p in top.blocks[0].mixer.key.parameters())
+
+
+def reference_pointer_read(q, keys, v, sink, delay, k, gated, per_confidence):
+    """The pointer read written out, one query at a time: each query's k best visible entries; the entry after the one
+    the previous query gave most weight (if not the sink, and visible) joins them with its logit plus the bonus
+    gated + per_confidence x that weight (taken as a constant); a softmax with the sink; the values."""
+    b, heads, t, _ = q.shape
+    rows = []
+    for r in range(b):
+        for h in range(heads):
+            pointer, confidence = -1, 0.0
+            outs = []
+            for p in range(t):
+                visible = p - delay + 1
+                if visible <= 0:
+                    outs.append(v.new_zeros(v.shape[-1]))
+                    continue
+                logits = q[r, h, p] @ keys[r, h, :visible].T
+                best = logits.detach().topk(min(k, visible)).indices.tolist()
+                candidates = {j: logits[j] for j in best}
+                nxt = pointer + 1
+                if pointer >= 0 and nxt < visible:
+                    candidates[nxt] = logits[nxt] + gated[r, h, p] + per_confidence[h, p] * confidence
+                ids = list(candidates)
+                weights = torch.softmax(torch.stack([*candidates.values(), sink[r, h, p]]), 0)
+                outs.append((weights[:-1, None] * v[r, h, ids]).sum(0))
+                winner = max(ids, key=lambda j: candidates[j].item())
+                if candidates[winner].item() > sink[r, h, p].item():
+                    pointer, confidence = winner, float(weights[ids.index(winner)])
+                else:
+                    pointer, confidence = -1, 0.0
+            rows.append(torch.stack(outs))
+    return torch.stack(rows).view(b, heads, t, -1)
+
+
+@pytest.mark.parametrize("k", [4, 1000])
+def test_pointer_read_follows_the_entry_after_the_last_read(k):
+    """MemoryRead.top_k_read with a pointer against the read written out (reference_pointer_read): outputs, and
+    gradients to the queries, keys, values and both parts of the bonus."""
+    from hashhop.ltm2.model import MemoryRead
+
+    torch.manual_seed(4)
+    read = MemoryRead(d_model=16, key_dim=16, value_dim=8, heads=2, pointer=True)
+    b, heads, t, hk, vh, delay = 2, 2, 40, 8, 4, 5
+    k = min(k, t - delay)
+    leaves = [
+        torch.randn(b, heads, t, hk) * 3,
+        F.normalize(torch.randn(b, heads, t, hk), dim=-1),
+        torch.randn(b, heads, t, vh),
+        torch.randn(b, heads, t),
+        torch.rand(heads, t) * 4,
+    ]
+    q, keys, v, gated, per_confidence = (x.clone().requires_grad_() for x in leaves)
+    got = read.top_k_read(q, keys, v, delay, k, pointer=(gated, per_confidence))
+    q2, keys2, v2, gated2, per_confidence2 = (x.clone().requires_grad_() for x in leaves)
+    pos = torch.arange(t)
+    sink = (q2 * read.sink_keys()[None, :, None, :]).sum(-1) + torch.log(torch.clamp(pos + 1, max=delay).float())
+    want = reference_pointer_read(q2, keys2, v2, sink, delay, k, gated2, per_confidence2)
+    assert (got - want).abs().max() < 1e-5
+    probe = torch.randn_like(want)
+    (got * probe).sum().backward()
+    (want * probe).sum().backward()
+    for mine, theirs in ((q, q2), (keys, keys2), (v, v2), (gated, gated2), (per_confidence, per_confidence2)):
+        assert theirs.grad.abs().max() > 0 and (mine.grad - theirs.grad).abs().max() < 1e-4
+    without = read.top_k_read(*(x.detach() for x in leaves[:3]), delay, k)
+    assert (got - without).abs().max() > 1e-2  # the pointer changes the read
