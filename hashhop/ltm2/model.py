@@ -165,10 +165,17 @@ class MemoryRead(nn.Module):
             nn.init.zeros_(self.pointer_gate.weight)
             nn.init.zeros_(self.pointer_gate.bias)
         # query_shift: per head, a learnt share (zero at init) of the previous position's memory key in the query, so
-        # a read can ask for "the entry whose key is where I was one byte ago" (a link written `K = V` asked as `K = '`)
+        # a read can ask for "the entry whose key is where I was one byte ago" (a link written `K = V` asked as `K = '`):
+        # a constant per head plus a learnt linear function of the hidden state (so that only some reads shift)
         self.shift = nn.Parameter(torch.zeros(heads)) if query_shift else None
+        self.shift_gate = nn.Linear(d_model, heads) if query_shift else None
+        if query_shift:
+            nn.init.zeros_(self.shift_gate.weight)
+            nn.init.zeros_(self.shift_gate.bias)
         # weights trained without these start with them off (zero)
-        self.optional_at_init = (("shift",) if query_shift else ()) + (("pointer_gain", "pointer_gate.weight", "pointer_gate.bias") if pointer else ())
+        self.optional_at_init = (("shift", "shift_gate.weight", "shift_gate.bias") if query_shift else ()) + (
+            ("pointer_gain", "pointer_gate.weight", "pointer_gate.bias") if pointer else ()
+        )
         self.query = nn.Linear(d_model, key_dim, bias=False)
         nn.init.zeros_(self.query.weight)
         self.value = nn.Linear(value_dim, value_dim, bias=False)  # this read's view of the stored values
@@ -183,8 +190,8 @@ class MemoryRead(nn.Module):
         if self.shift is not None:
             if previous is None:
                 raise ValueError("a read with a query shift needs the previous positions' encoder states")
-            share = self.shift * SHIFT_GAIN
-            raw = raw + (key(previous).unflatten(-1, (self.heads, -1)) * share[:, None]).flatten(-2)
+            share = self.shift * SHIFT_GAIN + self.shift_gate(h)  # (..., heads)
+            raw = raw + (key(previous).unflatten(-1, (self.heads, -1)) * share[..., None]).flatten(-2)
         return F.normalize(raw.unflatten(-1, (self.heads, -1)), dim=-1)
 
     def queries(self, h: torch.Tensor, key: nn.Linear, previous: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,6 +21,7 @@ def small_lm(seed: int = 0, **mixer) -> LM:
         block.read.value.weight.data.normal_(0, 0.5)
         if block.read.shift is not None:  # a strong shift, so that a wrong previous state would show
             block.read.shift.data.fill_(1.5)
+            block.read.shift_gate.weight.data.normal_(0, 0.3)  # and one that varies with the hidden state
         if block.read.pointer_gain is not None:  # a strong pointer, so that a wrong candidate or bonus would show
             block.read.pointer_gain.data.fill_(0.2)
             block.read.pointer_gate.bias.data.fill_(1.0)
