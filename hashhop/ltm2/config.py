@@ -41,6 +41,9 @@ READ_NEGATIVES = 0  # stage 2: keys of earlier batches each supervised read must
 READ_QUERIES = 64  # stage 2: a HashHop row asks up to 64 queries (the data's default, 16, is sized for 2K rows): 3.6x
 # the supervised jumps at the same bytes (RESULTS.md, ltm2_read_targets); 10K 2 / 3 / 4 hops CoT 27 / 26 / 25 of 30
 # against 21 / 21 / 23 (ltm2_recall_q64_30q, ltm2_recall_s2g_30q)
+READ_POINTER = True  # stage 2: reads may follow a pointer (MixerConfig.pointer; docs/ltm2.md): 10M characters 1 hop
+# 0 -> 7 of 10 (RESULTS.md, ltm2_recall_10m_ptr against ltm2_recall_10m_q64)
+READ_QUERY_SHIFT = False  # stage 2: a read's query may take in the previous position's key (MixerConfig.query_shift)
 READ_TOP_K = 64  # stage 2: reads over each query's 64 best entries (MixerConfig.read_top_k; 0: dense), as the engine
 # reads: a 16K-byte row costs 5.7x less a step than with dense reads (benchmarks/RESULTS.md, ltm2_train_cost_gathered)
 
@@ -56,9 +59,9 @@ def ltm2_config(
     seq_len: int | None = None,
     read_negatives: int = READ_NEGATIVES,
     read_top_k: int = READ_TOP_K,
-    query_shift: bool = False,
+    query_shift: bool = READ_QUERY_SHIFT,
     max_queries: int = READ_QUERIES,
-    pointer: bool = False,
+    pointer: bool = READ_POINTER,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -22,7 +23,9 @@ from hashhop.ltm2.config import (
     BATCH,
     CARD,
     READ_NEGATIVES,
+    READ_POINTER,
     READ_QUERIES,
+    READ_QUERY_SHIFT,
     READ_SEQ_LEN,
     READ_STEPS,
     READ_TOP_K,
@@ -54,9 +57,9 @@ def train_ltm2(
     read_negatives: int = READ_NEGATIVES,
     init_from: str | None = None,
     read_top_k: int = READ_TOP_K,
-    query_shift: bool = False,
+    query_shift: bool = READ_QUERY_SHIFT,
     max_queries: int = READ_QUERIES,
-    pointer: bool = False,
+    pointer: bool = READ_POINTER,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -254,8 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--read-seq-len", type=int, default=READ_SEQ_LEN, help="bytes per row in the second stage (the memory its reads span; same bytes per step)")
     ap.add_argument("--read-negatives", type=int, default=READ_NEGATIVES, help="second stage: keys of earlier batches each supervised read must also beat (0: none)")
     ap.add_argument("--read-top-k", type=int, default=READ_TOP_K, help="second stage: each read keeps its k best entries, as the engine's do (0: every entry)")
-    ap.add_argument("--query-shift", action="store_true", help="second stage: each read's query may take in the previous position's key (a learnt share per head, zero at the start)")
-    ap.add_argument("--pointer", action="store_true", help="second stage: each read may follow the entry after the one it read at the previous position (a learnt bonus, zero at the start)")
+    ap.add_argument(
+        "--query-shift", action=argparse.BooleanOptionalAction, default=READ_QUERY_SHIFT,
+        help="second stage: each read's query may take in the previous position's key (a learnt share, zero at the start)",
+    )
+    ap.add_argument(
+        "--pointer", action=argparse.BooleanOptionalAction, default=READ_POINTER,
+        help="second stage: each read may follow the entry after the one it read at the previous position (a learnt bonus, zero at the start)",
+    )
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
