@@ -379,7 +379,7 @@ def reference_pointer_read(q, keys, v, sink, delay, k, gated, per_confidence):
                 outs.append((weights[:-1, None] * v[r, h, ids]).sum(0))
                 winner = max(ids, key=lambda j: candidates[j].item())
                 if candidates[winner].item() > sink[r, h, p].item():
-                    pointer, confidence = winner, float(weights[ids.index(winner)])
+                    pointer, confidence = winner, weights[ids.index(winner)].item()
                 else:
                     pointer, confidence = -1, 0.0
             rows.append(torch.stack(outs))
