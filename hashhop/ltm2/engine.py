@@ -353,8 +353,13 @@ class Engine:
         self.last_state = torch.zeros(1, cfg.d_model)  # the encoder state at the last position (a query shift's input)
         # pointer reads: per block and head, the entry the last position's read gave most weight (-1: the sink) and
         # that weight. The bulk of a prefill runs no deep stack, so a chain starts again where the deep stack starts
-        self.pointers = [(np.full(cfg.memory_heads, -1), np.zeros(cfg.memory_heads, np.float32)) for _ in self.net.blocks]
+        self.pointers = self._fresh_pointers()
         self._new_keys: tuple[int, torch.Tensor | None] = (0, None)  # during a chunk: its first new entry and their keys
+
+    def _fresh_pointers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per block: each head's pointer (-1: none) and its confidence, before any read."""
+        heads = self.cfg.memory_heads
+        return [(np.full(heads, -1), np.zeros(heads, np.float32)) for _ in self.net.blocks]
 
     @property
     def context_reach(self) -> int | None:
@@ -461,8 +466,7 @@ class Engine:
         self.rotated = [None for _ in self.net.blocks]
         self.logits = snap["logits"]
         self.last_state = snap["last_state"]
-        default = [(np.full(self.cfg.memory_heads, -1), np.zeros(self.cfg.memory_heads, np.float32)) for _ in self.net.blocks]
-        self.pointers = [(p.copy(), c.copy()) for p, c in snap.get("pointers", default)]
+        self.pointers = [(p.copy(), c.copy()) for p, c in snap.get("pointers", self._fresh_pointers())]
 
     def save(self, folder: str) -> None:
         """Write the prefilled state (at a snapshot point: call after prefill) to ``folder``: the index, values,
