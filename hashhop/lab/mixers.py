@@ -48,6 +48,13 @@ class MixerConfig:
     # training only: keys kept from earlier batches that each supervised read must also beat (its softmax then spans
     # the row plus these, sharpened for that many entries): reads trained as over a long memory at a short row's cost
     read_negatives: int = 0
+    # training only: entries (keys and values) kept from earlier batches that the reads at answer positions also see,
+    # in the forward pass, as a uniform sample of a longer memory: each row draws a memory length log-uniformly up to
+    # read_far_span entries, each far entry stands for its share of it (its logit + ln(share)) and those reads are as
+    # sharp as over that length. Content reads then fail as they do at length, so what carries an answer there (a
+    # pointer) is trained where it matters. 0: off
+    read_far: int = 0
+    read_far_span: int = 100_000_000
     # reads keep the read_top_k best entries per query and head (found without autograd, a chunk of queries at a time,
     # then scored exactly with it) and the sink, as the engine's reads do: long rows at a fraction of the dense read's
     # time and memory. 0: every visible entry (dense)
@@ -80,6 +87,10 @@ class MixerConfig:
         checks.flag("query_shift", self.query_shift)
         checks.flag("pointer", self.pointer)
         checks.whole("read_negatives", self.read_negatives, 0, 1 << 24)
+        checks.whole("read_far", self.read_far, 0, 1 << 24)
+        checks.whole("read_far_span", self.read_far_span, 1, 1 << 40)
+        if self.read_far and self.read_negatives:
+            raise HashHopError("read_far and read_negatives both keep far keys: pick one")
         checks.whole("read_top_k", self.read_top_k, 0, 1 << 16)
         checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")
 

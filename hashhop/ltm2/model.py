@@ -214,44 +214,71 @@ class MemoryRead(nn.Module):
         targets: torch.Tensor | None = None,
         far: torch.Tensor | None = None,
         top_k: int = 0,
+        far_entries: tuple | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Dense read: position q sees memory entries t <= q - delay (their values are complete by then)
         and the sink; with ``top_k``, only its ``top_k`` best entries and the sink (:meth:`top_k_read`). keys (b,
         heads, t, hk) unit vectors; values (b, t, value_dim); previous (b, t, d) the encoder states one position earlier (for a query shift). With ``targets`` (b, t, kinds, k): the entries (-1: none)
         position q should read, it also returns :meth:`target_loss` (summed per kind) and the positions per kind; ``far``
-        (heads, n, hk): other contexts' keys those reads must also beat (:meth:`target_loss`)."""
+        (heads, n, hk): other contexts' keys those reads must also beat (:meth:`target_loss`). ``far_entries`` (training,
+        ``MixerConfig.read_far``): (keys (heads, n, hk), values (n, value_dim), at (b, t) bool, stands_for (b,)): the reads
+        at positions ``at`` also see these n entries, each standing for stands_for / n entries of a longer memory (its
+        logit + ln of that), and are as sharp as over their row's entries plus stands_for."""
         b, t, _ = h.shape
         q = self.queries(h, key, previous)
-        if log_length:  # query q sees q - delay + 1 entries
-            q = q * read_gain(torch.arange(t, device=h.device) - delay + 1, True)[None, None, :, None]
+        entries = (torch.arange(t, device=h.device) - delay + 1).expand(b, t)  # query q sees q - delay + 1 entries
+        far_read = None
+        if far_entries is not None:
+            far_keys, far_values, at, stands_for = far_entries
+            entries = entries + at * stands_for[:, None]
+            offset = torch.log(stands_for / far_keys.shape[1])  # (b,): each far entry's logit counts that many entries
+            far_v = self.value(far_values).view(far_keys.shape[1], self.heads, -1).transpose(0, 1)
+            far_read = (far_keys, far_v, at, offset)
+        if log_length:
+            q = q * read_gain(entries, True)[:, None, :, None]
         v = self.value(values).view(b, t, self.heads, -1).transpose(1, 2)
         # Shift memory right by `delay` slots filled with the sink, then an ordinary causal read does it.
         sink_k = self.sink_keys()[None, :, None, :].expand(b, -1, delay, -1)
         k = torch.cat([sink_k, keys], dim=2)[:, :, :t]
+        pointer = None
         if self.pointer_gain is not None and t > delay:  # a pointer's candidates are per query: the gathered read
-            gain = read_gain(torch.arange(t, device=h.device) - delay + 1, log_length)
-            gain = gain if torch.is_tensor(gain) else torch.full((t,), gain, device=h.device)
+            gain = read_gain(entries, log_length)
+            gain = (gain if torch.is_tensor(gain) else torch.full((b, t), gain, device=h.device))[:, None, :]
             gated = self.pointer_gate(h).transpose(1, 2) * gain  # (b, heads, t): the bonus's part from the hidden state
-            per_confidence = (self.pointer_gain * POINTER_GAIN)[:, None] * gain  # (heads, t): per unit of confidence
-            y = self.top_k_read(q, keys, v, delay, min(top_k or t, t - delay), pointer=(gated, per_confidence))
-        elif top_k and t - delay > top_k:  # some query sees more than top_k entries: keep its best top_k
-            y = self.top_k_read(q, keys, v, delay, top_k)
+            per_confidence = (self.pointer_gain * POINTER_GAIN)[None, :, None] * gain  # (b, heads, t): per unit of confidence
+            pointer = (gated, per_confidence)
+        if t > delay and (pointer is not None or far_read is not None or (top_k and t - delay > top_k)):
+            # some query sees more than top_k entries, follows a pointer or sees far entries: the gathered read
+            y = self.top_k_read(q, keys, v, delay, min(top_k or t, t - delay), pointer=pointer, far=far_read)
         else:
             v = torch.cat([v.new_zeros(b, self.heads, delay, v.shape[-1]), v], dim=2)[:, :, :t]
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
         out = self.out(y.transpose(1, 2).reshape(b, t, -1))
         if targets is None:
             return out
+        if far_read is not None:
+            return out, *self.target_loss(q, k, targets, delay, far_read[0], log_length, far_offset=far_read[3])
         return out, *self.target_loss(q, k, targets, delay, far, log_length)
 
     def top_k_read(
-        self, q: torch.Tensor, keys: torch.Tensor, v: torch.Tensor, delay: int, top_k: int, chunk: int = 1024, pointer: tuple | None = None
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        v: torch.Tensor,
+        delay: int,
+        top_k: int,
+        chunk: int = 1024,
+        pointer: tuple | None = None,
+        far: tuple | None = None,
     ) -> torch.Tensor:
         """The read over each query's ``top_k`` best visible entries and the sink: what the engine computes over an
         exact index. q (b, heads, t, hk) scaled queries, keys (b, heads, t, hk) unit keys of entries 0 .. t - 1, v (b,
         heads, t, vh) their values as this read sees them -> (b, heads, t, vh). The best entries are found without
         autograd, ``chunk`` queries at a time (a (chunk x t) block of scores, never t x t), with their logits; then
-        :class:`GatheredRead` reads them, so gradients reach the queries, the chosen keys, their values and the sink."""
+        :class:`GatheredRead` reads them, so gradients reach the queries, the chosen keys, their values and the sink.
+        ``pointer`` (gated (b, heads, t), per_confidence (b, heads, t)): :func:`follow_pointers`'s bonus parts. ``far``
+        (keys (heads, n, hk), values (heads, n, vh), at (b, t) bool, offset (b,)): at positions ``at`` the best
+        entries are chosen among the row's and these (their logits + offset), as if the memory held them too."""
         b, heads, t, hk = q.shape
         pos = torch.arange(t, device=q.device)
         chosen = torch.zeros(b, heads, t, top_k, dtype=torch.long, device=q.device)
@@ -265,14 +292,39 @@ class MemoryRead(nn.Module):
                 scores[..., late:].masked_fill_(pos[None, late:seen] > pos[a:z, None] - delay, float("-inf"))
                 k = min(top_k, seen)
                 logits[:, :, a:z, :k], chosen[:, :, a:z, :k] = scores.topk(k, dim=-1)
+            if far is not None:
+                far_keys, far_values, at, offset = far
+                self._choose_far(q, far_keys, at, offset, chosen, logits, delay, chunk)
         sink = (q * self.sink_keys()[None, :, None, :]).sum(-1) + torch.log(torch.clamp(pos + 1, max=delay).float())  # `delay` sink slots
-        if pointer is None:
-            return GatheredRead.apply(q, keys, v, sink, chosen, logits, chunk, None)
-        gated, per_confidence = pointer
-        follow, follow_logits, confidence = follow_pointers(q, keys, chosen, logits, sink, gated, per_confidence, delay)
-        bonus = gated + per_confidence * confidence  # (b, heads, t): learnt, differentiable; the choices above are not
-        chosen, logits = torch.cat([chosen, follow[..., None]], dim=-1), torch.cat([logits, follow_logits[..., None]], dim=-1)
+        bonus = None
+        if pointer is not None:  # (a far entry is never followed: the entry after it is not in this memory)
+            gated, per_confidence = pointer
+            follow, follow_logits, confidence = follow_pointers(q, keys, chosen, logits, sink, gated, per_confidence, delay)
+            bonus = gated + per_confidence * confidence  # (b, heads, t): learnt, differentiable; the choices above are not
+            chosen, logits = torch.cat([chosen, follow[..., None]], dim=-1), torch.cat([logits, follow_logits[..., None]], dim=-1)
+        if far is not None:  # far entry j is entry t + j of the read's keys and values
+            keys = torch.cat([keys, far_keys[None].expand(b, -1, -1, -1)], dim=2)
+            v = torch.cat([v, far_values[None].expand(b, -1, -1, -1)], dim=2)
         return GatheredRead.apply(q, keys, v, sink, chosen, logits, chunk, bonus)
+
+    @staticmethod
+    def _choose_far(
+        q: torch.Tensor, far_keys: torch.Tensor, at: torch.Tensor, offset: torch.Tensor, chosen: torch.Tensor, logits: torch.Tensor, delay: int, chunk: int
+    ) -> None:
+        """In place: at positions ``at`` (b, t), each query's best entries (chosen, logits: (b, heads, t, k)) become the
+        best k of its own and the far entries (ids t + j, logits q . key + offset)."""
+        t, top_k = q.shape[2], chosen.shape[-1]
+        for row in range(q.shape[0]):
+            where = at[row].nonzero()[:, 0]
+            where = where[where >= delay]
+            for a in range(0, len(where), chunk):
+                pos = where[a : a + chunk]
+                scores = q[row][:, pos] @ far_keys.transpose(-1, -2) + offset[row]  # (heads, c, n)
+                far_logits, far_ids = scores.topk(min(top_k, scores.shape[-1]), dim=-1)
+                both = torch.cat([logits[row][:, pos], far_logits], dim=-1)
+                ids = torch.cat([chosen[row][:, pos], far_ids + t], dim=-1)
+                best, best_at = both.topk(top_k, dim=-1)
+                logits[row][:, pos], chosen[row][:, pos] = best, torch.gather(ids, -1, best_at)
 
     def target_loss(
         self,
@@ -282,6 +334,7 @@ class MemoryRead(nn.Module):
         delay: int,
         far: torch.Tensor | None = None,
         log_length: bool = False,
+        far_offset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The auxiliary read loss: at each position with targets, -log of the share of the read (averaged over
         heads, so one head may do it) that lands on any of its target entries. q (b, heads, t, hk) the scaled
@@ -289,7 +342,8 @@ class MemoryRead(nn.Module):
         (b, t, kinds, k) entry ids, -1 for none, one set per kind of target (the data's jumps and copies, weighted
         apart by the trainer). ``far`` (heads, n_far, hk): unit keys from other contexts (earlier batches) that every
         targeted read must also beat, as if the memory held them too; with ``log_length`` the logits are then sharpened
-        for the larger count (the rule the engine applies at length). Returns (summed loss per kind, positions per
+        for the larger count (the rule the engine applies at length); with ``far_offset`` (b,) instead, the queries are
+        already as sharp as over the longer memory and each far logit gets the row's offset. Returns (summed loss per kind, positions per
         kind), each (kinds,)."""
         kinds = targets.shape[2]
         n_far = 0 if far is None else far.shape[1]
@@ -305,8 +359,10 @@ class MemoryRead(nn.Module):
                 logits = logits.masked_fill(slot[None, None, :] > at[None, :, None], float("-inf"))
                 if n_far:
                     far_logits = torch.einsum("hnk,hfk->hnf", q[row][:, at], far)
+                    if far_offset is not None:
+                        far_logits = far_logits + far_offset[row]
                     logits = torch.cat([logits, far_logits], dim=-1)
-                    if log_length:  # the query's gain was for the row's entries; the read now spans n_far more
+                    if log_length and far_offset is None:  # the query's gain was for the row's entries; the read now spans n_far more
                         entries = at - delay + 1
                         ratio = read_gain(entries + n_far, True) / read_gain(entries, True).clamp(min=1e-6)
                         logits = logits * ratio[None, :, None]
@@ -337,7 +393,8 @@ class GatheredRead(torch.autograd.Function):
         if bonus is not None:  # a pointer's bonus, added to the last candidate's logit (its gradient: that logit's)
             logits = torch.cat([logits[..., :-1], logits[..., -1:] + bonus[..., None]], dim=-1)
         ctx.chunk, ctx.shapes, ctx.bonus = chunk, (q.shape, keys.shape, v.shape, sink.shape), bonus is not None
-        flat = (chosen + torch.arange(b * heads, device=q.device).view(b, heads, 1, 1) * t).view(b * heads, t, k)
+        entries = keys.shape[2]  # t, or more where far entries follow the row's
+        flat = (chosen + torch.arange(b * heads, device=q.device).view(b, heads, 1, 1) * entries).view(b * heads, t, k)
         q_rows, key_rows, value_rows = q.reshape(b * heads, t, hk), keys.reshape(-1, hk), v.reshape(-1, vh)
         weights = torch.softmax(torch.cat([logits.reshape(b * heads, t, k), sink.reshape(b * heads, t, 1)], dim=-1), dim=-1)
         out = q.new_empty(b * heads, t, vh)
@@ -446,8 +503,10 @@ class LTM2(nn.Module):
         self.next_value = nn.Linear(cfg.d_model, cfg.value_dim, bias=False)  # the byte after the entry, directly
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.memory_enabled = cfg.memory  # switched off for the memory-off ablation
-        # training only (cfg.read_negatives): keys of earlier batches, newest last; not saved (refills in a few steps)
+        # training only (cfg.read_negatives, cfg.read_far): keys (and values) of earlier batches, newest last; not saved
+        # (refills in a few steps)
         self.register_buffer("far_keys", torch.zeros(cfg.memory_heads, 0, cfg.key_dim // cfg.memory_heads), persistent=False)
+        self.register_buffer("far_values", torch.zeros(0, cfg.value_dim), persistent=False)
 
     @property
     def delay(self) -> int:
@@ -473,6 +532,7 @@ class LTM2(nn.Module):
         keys, values = self.write(x, states)
         previous = F.pad(states, (0, 0, 1, 0))[:, :-1] if self.cfg.query_shift else None
         h = states
+        far_entries = self.far_entries(read_targets) if read_targets is not None and self.cfg.read_far and self.training else None
         kinds = 1 if read_targets is None else read_targets.shape[3]
         aux, count = h.new_zeros(kinds), torch.zeros(kinds, dtype=torch.long)
         for i, block in enumerate(self.blocks):
@@ -482,25 +542,41 @@ class LTM2(nn.Module):
                 top_k = self.cfg.read_top_k
                 if read_targets is not None and i < read_targets.shape[2]:
                     far = self.far_keys if self.far_keys.shape[1] else None
-                    read, loss, covered = block.read(*args, targets=read_targets[:, :, i], far=far, top_k=top_k)
+                    read, loss, covered = block.read(*args, targets=read_targets[:, :, i], far=far, top_k=top_k, far_entries=far_entries)
                     aux, count = aux + loss, count + covered
                 else:
-                    read = block.read(*args, top_k=top_k)
+                    read = block.read(*args, top_k=top_k, far_entries=far_entries)
                 h = h + read
             h = h + block.mlp(block.norm_mlp(h))
-        if read_targets is not None and self.cfg.read_negatives and self.training:
+        if read_targets is not None and (self.cfg.read_negatives or self.cfg.read_far) and self.training:
             recall_rows = (read_targets >= 0).flatten(1).any(1)  # rows holding a recall task: keys like the ones reads must tell apart
             if recall_rows.any():
-                self.remember_keys(keys[recall_rows].detach())
+                self.remember_keys(keys[recall_rows].detach(), values[recall_rows].detach())
         return h if read_targets is None else (h, aux, count)
 
-    def remember_keys(self, keys: torch.Tensor) -> None:
-        """Keep up to ``cfg.read_negatives`` keys (b, heads, t, hk) of this batch's recall rows, a random half of their
-        positions at most, as later batches' far keys (the oldest go first)."""
+    def far_entries(self, read_targets: torch.Tensor) -> tuple | None:
+        """``cfg.read_far``: the far entries this batch's answer positions (those with read targets) also read, and how
+        many entries they stand for per row: drawn log-uniformly from the pool's size to ``cfg.read_far_span`` (so reads
+        are trained over memories of every length up to it). None while the pool is empty."""
+        n = self.far_keys.shape[1]
+        if n == 0:
+            return None
+        at = (read_targets >= 0).flatten(2).any(-1)  # (b, t)
+        low, high = math.log(n), math.log(max(self.cfg.read_far_span, n))
+        stands_for = torch.exp(low + (high - low) * torch.rand(at.shape[0], device=at.device))
+        return self.far_keys, self.far_values, at, stands_for
+
+    def remember_keys(self, keys: torch.Tensor, values: torch.Tensor | None = None) -> None:
+        """Keep up to ``cfg.read_negatives`` (or ``cfg.read_far``) keys (b, heads, t, hk) of this batch's recall rows,
+        and their values (b, t, value_dim), a random half of their positions at most, as later batches' far entries
+        (the oldest go first)."""
         b, heads, t, hk = keys.shape
+        cap = self.cfg.read_negatives or self.cfg.read_far
         pool = keys.transpose(0, 1).reshape(heads, b * t, hk)
-        take = torch.randperm(b * t, device=keys.device)[: min(self.cfg.read_negatives, b * t // 2)]
-        self.far_keys = torch.cat([self.far_keys, pool[:, take]], dim=1)[:, -self.cfg.read_negatives :]
+        take = torch.randperm(b * t, device=keys.device)[: min(cap, b * t // 2)]
+        self.far_keys = torch.cat([self.far_keys, pool[:, take]], dim=1)[:, -cap:]
+        if values is not None:
+            self.far_values = torch.cat([self.far_values, values.reshape(b * t, -1)[take]], dim=0)[-cap:]
 
     def state_bytes(self, length: int) -> int:
         """What the engine keeps per context byte over a long context (>= 1M bytes): the byte, per head a

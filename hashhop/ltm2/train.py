@@ -22,6 +22,8 @@ from hashhop.errors import HashHopError
 from hashhop.ltm2.config import (
     BATCH,
     CARD,
+    READ_FAR,
+    READ_FAR_SPAN,
     READ_NEGATIVES,
     READ_POINTER,
     READ_QUERIES,
@@ -60,6 +62,8 @@ def train_ltm2(
     query_shift: bool = READ_QUERY_SHIFT,
     max_queries: int = READ_QUERIES,
     pointer: bool = READ_POINTER,
+    read_far: int = READ_FAR,
+    read_far_span: int = READ_FAR_SPAN,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -87,10 +91,11 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + ("_ptr" if pointer else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + ("_ptr" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
-            read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer,
+            read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
+            read_far_span=read_far_span,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -160,6 +165,14 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             " is a candidate whose logit gets a learnt bonus (the previous read's weight on it times a learnt gain, plus a"
             " learnt function of the hidden state; zero at the start of the stage), so a read can copy forward from a"
             " link its own window does not match exactly."
+        )
+    if mixer.get("read_far"):
+        second += (
+            f" The reads at answer positions (those with read targets) also see {mixer['read_far']:,} entries (keys and values)"
+            " kept from earlier batches' recall rows, as a uniform sample of a longer memory: each row draws its length"
+            f" log-uniformly up to {mixer['read_far_span']:,} entries, each far entry's logit counts its share of them and the"
+            " reads are as sharp as over that length. Content reads then fail as at length, and the answers must be carried"
+            " by what still works there."
         )
     if mixer.get("read_negatives"):
         second += (
@@ -265,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         "--pointer", action=argparse.BooleanOptionalAction, default=READ_POINTER,
         help="second stage: each read may follow the entry after the one it read at the previous position (a learnt bonus, zero at the start)",
     )
+    ap.add_argument(
+        "--read-far", type=int, default=READ_FAR,
+        help="second stage: far entries of earlier batches the reads at answer positions also see, as a sample of a longer memory (0: none)",
+    )
+    ap.add_argument("--read-far-span", type=int, default=READ_FAR_SPAN, help="second stage: the longest memory (entries) the far entries stand for")
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
@@ -278,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--read-steps must be a whole number >= 0 (0: no second stage), got {args.read_steps}")
     if not 0 <= args.read_negatives <= 1 << 24:
         ap.error(f"--read-negatives must be a whole number from 0 to {1 << 24}, got {args.read_negatives}")
+    if not 0 <= args.read_far <= 1 << 24:
+        ap.error(f"--read-far must be a whole number from 0 to {1 << 24}, got {args.read_far}")
+    if not 1 <= args.read_far_span <= 1 << 40:
+        ap.error(f"--read-far-span must be a whole number from 1 to {1 << 40}, got {args.read_far_span}")
+    if args.read_far and args.read_negatives:
+        ap.error("--read-far and --read-negatives both keep far keys: pick one")
     if not 0 <= args.read_top_k <= 1 << 16:
         ap.error(f"--read-top-k must be a whole number from 0 to {1 << 16} (0: every entry), got {args.read_top_k}")
     if not 2 <= args.read_queries <= 4096:
@@ -303,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             query_shift=args.query_shift,
             max_queries=args.read_queries,
             pointer=args.pointer,
+            read_far=args.read_far,
+            read_far_span=args.read_far_span,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

@@ -353,11 +353,14 @@ def test_top_k_training_read_changes_long_rows_only():
     assert all(p.grad is not None for p in top.blocks[0].mixer.key.parameters())
 
 
-def reference_pointer_read(q, keys, v, sink, delay, k, gated, per_confidence):
+def reference_pointer_read(q, keys, v, sink, delay, k, gated, per_confidence, far=None):
     """The pointer read written out, one query at a time: each query's k best visible entries; the entry after the one
-    the previous query gave most weight (if not the sink, and visible) joins them with its logit plus the bonus
-    gated + per_confidence x that weight (taken as a constant); a softmax with the sink; the values."""
+    the previous query gave most weight (if not the sink, and visible; no pointer where ``gated`` is None) joins them with its logit plus the bonus
+    gated + per_confidence x that weight (taken as a constant); a softmax with the sink; the values. ``far`` (keys
+    (heads, n, hk), values (heads, n, vh), at (b, t), offset (b,)): where ``at``, the k best are taken among the visible
+    entries and these (entry t + j, logit q . key + offset); a far entry is never followed."""
     b, heads, t, _ = q.shape
+    per_confidence = None if gated is None else per_confidence.expand(b, heads, t)
     rows = []
     for r in range(b):
         for h in range(heads):
@@ -369,14 +372,18 @@ def reference_pointer_read(q, keys, v, sink, delay, k, gated, per_confidence):
                     outs.append(v.new_zeros(v.shape[-1]))
                     continue
                 logits = q[r, h, p] @ keys[r, h, :visible].T
-                best = logits.detach().topk(min(k, visible)).indices.tolist()
+                values, count = v[r, h, :visible], visible
+                if far is not None and far[2][r, p]:
+                    logits = torch.cat([logits, torch.full((t - visible,), float("-inf")), q[r, h, p] @ far[0][h].T + far[3][r]])
+                    values, count = torch.cat([v[r, h], far[1][h]]), visible + far[0].shape[1]
+                best = logits.detach().topk(min(k, count)).indices.tolist()
                 candidates = {j: logits[j] for j in best}
                 nxt = pointer + 1
-                if pointer >= 0 and nxt < visible:
-                    candidates[nxt] = logits[nxt] + gated[r, h, p] + per_confidence[h, p] * confidence
+                if gated is not None and pointer >= 0 and nxt < visible:
+                    candidates[nxt] = logits[nxt] + gated[r, h, p] + per_confidence[r, h, p] * confidence
                 ids = list(candidates)
                 weights = torch.softmax(torch.stack([*candidates.values(), sink[r, h, p]]), 0)
-                outs.append((weights[:-1, None] * v[r, h, ids]).sum(0))
+                outs.append((weights[:-1, None] * values[ids]).sum(0))
                 winner = max(ids, key=lambda j: candidates[j].item())
                 if candidates[winner].item() > sink[r, h, p].item():
                     pointer, confidence = winner, weights[ids.index(winner)].item()
@@ -417,3 +424,101 @@ def test_pointer_read_follows_the_entry_after_the_last_read(k):
         assert theirs.grad.abs().max() > 0 and (mine.grad - theirs.grad).abs().max() < 1e-4
     without = read.top_k_read(*(x.detach() for x in leaves[:3]), delay, k)
     assert (got - without).abs().max() > 1e-2  # the pointer changes the read
+
+
+@pytest.mark.parametrize("pointer", [True, False])
+def test_far_entries_join_the_reads_at_answer_positions(pointer):
+    """read_far's forward read (MemoryRead.top_k_read with ``far``) against the read written out: where ``at``, each
+    query's k best come from its visible entries and the far ones (their logits + the row's offset), with or without a
+    pointer (never following a far entry); elsewhere the row alone. Outputs and gradients, far values included."""
+    from hashhop.ltm2.model import MemoryRead
+
+    torch.manual_seed(7)
+    read = MemoryRead(d_model=16, key_dim=16, value_dim=8, heads=2, pointer=pointer)
+    b, heads, t, hk, vh, delay, n, k = 2, 2, 40, 8, 4, 5, 9, 6
+    leaves = [
+        torch.randn(b, heads, t, hk) * 3,
+        F.normalize(torch.randn(b, heads, t, hk), dim=-1),
+        torch.randn(b, heads, t, vh),
+        torch.randn(b, heads, t),
+        torch.rand(b, heads, t) * 4,
+        F.normalize(torch.randn(heads, n, hk), dim=-1),
+        torch.randn(heads, n, vh),
+    ]
+    at, offset = torch.rand(b, t) < 0.5, torch.tensor([0.5, 2.0])
+    at[:, : delay + 3] = False
+    mine, theirs = [x.clone().requires_grad_() for x in leaves], [x.clone().requires_grad_() for x in leaves]
+    q, keys, v, gated, per_confidence, far_keys, far_values = mine
+    got = read.top_k_read(q, keys, v, delay, k, pointer=(gated, per_confidence) if pointer else None, far=(far_keys, far_values, at, offset))
+    q2, keys2, v2, gated2, per_confidence2, far_keys2, far_values2 = theirs
+    pos = torch.arange(t)
+    sink = (q2 * read.sink_keys()[None, :, None, :]).sum(-1) + torch.log(torch.clamp(pos + 1, max=delay).float())
+    if not pointer:
+        gated2 = per_confidence2 = None
+    want = reference_pointer_read(q2, keys2, v2, sink, delay, k, gated2, per_confidence2, far=(far_keys2, far_values2, at, offset))
+    assert (got - want).abs().max() < 1e-5
+    probe = torch.randn_like(want)
+    (got * probe).sum().backward()
+    (want * probe).sum().backward()
+    for a, z in zip(mine, theirs):
+        if z.grad is not None:
+            assert (a.grad - z.grad).abs().max() < 1e-4
+    assert far_values.grad.abs().max() > 0  # some far entry was read
+    without = read.top_k_read(*(x.detach() for x in leaves[:3]), delay, k, pointer=(leaves[3], leaves[4]) if pointer else None)
+    first = int(at.any(0).nonzero()[0])  # before any `at` position: the row alone (after it a pointer may carry on)
+    assert first > delay and (got - without)[:, :, :first].abs().max() < 1e-6
+    if not pointer:  # without one, every position outside `at` reads the row alone
+        assert (got - without)[:, :, ~at.any(0)].abs().max() < 1e-6
+    assert (got - without).abs().max() > 1e-2
+
+
+def test_training_reads_far_entries_at_answer_positions_only():
+    """read_far in the model: training keeps recall rows' keys and values; the next batch's reads at positions with
+    read targets also see them (as sharp as over the longer memory), so outputs before the first such position equal
+    the plain read's; the supervised share is then over the row and the far keys, written out here."""
+    lm = small_lm(log_length_reads=True, read_far=50, read_far_span=1, read_top_k=8, pointer=True).train()
+    net, read = lm.blocks[0].mixer, lm.blocks[0].mixer.blocks[0].read
+    for block in net.blocks:  # strong reads (as trained ones are), so that what they read shows
+        block.read.out.weight.data.normal_(0, 0.5)
+        block.read.value.weight.data.normal_(0, 0.5)
+    x = torch.randint(0, 256, (2, 60))
+    targets = torch.full((2, 60, 2, 2, 2), -1)
+    targets[1, 40, 0, 0, 0] = 3
+    targets[1, 45, 0, 1, 0] = 4
+    plain, _, _ = lm(x, read_targets=targets)  # the pool was empty: nothing far yet; now it holds row 1's
+    assert net.far_keys.shape == (2, 30, 8) and net.far_values.shape == (30, 8)
+    with torch.no_grad():
+        h0 = lm.blocks[0].norm1(lm.embed(x))
+        keys, values = net.write(h0, net.encoder(h0))
+    assert all(any(torch.allclose(v, r) for r in values[1]) for v in net.far_values)
+    pool = net.far_keys.clone()
+    # the span (1) is below the pool's 30 entries: they stand for themselves (offset 0, sharpness for 30 more entries)
+    out, loss, count = lm(x, read_targets=targets)
+    assert count.tolist() == [1, 1] and net.far_keys.shape == (2, 50, 8)
+    assert torch.allclose(out[0], plain[0], atol=1e-6) and torch.allclose(out[1, :40], plain[1, :40], atol=1e-6)
+    assert (out[1, 40:] - plain[1, 40:]).abs().max() > 1e-4
+    with torch.no_grad():
+        h = net.encoder(h0)
+        h = h + net.blocks[0].local(net.blocks[0].norm_local(h))
+        q = read.queries(net.blocks[0].norm_read(h), net.key)
+        delay, pos = net.delay, 40
+        scaled = q[1, :, pos] * read_gain(pos - delay + 1 + 30, True)
+        slots = torch.cat([read.sink_keys()[:, None].expand(-1, delay, -1), keys[1]], 1)[:, : pos + 1]
+        weights = F.softmax(torch.cat([(slots * scaled[:, None]).sum(-1), (pool * scaled[:, None]).sum(-1)], 1), -1)
+        want = -math.log(weights[:, 3 + delay].mean())
+    assert abs(float(loss[0]) - want) < 1e-4
+    lm.eval()  # outside training nothing far is read
+    assert torch.allclose(lm(x)[1], plain[1], atol=1e-6)
+
+
+def test_far_entries_stand_for_a_memory_drawn_up_to_the_span():
+    lm = small_lm(read_far=50, read_far_span=10**8)
+    net = lm.blocks[0].mixer
+    net.far_keys, net.far_values = torch.zeros(2, 40, 8), torch.zeros(40, 8)
+    targets = torch.full((64, 10, 2, 2, 2), -1)
+    targets[:, 3, 0, 0, 0] = 1
+    _, _, at, stands_for = net.far_entries(targets)
+    assert at.sum() == 64 and at[:, 3].all()
+    assert stands_for.min() >= 40 and stands_for.max() <= 10**8 and stands_for.max() > 10**6 and stands_for.min() < 10**3
+    with pytest.raises(HashHopError, match="pick one"):
+        MixerConfig(name="ltm2", read_far=10, read_negatives=10)
