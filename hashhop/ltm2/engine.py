@@ -39,6 +39,7 @@ SCAN_CAP_LISTS = 2  # ... and never more than this many times that (lists are un
 # bytes of code the lists a read probes hold 118K codes: cap 2 scans 61K and decodes 237 bytes/s (cap 4: 159), with
 # HashHop 1 hop at 1M unchanged (benchmarks/ltm2_code.py --scan-caps, ltm2_recall.py --scan-cap)
 THREADED_QUERIES = 16  # searches for fewer queries run on one OpenMP thread (a team's start-up costs more than the scan)
+RECOMPUTED_KEYS = 64  # pointer reads: exact keys recomputed from the text kept for later heads, blocks and steps
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
 
@@ -355,6 +356,9 @@ class Engine:
         # that weight. The bulk of a prefill runs no deep stack, so a chain starts again where the deep stack starts
         self.pointers = self._fresh_pointers()
         self._new_keys: tuple[int, torch.Tensor | None] = (0, None)  # during a chunk: its first new entry and their keys
+        # exact keys recomputed from the text for pointer reads (the blocks' and heads' pointers mostly name the same
+        # entry at a step): the newest few, valid while the text before the memory's base stays (until reset/restore)
+        self._recomputed_keys: dict[int, torch.Tensor] = {}
 
     def _fresh_pointers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per block: each head's pointer (-1: none) and its confidence, before any read."""
@@ -467,6 +471,7 @@ class Engine:
         self.logits = snap["logits"]
         self.last_state = snap["last_state"]
         self.pointers = [(p.copy(), c.copy()) for p, c in snap.get("pointers", self._fresh_pointers())]
+        self._recomputed_keys = {}
 
     def save(self, folder: str) -> None:
         """Write the prefilled state (at a snapshot point: call after prefill) to ``folder``: the index, values,
@@ -783,9 +788,16 @@ class Engine:
             return new_keys[entry - first_new]
         if entry >= base and entry - base < len(self.memory.recent):
             return torch.from_numpy(self.memory.recent[entry - base])
+        cached = self._recomputed_keys.get(entry)
+        if cached is not None:
+            return cached
         window = self.text[max(0, entry + 1 - self.reach) : entry + 1]
         ids = torch.tensor([256] * (self.reach - len(window)) + list(window))
-        return torch.from_numpy(self._keys(self.net.encoder.last_state(ids, self.padded_inputs[ids], self.tap_table))[0])
+        key = torch.from_numpy(self._keys(self.net.encoder.last_state(ids, self.padded_inputs[ids], self.tap_table))[0])
+        if len(self._recomputed_keys) >= RECOMPUTED_KEYS:
+            del self._recomputed_keys[next(iter(self._recomputed_keys))]  # the oldest
+        self._recomputed_keys[entry] = key
+        return key
 
 
 def _fingerprint(lm: LM) -> str:

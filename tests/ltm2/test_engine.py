@@ -193,6 +193,35 @@ def test_snapshot_restore_continues_like_a_fresh_prefill(shift, pointer):
     assert torch.allclose(after_first, fresh.prefill(context + first), atol=1e-4)
 
 
+def test_pointer_keys_recomputed_once_and_never_from_an_earlier_context():
+    """The exact keys a pointer read recomputes from the text are kept for the step's other heads and blocks (and later
+    steps), and forgotten with the context: an engine reused on other text and after a restore computes what a fresh
+    one computes."""
+    lm = small_lm(read_top_k=4, pointer=True)
+    first, second, tail = text(300, seed=21), text(300, seed=22), text(40, seed=23)
+    engine = Engine(lm, exact=True)
+    engine.prefill(first)
+    engine.feed(tail)
+    engine.prefill(second)
+    snap = engine.snapshot()
+    engine.feed(tail)
+    engine.restore(snap)
+    looked_up, recomputed = [], []
+    entry_key, last_state = engine._entry_key, engine.net.encoder.last_state
+    engine._entry_key = lambda entry: looked_up.append(entry) or entry_key(entry)
+    engine.net.encoder.last_state = lambda *args: recomputed.append(1) or last_state(*args)
+    try:
+        got = engine.feed(tail[::-1])
+    finally:
+        engine.net.encoder.last_state = last_state
+    fresh = Engine(lm, exact=True)
+    fresh.prefill(second)
+    assert torch.allclose(got, fresh.feed(tail[::-1]), atol=1e-5)
+    # each fed byte runs the encoder once; the rest recompute each looked-up entry at most once (the request's own
+    # entries are kept exactly anyway)
+    assert looked_up and 0 < len(recomputed) - len(tail) <= len(set(looked_up)) < len(looked_up)
+
+
 def test_inverted_lists_find_what_the_flat_scan_finds():
     """From 1M bytes the engine searches inverted lists (IVF). Probing every list with exact codes, it is the flat
     scan (the plumbing: training, ids, values); how much probing fewer lists loses is measured on the trained
