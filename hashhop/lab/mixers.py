@@ -45,6 +45,9 @@ class MixerConfig:
     log_length_reads: bool = False  # a read's sharpness grows with ln(entries it sees) (trained in, not a test-time trick)
     query_shift: bool = False  # a read's query may include the previous position's memory key (learnt share, zero at init)
     pointer: bool = False  # a read may follow the entry after the one its previous position read (learnt bonus, zero at init)
+    # pointer: how many entries near the last read's are candidates: 1 the next one; 2 also the same one (the query has
+    # a byte its link lacks, as `K = 'V` asked of `K = V`); 3 also the one after the next (the link has a byte more)
+    pointer_candidates: int = 1
     # training only: keys kept from earlier batches that each supervised read must also beat (its softmax then spans
     # the row plus these, sharpened for that many entries): reads trained as over a long memory at a short row's cost
     read_negatives: int = 0
@@ -86,6 +89,7 @@ class MixerConfig:
         checks.flag("log_length_reads", self.log_length_reads)
         checks.flag("query_shift", self.query_shift)
         checks.flag("pointer", self.pointer)
+        checks.whole("pointer_candidates", self.pointer_candidates, 1, 3)
         checks.whole("read_negatives", self.read_negatives, 0, 1 << 24)
         checks.whole("read_far", self.read_far, 0, 1 << 24)
         checks.whole("read_far_span", self.read_far_span, 1, 1 << 40)

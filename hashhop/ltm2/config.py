@@ -43,6 +43,8 @@ READ_QUERIES = 64  # stage 2: a HashHop row asks up to 64 queries (the data's de
 # against 21 / 21 / 23 (ltm2_recall_q64_30q, ltm2_recall_s2g_30q)
 READ_POINTER = True  # stage 2: reads may follow a pointer (MixerConfig.pointer; docs/ltm2.md): 10M characters 1 hop
 # 0 -> 7 of 10 (RESULTS.md, ltm2_recall_10m_ptr against ltm2_recall_10m_q64)
+READ_POINTER_CANDIDATES = 1  # stage 2: the pointer's candidates (MixerConfig.pointer_candidates: 1 the next entry; 3
+# also the same one and the one after the next)
 READ_FAR = 0  # stage 2: far entries (keys and values of earlier batches) the reads at answer positions also see, as a
 # sample of a memory of up to READ_FAR_SPAN entries (MixerConfig.read_far); 0: off
 READ_FAR_SPAN = 100_000_000
@@ -67,6 +69,7 @@ def ltm2_config(
     pointer: bool = READ_POINTER,
     read_far: int = READ_FAR,
     read_far_span: int = READ_FAR_SPAN,
+    pointer_candidates: int = READ_POINTER_CANDIDATES,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -76,7 +79,8 @@ def ltm2_config(
     may take in the previous position's key (a learnt share per head, zero at the start); ``max_queries`` (stage 2): a HashHop row asks up to this many
     queries; ``pointer`` (stage 2): each read may follow the entry after the one it read at the previous position
     (a learnt bonus, zero at the start); ``read_far`` / ``read_far_span`` (stage 2): the reads at answer positions also
-    see that many far entries standing for a memory of up to that span (MixerConfig.read_far)."""
+    see that many far entries standing for a memory of up to that span (MixerConfig.read_far); ``pointer_candidates``
+    (stage 2, with ``pointer``): MixerConfig.pointer_candidates."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
@@ -85,7 +89,7 @@ def ltm2_config(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {})}},
-            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
+            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),

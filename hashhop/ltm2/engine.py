@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from hashhop.errors import HashHopError
 from hashhop.lab.mixers import apply_rope, rope_tables, rotary
 from hashhop.lab.model import LM
-from hashhop.ltm2.model import LTM2, POINTER_GAIN, read_gain
+from hashhop.ltm2.model import LTM2, POINTER_GAIN, POINTER_OFFSETS, read_gain
 
 PREFILL_CHUNK = 1 << 16  # bytes the encoder runs over at once
 IVF_MIN_BYTES = 1_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
@@ -569,8 +569,8 @@ class Engine:
         scores, ids = self.memory.search(unit.numpy(), self.top_k)  # (heads, k) each, ids -1 past the entries
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
         logits = (torch.from_numpy(scores) * scale[:, None]).masked_fill(torch.from_numpy(ids < 0), float("-inf"))
-        if read.pointer_gain is not None:  # the entry after the last read's, with its bonus, as one more candidate
-            bonus = self._pointer_bonus(read, x, torch.tensor([float(gain)]))  # (1, heads, 2)
+        if read.pointer_gain is not None:  # the entries near the last read's, with their bonuses, as more candidates
+            bonus = self._pointer_bonus(read, x, torch.tensor([float(gain)]))  # (1, heads, m, 2)
             extra_logits, extra_ids = [], []
             for h in range(heads):
                 row = logits[h : h + 1].numpy().copy()
@@ -578,9 +578,9 @@ class Engine:
                 logits[h] = torch.from_numpy(row[0])
                 extra_logits.append(extra_logit[0])
                 extra_ids.append(extra_id[0])
-            if max(extra_logits) > -np.inf:  # some head's candidate was not found by the search
-                logits = torch.cat([logits, torch.tensor(extra_logits, dtype=logits.dtype)[:, None]], dim=1)
-                ids = np.concatenate([ids, np.array(extra_ids)[:, None]], axis=1)
+            if max(e.max() for e in extra_logits) > -np.inf:  # some head's candidate was not found by the search
+                logits = torch.cat([logits, torch.from_numpy(np.stack(extra_logits)).to(logits.dtype)], dim=1)
+                ids = np.concatenate([ids, np.stack(extra_ids)], axis=1)
         weights = torch.softmax(torch.cat([logits, sink[:, None]], dim=1), dim=1)[:, :-1]  # (heads, k)
         # every head's entries through this read's value map, each head keeping its own slice of it
         vals = read.value(torch.from_numpy(self.memory.values(np.maximum(ids, 0))))  # (heads, k, value_dim)
@@ -701,7 +701,7 @@ class Engine:
         unit = read.unit_queries(x, self.net.key, previous)  # (n, heads, hk)
         sink = (unit * read.sink_keys()[None]).sum(-1) * scale + torch.log(torch.clamp(q_pos + 1, max=self.net.delay).float())[:, None]
         projected_new = read.value(new_values).view(len(new_values), heads, self.cfg.value_dim // heads)  # (n_new, heads, dv)
-        bonus = self._pointer_bonus(read, x, gain[:, 0]) if read.pointer_gain is not None else None  # (n, heads, 2)
+        bonus = self._pointer_bonus(read, x, gain[:, 0]) if read.pointer_gain is not None else None  # (n, heads, m, 2)
         first_new = self._new_keys[0] if len(new_keys) else 0
         outs = []
         for h in range(heads):
@@ -722,58 +722,64 @@ class Engine:
                 parts_values.append(projected_new[None, :, h].expand(n, -1, -1))
                 parts_ids.append(np.broadcast_to(np.arange(first_new, first_new + len(new_keys)), (n, len(new_keys))))
             logits = torch.cat(parts_logits[1:], dim=1) if len(parts_logits) > 1 else torch.zeros(n, 0)
-            if bonus is not None:  # each position's pointer candidate, one position after another
+            if bonus is not None:  # each position's pointer candidates, one position after another
                 row_ids = np.concatenate(parts_ids, axis=1) if parts_ids else np.zeros((n, 0), np.int64)
                 found = logits.numpy().copy()
                 extra_logit, extra_id = self._follow(block, h, found, row_ids, sink[:, h].numpy(), bonus[:, h], q_pos.numpy(), unit[:, h], scale[:, h])
                 logits = torch.from_numpy(found)
-                extra_values = torch.zeros(n, projected_new.shape[-1])
-                extra = np.nonzero(extra_logit > -np.inf)[0]
-                if len(extra):
-                    extra_values[extra] = read.value(torch.from_numpy(self.memory.values(extra_id[extra]))).view(len(extra), heads, -1)[:, h]
-                logits = torch.cat([logits, torch.from_numpy(extra_logit)[:, None]], dim=1)
-                parts_values.append(extra_values[:, None])
+                extra_values = torch.zeros(*extra_logit.shape, projected_new.shape[-1])  # (n, m, dv)
+                extra = np.nonzero(extra_logit > -np.inf)
+                if len(extra[0]):
+                    extra_values[extra] = read.value(torch.from_numpy(self.memory.values(extra_id[extra]))).view(len(extra[0]), heads, -1)[:, h]
+                logits = torch.cat([logits, torch.from_numpy(extra_logit)], dim=1)
+                parts_values.append(extra_values)
             weights = torch.softmax(torch.cat([parts_logits[0], logits], dim=1), dim=1)
             outs.append(torch.einsum("nk,nkd->nd", weights, torch.cat(parts_values, dim=1)))
         return read.out(torch.cat(outs, dim=1))
 
     def _pointer_bonus(self, read, x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-        """A pointer read's bonus at each of n positions, in two parts: (n, heads, 2) = (the part from the hidden state,
-        the part per unit of the previous read's confidence), each times the read's length gain (as trained)."""
-        gated = read.pointer_gate(x) * gain[:, None]
-        per_confidence = (read.pointer_gain * POINTER_GAIN)[None] * gain[:, None]
-        return torch.stack([gated, per_confidence], dim=-1)
+        """A pointer read's candidates' bonuses at each of n positions, in two parts: (n, heads, m, 2) = (the part from
+        the hidden state, the part per unit of the previous read's confidence), each times the read's length gain (as
+        trained)."""
+        gated, gains = read.pointer_bonus_parts(x)  # (n, heads, m), (heads, m)
+        per_confidence = (gains * POINTER_GAIN)[None] * gain[:, None, None]
+        return torch.stack([gated * gain[:, None, None], per_confidence.expand_as(gated)], dim=-1)
 
     def _follow(self, block, head, found, ids, sink, bonus, q_pos, unit, scale) -> tuple[np.ndarray, np.ndarray]:
         """A pointer read's candidates for head ``head`` of block ``block`` at n positions in order (as
         :func:`hashhop.ltm2.model.follow_pointers` in training): found (n, K) the logits of the entries found (ids (n,
-        K), -1 for none), sink (n,), bonus (n, 2), q_pos (n,), unit (n, hk) unit queries, scale (n,). The entry after
-        the one the previous position gave most weight gets its bonus: in place if it was found, else as an extra
-        candidate whose logit uses its exact key. Returns the extra candidates' logits (-inf: none) and ids (n,)."""
+        K), -1 for none), sink (n,), bonus (n, m, 2), q_pos (n,), unit (n, hk) unit queries, scale (n,). The entries
+        POINTER_OFFSETS after the one the previous position gave most weight get their bonuses: in place if found, else
+        as extra candidates whose logits use their exact keys (the found ones keep their columns, so their values come
+        with them, a chunk's new entries included). Returns the extra candidates' logits (-inf: none) and
+        ids, each (n, m)."""
         pointers, confidences = self.pointers[block]
         pointer, confidence = int(pointers[head]), float(confidences[head])
-        n = len(found)
-        extra_logit, extra_id = np.full(n, -np.inf, np.float32), np.zeros(n, np.int64)
+        n, m = len(found), bonus.shape[1]
+        extra_logit, extra_id = np.full((n, m), -np.inf, np.float32), np.zeros((n, m), np.int64)
         bonus = bonus.numpy()
         for p in range(n):
-            nxt = pointer + 1
-            if pointer >= 0 and nxt <= q_pos[p] - self.reach:
-                add = bonus[p, 0] + bonus[p, 1] * confidence
-                at = np.nonzero(ids[p] == nxt)[0]
-                if len(at):
-                    found[p, at[0]] += add
-                else:
-                    extra_id[p] = nxt
-                    extra_logit[p] = float(unit[p] @ self._entry_key(nxt)[head]) * float(scale[p]) + add
+            own = extra_logit[p]  # (m,) a view: the candidates the search did not find
+            for j, offset in enumerate(POINTER_OFFSETS[:m]):
+                nxt = pointer + offset
+                if pointer >= 0 and nxt <= q_pos[p] - self.reach:
+                    add = bonus[p, j, 0] + bonus[p, j, 1] * confidence
+                    at = np.nonzero(ids[p] == nxt)[0]
+                    if len(at):  # found by the search: its bonus in place
+                        found[p, at[0]] += add
+                    else:
+                        extra_id[p, j] = nxt
+                        own[j] = float(unit[p] @ self._entry_key(nxt)[head]) * float(scale[p]) + add
             row = found[p]
             best = int(row.argmax()) if row.size else -1
             best_logit = row[best] if row.size else -np.inf
-            top = max(best_logit, extra_logit[p], sink[p])
-            total = np.exp(row - top).sum() + np.exp(extra_logit[p] - top) + np.exp(sink[p] - top)
-            if max(best_logit, extra_logit[p]) <= sink[p]:
+            own_best = int(own.argmax())
+            top = max(best_logit, own[own_best], sink[p])
+            total = np.exp(row - top).sum() + np.exp(own - top).sum() + np.exp(sink[p] - top)
+            if max(best_logit, own[own_best]) <= sink[p]:
                 pointer, confidence = -1, 0.0
-            elif extra_logit[p] >= best_logit:
-                pointer, confidence = int(extra_id[p]), float(np.exp(extra_logit[p] - top) / total)
+            elif own[own_best] >= best_logit:
+                pointer, confidence = int(extra_id[p, own_best]), float(np.exp(own[own_best] - top) / total)
             else:
                 pointer, confidence = int(ids[p, best]), float(np.exp(best_logit - top) / total)
         pointers[head], confidences[head] = pointer, confidence

@@ -35,6 +35,9 @@ SHIFT_GAIN = 10.0
 # a pointer's bonus per unit of the previous read's confidence is this times its parameter (zero at the start): Adam
 # moves a parameter about lr a step, so the bonus can grow by ~0.02 nats a step, several nats in a read stage
 POINTER_GAIN = 20.0
+# pointer candidates' offsets from the entry the previous position read most: the next one, the same one (the query
+# has a byte its link lacks), the one after the next (the link has one more); MixerConfig.pointer_candidates of them
+POINTER_OFFSETS = (1, 0, 2)
 LENGTH_REF = 2048  # log_length_reads: a read over this many entries has exactly its learnt sharpness
 
 
@@ -152,7 +155,9 @@ class MemoryRead(nn.Module):
     init): a read starts out looking for earlier positions whose context resembles this one (the prior an
     induction head learns), and training moves it from there (to skip a quote, to follow a hop)."""
 
-    def __init__(self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False, pointer: bool = False) -> None:
+    def __init__(
+        self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False, pointer: bool = False, pointer_candidates: int = 1
+    ) -> None:
         super().__init__()
         self.heads = heads
         # pointer: per head, the entry after the one the previous position's read landed on is always a candidate, its
@@ -161,9 +166,15 @@ class MemoryRead(nn.Module):
         # query's window is misaligned with the link's (`K = V` asked as `K = '`) or drowned among millions of keys
         self.pointer_gain = nn.Parameter(torch.zeros(heads)) if pointer else None
         self.pointer_gate = nn.Linear(d_model, heads) if pointer else None
-        if pointer:
-            nn.init.zeros_(self.pointer_gate.weight)
-            nn.init.zeros_(self.pointer_gate.bias)
+        # the other candidates' bonuses (pointer_candidates > 1), the same two parts each (kept apart from the first's
+        # so that weights with one candidate load as they are)
+        more = (pointer_candidates - 1) * heads if pointer else 0
+        self.pointer_gain_more = nn.Parameter(torch.zeros(more)) if more else None
+        self.pointer_more = nn.Linear(d_model, more) if more else None
+        for gate in (self.pointer_gate, self.pointer_more):
+            if gate is not None:
+                nn.init.zeros_(gate.weight)
+                nn.init.zeros_(gate.bias)
         # query_shift: per head, a learnt share (zero at init) of the previous position's memory key in the query, so
         # a read can ask for "the entry whose key is where I was one byte ago" (a link written `K = V` asked as `K = '`):
         # a constant per head plus a learnt linear function of the hidden state (so that only some reads shift)
@@ -175,7 +186,7 @@ class MemoryRead(nn.Module):
         # weights trained without these start with them off (zero)
         self.optional_at_init = (("shift", "shift_gate.weight", "shift_gate.bias") if query_shift else ()) + (
             ("pointer_gain", "pointer_gate.weight", "pointer_gate.bias") if pointer else ()
-        )
+        ) + (("pointer_gain_more", "pointer_more.weight", "pointer_more.bias") if more else ())
         self.query = nn.Linear(d_model, key_dim, bias=False)
         nn.init.zeros_(self.query.weight)
         self.value = nn.Linear(value_dim, value_dim, bias=False)  # this read's view of the stored values
@@ -243,10 +254,10 @@ class MemoryRead(nn.Module):
         pointer = None
         if self.pointer_gain is not None and t > delay:  # a pointer's candidates are per query: the gathered read
             gain = read_gain(entries, log_length)
-            gain = (gain if torch.is_tensor(gain) else torch.full((b, t), gain, device=h.device))[:, None, :]
-            gated = self.pointer_gate(h).transpose(1, 2) * gain  # (b, heads, t): the bonus's part from the hidden state
-            per_confidence = (self.pointer_gain * POINTER_GAIN)[None, :, None] * gain  # (b, heads, t): per unit of confidence
-            pointer = (gated, per_confidence)
+            gain = (gain if torch.is_tensor(gain) else torch.full((b, t), gain, device=h.device))[:, None, :, None]
+            gated, per_confidence = self.pointer_bonus_parts(h)
+            # (b, heads, t, candidates) each: the bonus's part from the hidden state, its part per unit of confidence
+            pointer = (gated.permute(0, 2, 1, 3) * gain, (per_confidence * POINTER_GAIN)[None, :, None, :] * gain)
         if t > delay and (pointer is not None or far_read is not None or (top_k and t - delay > top_k)):
             # some query sees more than top_k entries, follows a pointer or sees far entries: the gathered read
             y = self.top_k_read(q, keys, v, delay, min(top_k or t, t - delay), pointer=pointer, far=far_read)
@@ -259,6 +270,16 @@ class MemoryRead(nn.Module):
         if far_read is not None:
             return out, *self.target_loss(q, k, targets, delay, far_read[0], log_length, far_offset=far_read[3])
         return out, *self.target_loss(q, k, targets, delay, far, log_length)
+
+    def pointer_bonus_parts(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(..., d) hidden states -> the pointer candidates' bonus parts before the length gain: from the hidden state
+        (..., heads, candidates), and the learnt gain per unit of confidence (heads, candidates), POINTER_GAIN apart."""
+        gated, gains = self.pointer_gate(h)[..., None], self.pointer_gain[:, None]
+        if self.pointer_more is not None:
+            more = self.pointer_more(h).unflatten(-1, (-1, self.heads)).transpose(-1, -2)  # (..., heads, candidates - 1)
+            gated = torch.cat([gated, more], dim=-1)
+            gains = torch.cat([gains, self.pointer_gain_more.view(-1, self.heads).T], dim=-1)
+        return gated, gains
 
     def top_k_read(
         self,
@@ -276,7 +297,8 @@ class MemoryRead(nn.Module):
         heads, t, vh) their values as this read sees them -> (b, heads, t, vh). The best entries are found without
         autograd, ``chunk`` queries at a time (a (chunk x t) block of scores, never t x t), with their logits; then
         :class:`GatheredRead` reads them, so gradients reach the queries, the chosen keys, their values and the sink.
-        ``pointer`` (gated (b, heads, t), per_confidence (b, heads, t)): :func:`follow_pointers`'s bonus parts. ``far``
+        ``pointer`` (gated, per_confidence: (b, heads, t, candidates), or (b, heads, t) for one): :func:`follow_pointers`'s
+        bonus parts. ``far``
         (keys (heads, n, hk), values (heads, n, vh), at (b, t) bool, offset (b,)): at positions ``at`` the best
         entries are chosen among the row's and these (their logits + offset), as if the memory held them too."""
         b, heads, t, hk = q.shape
@@ -298,10 +320,10 @@ class MemoryRead(nn.Module):
         sink = (q * self.sink_keys()[None, :, None, :]).sum(-1) + torch.log(torch.clamp(pos + 1, max=delay).float())  # `delay` sink slots
         bonus = None
         if pointer is not None:  # (a far entry is never followed: the entry after it is not in this memory)
-            gated, per_confidence = pointer
+            gated, per_confidence = (part if part.dim() == 4 else part[..., None] for part in pointer)
             follow, follow_logits, confidence = follow_pointers(q, keys, chosen, logits, sink, gated, per_confidence, delay)
-            bonus = gated + per_confidence * confidence  # (b, heads, t): learnt, differentiable; the choices above are not
-            chosen, logits = torch.cat([chosen, follow[..., None]], dim=-1), torch.cat([logits, follow_logits[..., None]], dim=-1)
+            bonus = gated + per_confidence * confidence[..., None]  # (b, heads, t, m): learnt; the choices above are not
+            chosen, logits = torch.cat([chosen, follow], dim=-1), torch.cat([logits, follow_logits], dim=-1)
         if far is not None:  # far entry j is entry t + j of the read's keys and values
             keys = torch.cat([keys, far_keys[None].expand(b, -1, -1, -1)], dim=2)
             v = torch.cat([v, far_values[None].expand(b, -1, -1, -1)], dim=2)
@@ -390,9 +412,11 @@ class GatheredRead(torch.autograd.Function):
     def forward(ctx, q, keys, v, sink, chosen, logits, chunk: int, bonus=None):  # noqa: ANN001, ANN205 (autograd's signature)
         b, heads, t, hk = q.shape
         k, vh = chosen.shape[-1], v.shape[-1]
-        if bonus is not None:  # a pointer's bonus, added to the last candidate's logit (its gradient: that logit's)
-            logits = torch.cat([logits[..., :-1], logits[..., -1:] + bonus[..., None]], dim=-1)
-        ctx.chunk, ctx.shapes, ctx.bonus = chunk, (q.shape, keys.shape, v.shape, sink.shape), bonus is not None
+        if bonus is not None:  # pointers' bonuses (b, heads, t, m), added to the last m candidates' logits (their gradients:
+            # those logits')
+            m = bonus.shape[-1]
+            logits = torch.cat([logits[..., :-m], logits[..., -m:] + bonus], dim=-1)
+        ctx.chunk, ctx.shapes, ctx.bonus = chunk, (q.shape, keys.shape, v.shape, sink.shape), None if bonus is None else bonus.shape
         entries = keys.shape[2]  # t, or more where far entries follow the row's
         flat = (chosen + torch.arange(b * heads, device=q.device).view(b, heads, 1, 1) * entries).view(b * heads, t, k)
         q_rows, key_rows, value_rows = q.reshape(b * heads, t, hk), keys.reshape(-1, hk), v.reshape(-1, vh)
@@ -410,7 +434,7 @@ class GatheredRead(torch.autograd.Function):
         grad_out = grad_out.reshape(q_rows.shape[0], q_rows.shape[1], -1)
         dq, dkeys, dv = torch.zeros_like(q_rows), torch.zeros_like(key_rows), torch.zeros_like(value_rows)
         dsink = q_rows.new_empty(q_rows.shape[:2])
-        dbonus = q_rows.new_empty(q_rows.shape[:2]) if ctx.bonus else None
+        dbonus = q_rows.new_empty(*q_rows.shape[:2], ctx.bonus[-1]) if ctx.bonus else None
         for a in range(0, q_rows.shape[1], chunk):
             ids, g, w = flat[:, a : a + chunk], grad_out[:, a : a + chunk], weights[:, a : a + chunk]
             dw = (value_rows[ids] @ g[..., None])[..., 0]  # (bh, c, k): d out / d weight of each entry
@@ -418,64 +442,68 @@ class GatheredRead(torch.autograd.Function):
             dlogits = w[..., :k] * (dw - mean)  # the softmax's backward; entries that do not count have weight 0
             dsink[:, a : a + chunk] = -w[..., k] * mean[..., 0]
             if dbonus is not None:
-                dbonus[:, a : a + chunk] = dlogits[..., -1]
+                dbonus[:, a : a + chunk] = dlogits[..., -dbonus.shape[-1] :]
             dq[:, a : a + chunk] = (dlogits[:, :, None, :] @ key_rows[ids])[:, :, 0]
             dkeys.index_add_(0, ids.flatten(), (dlogits[..., None] * q_rows[:, a : a + chunk, None, :]).flatten(0, 2))
             dv.index_add_(0, ids.flatten(), (w[..., :k, None] * g[:, :, None, :]).flatten(0, 2))
         q_shape, keys_shape, v_shape, sink_shape = ctx.shapes
-        dbonus = None if dbonus is None else dbonus.view(sink_shape)
+        dbonus = None if dbonus is None else dbonus.view(ctx.bonus)
         return dq.view(q_shape), dkeys.view(keys_shape), dv.view(v_shape), dsink.view(sink_shape), None, None, None, dbonus
 
 
 def follow_pointers(
     q: torch.Tensor, keys: torch.Tensor, chosen: torch.Tensor, logits: torch.Tensor, sink: torch.Tensor, gated: torch.Tensor, per_confidence: torch.Tensor, delay: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A pointer read's extra candidate at every position, position by position (each depends on the read before),
+    """A pointer read's extra candidates at every position, position by position (each depends on the read before),
     without autograd. q (b, heads, t, hk) scaled queries, keys (b, heads, t, hk) unit keys, chosen / logits (b, heads,
     t, k) each query's best entries and their logits q . key (-inf: none), sink (b, heads, t) the sink's logit, gated
-    (b, heads, t) and per_confidence (heads, t): the bonus is gated + per_confidence x the previous read's confidence.
+    and per_confidence (b, heads, t, m), broadcastable: candidate j's bonus is gated + per_confidence x the previous
+    read's confidence.
 
-    At position p the candidate is the entry after the one the read at p - 1 gave most weight (if that was not the
-    sink, and the entry is visible at p): its logit q . key plus the bonus. ``logits`` loses (-inf, in place) a best
-    entry that is the candidate too, so no entry counts twice. Returns the candidates' ids (0 where none), their
-    logits without the bonus (-inf where none) and the previous read's confidence (the weight of the entry it
-    followed), each (b, heads, t)."""
+    At position p, candidate j is the entry POINTER_OFFSETS[j] after the one the read at p - 1 gave most weight (if
+    that was not the sink, and the entry is visible at p): its logit q . key plus its bonus. ``logits`` loses (-inf, in
+    place) a best entry that is a candidate too, so no entry counts twice. Ties go to the candidates in order, then to
+    the best entries. Returns the candidates' ids (0 where none), their logits without the bonus (-inf where none),
+    each (b, heads, t, m), and the previous read's confidence (the weight of the entry it followed) (b, heads, t)."""
     b, heads, t, hk = q.shape
-    k = chosen.shape[-1]
+    k, m = chosen.shape[-1], gated.shape[-1]
     rows = b * heads
     queries = q.detach().reshape(rows, t, hk).numpy()
     unit_keys = keys.detach().reshape(rows, t, hk).numpy()
     ids = chosen.reshape(rows, t, k).numpy()
     found = logits.view(rows, t, k).numpy()  # shares logits' memory: duplicates are masked in place
     sinks = sink.detach().reshape(rows, t).numpy()
-    gates = gated.detach().reshape(rows, t).numpy()
-    gains = per_confidence.detach().expand(b, heads, t).reshape(rows, t).numpy()
-    follow = np.zeros((rows, t), np.int64)
-    follow_logits = np.full((rows, t), -np.inf, np.float32)
+    gates = gated.detach().expand(b, heads, t, m).reshape(rows, t, m).numpy()
+    gains = per_confidence.detach().expand(b, heads, t, m).reshape(rows, t, m).numpy()
+    offsets = np.array(POINTER_OFFSETS[:m])
+    follow = np.zeros((rows, t, m), np.int64)
+    follow_logits = np.full((rows, t, m), -np.inf, np.float32)
     confidences = np.zeros((rows, t), np.float32)
     at, pointer, confidence = np.arange(rows), np.full(rows, -1), np.zeros(rows, np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
         for p in range(delay, t):
-            nxt = pointer + 1
-            valid = (pointer >= 0) & (nxt <= p - delay)
+            nxt = pointer[:, None] + offsets  # (rows, m)
+            valid = (pointer[:, None] >= 0) & (nxt <= p - delay)
             nxt = np.where(valid, nxt, 0)
-            content = np.einsum("rd,rd->r", queries[:, p], unit_keys[at, nxt])
-            own = np.where(valid, content + gates[:, p] + gains[:, p] * confidence, -np.inf)
+            content = np.einsum("rd,rmd->rm", queries[:, p], unit_keys[at[:, None], nxt])
+            own = np.where(valid, content + gates[:, p] + gains[:, p] * confidence[:, None], -np.inf)
             row = found[:, p]
-            twice = (ids[:, p] == nxt[:, None]) & valid[:, None]
+            twice = ((ids[:, p, :, None] == nxt[:, None, :]) & valid[:, None, :]).any(-1)
             if twice.any():
                 row[twice] = -np.inf
             best = row.argmax(1)
             best_logit = row[at, best]
-            top = np.maximum(np.maximum(best_logit, own), sinks[:, p])
-            total = np.exp(row - top[:, None]).sum(1) + np.exp(own - top) + np.exp(sinks[:, p] - top)
+            own_best = own.argmax(1)
+            own_logit = own[at, own_best]
+            top = np.maximum(np.maximum(best_logit, own_logit), sinks[:, p])
+            total = np.exp(row - top[:, None]).sum(1) + np.exp(own - top[:, None]).sum(1) + np.exp(sinks[:, p] - top)
             follow[:, p], follow_logits[:, p], confidences[:, p] = nxt, np.where(valid, content, -np.inf), confidence
-            own_wins = own >= best_logit
-            winner = np.where(own_wins, own, best_logit)
-            pointer = np.where(winner > sinks[:, p], np.where(own_wins, nxt, ids[at, p, best]), -1)
+            own_wins = own_logit >= best_logit
+            winner = np.where(own_wins, own_logit, best_logit)
+            pointer = np.where(winner > sinks[:, p], np.where(own_wins, nxt[at, own_best], ids[at, p, best]), -1)
             confidence = np.where(pointer >= 0, np.exp(winner - top) / total, 0).astype(np.float32)
     shape = (b, heads, t)
-    return torch.from_numpy(follow).view(shape), torch.from_numpy(follow_logits).view(shape), torch.from_numpy(confidences).view(shape)
+    return torch.from_numpy(follow).view(*shape, m), torch.from_numpy(follow_logits).view(*shape, m), torch.from_numpy(confidences).view(shape)
 
 
 class Block(nn.Module):
@@ -484,7 +512,7 @@ class Block(nn.Module):
         d = cfg.d_model
         self.norm_local, self.norm_read, self.norm_mlp = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.local = LocalAttention(d, cfg.n_heads, cfg.window)
-        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer)
+        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer, cfg.pointer_candidates)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
 

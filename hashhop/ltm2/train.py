@@ -26,6 +26,7 @@ from hashhop.ltm2.config import (
     READ_FAR_SPAN,
     READ_NEGATIVES,
     READ_POINTER,
+    READ_POINTER_CANDIDATES,
     READ_QUERIES,
     READ_QUERY_SHIFT,
     READ_SEQ_LEN,
@@ -64,6 +65,7 @@ def train_ltm2(
     pointer: bool = READ_POINTER,
     read_far: int = READ_FAR,
     read_far_span: int = READ_FAR_SPAN,
+    pointer_candidates: int = READ_POINTER_CANDIDATES,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -91,11 +93,11 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + ("_ptr" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + ("_ptr" if pointer else "") + (f"{pointer_candidates}" if pointer and pointer_candidates != READ_POINTER_CANDIDATES else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
             read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
-            read_far_span=read_far_span,
+            read_far_span=read_far_span, pointer_candidates=pointer_candidates,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -165,6 +167,13 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             " is a candidate whose logit gets a learnt bonus (the previous read's weight on it times a learnt gain, plus a"
             " learnt function of the hidden state; zero at the start of the stage), so a read can copy forward from a"
             " link its own window does not match exactly."
+            + (
+                f" The pointer has {mixer['pointer_candidates']} candidates, each with its own bonus: the entry after that one, the"
+                " same entry again (the query has a byte its link lacks)"
+                + (", and the entry after the next (the link has a byte more)." if mixer["pointer_candidates"] > 2 else ".")
+                if mixer.get("pointer_candidates", 1) > 1
+                else ""
+            )
         )
     if mixer.get("read_far"):
         second += (
@@ -283,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage: far entries of earlier batches the reads at answer positions also see, as a sample of a longer memory (0: none)",
     )
     ap.add_argument("--read-far-span", type=int, default=READ_FAR_SPAN, help="second stage: the longest memory (entries) the far entries stand for")
+    ap.add_argument(
+        "--pointer-candidates", type=int, default=READ_POINTER_CANDIDATES,
+        help="second stage: the pointer's candidates: 1 the entry after the last read's; 2 also the same one; 3 also the one after the next",
+    )
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
@@ -302,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--read-far-span must be a whole number from 1 to {1 << 40}, got {args.read_far_span}")
     if args.read_far and args.read_negatives:
         ap.error("--read-far and --read-negatives both keep far keys: pick one")
+    if not 1 <= args.pointer_candidates <= 3:
+        ap.error(f"--pointer-candidates must be 1, 2 or 3, got {args.pointer_candidates}")
     if not 0 <= args.read_top_k <= 1 << 16:
         ap.error(f"--read-top-k must be a whole number from 0 to {1 << 16} (0: every entry), got {args.read_top_k}")
     if not 2 <= args.read_queries <= 4096:
@@ -329,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             pointer=args.pointer,
             read_far=args.read_far,
             read_far_span=args.read_far_span,
+            pointer_candidates=args.pointer_candidates,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

@@ -361,11 +361,15 @@ def test_encoder_last_state_is_the_forward_at_the_last_position():
                 assert (got[0] - dense[q]).abs().max() < 1e-5, (layers, kernel, q)
 
 
-@pytest.mark.parametrize("prefix,log_length", [(1, False), (40, True), (150, False), (150, True)])
-def test_pointer_engine_matches_dense_forward(prefix, log_length):
-    """Reads with a pointer (MixerConfig.pointer): decode steps and chunks carry each block's and head's pointer from
-    position to position and compute the dense forward."""
-    lm = small_lm(log_length_reads=log_length, pointer=True)
+@pytest.mark.parametrize("prefix,log_length,candidates", [(1, False, 1), (40, True, 1), (150, False, 1), (150, True, 1), (40, True, 3), (150, False, 2)])
+def test_pointer_engine_matches_dense_forward(prefix, log_length, candidates):
+    """Reads with a pointer (MixerConfig.pointer, with 1 to 3 candidates): decode steps and chunks carry each block's
+    and head's pointer from position to position and compute the dense forward."""
+    lm = small_lm(log_length_reads=log_length, pointer=True, pointer_candidates=candidates)
+    for block in lm.blocks[0].mixer.blocks:  # bonuses that matter
+        block.read.pointer_gain.data.fill_(0.2)
+        if candidates > 1:
+            block.read.pointer_gain_more.data.uniform_(-0.2, 0.3)
     data = text(220, seed=11)
     dense = dense_logprobs(lm, data)
     got = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, prefix)
@@ -379,10 +383,15 @@ def test_pointer_engine_matches_dense_forward(prefix, log_length):
     assert (dense_logprobs(plain, data) - dense).abs().max() > 1e-2  # the pointer changes the output
 
 
-def test_pointer_engine_top_k_is_the_trained_top_k_read():
-    """With read_top_k = 8 the pointer's entry is often not among a query's 8 best: the engine scores it with its
-    exact key, recomputed from the text (decode steps over an exact index, as trained)."""
-    lm = small_lm(read_top_k=8, pointer=True)
+@pytest.mark.parametrize("candidates", [1, 3])
+def test_pointer_engine_top_k_is_the_trained_top_k_read(candidates):
+    """With read_top_k = 8 the pointer's entries are often not among a query's 8 best: the engine scores them with
+    their exact keys, recomputed from the text (decode steps over an exact index, as trained)."""
+    lm = small_lm(read_top_k=8, pointer=True, pointer_candidates=candidates)
+    for block in lm.blocks[0].mixer.blocks:
+        block.read.pointer_gain.data.fill_(0.2)
+        if candidates > 1:
+            block.read.pointer_gain_more.data.uniform_(-0.2, 0.3)
     data = text(220, seed=12)
     engine = Engine(lm, exact=True)
     calls = []

@@ -16,7 +16,7 @@ from hashhop.lab.mixers import MixerConfig
 from hashhop.lab.model import LM, ModelConfig
 from hashhop.lab.train import train_run, weighted_read_targets
 from hashhop.ltm2 import data as d
-from hashhop.ltm2.model import read_gain
+from hashhop.ltm2.model import POINTER_OFFSETS, read_gain
 from hashhop.task.generator import plan
 from hashhop.task.spec import HashHopSpec
 
@@ -278,20 +278,21 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out = tmp_path / "w.safetensors"
-    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-top-k", "16", "--pointer"]
+    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-top-k", "16", "--pointer", "--pointer-candidates", "3"]
     assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
     from hashhop.ltm2.load import load_ltm2
 
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
-    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr_q64").is_dir()
+    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64").is_dir()
+    assert trained.blocks[0].mixer.cfg.pointer_candidates == 3
     card = (tmp_path / "w.card.md").read_text()
-    assert "follow a pointer" in card
+    assert "follow a pointer" in card and "3 candidates" in card
     assert "read-loss stage alone (1 steps" in card and "`ltm2.safetensors`" in card and "64 keys" in card and "16 best entries" in card
     assert "`python -m hashhop.ltm2.train --init-from " in card  # the command that ran, not the default one
     assert "Those weights' own card: steps x rows x bytes" in card  # what the starting weights are, from their card
     assert "a HashHop row asking up to 64 queries" in card  # the read stage's default rows
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"]):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
@@ -354,13 +355,16 @@ def test_top_k_training_read_changes_long_rows_only():
 
 
 def reference_pointer_read(q, keys, v, sink, delay, k, gated, per_confidence, far=None):
-    """The pointer read written out, one query at a time: each query's k best visible entries; the entry after the one
-    the previous query gave most weight (if not the sink, and visible; no pointer where ``gated`` is None) joins them with its logit plus the bonus
+    """The pointer read written out, one query at a time: each query's k best visible entries; the entry after (and with
+    more candidates, the entries POINTER_OFFSETS from) the one the previous query gave most weight (if not the sink, and visible; no pointer where ``gated`` is None) joins them with its logit plus the bonus
     gated + per_confidence x that weight (taken as a constant); a softmax with the sink; the values. ``far`` (keys
     (heads, n, hk), values (heads, n, vh), at (b, t), offset (b,)): where ``at``, the k best are taken among the visible
     entries and these (entry t + j, logit q . key + offset); a far entry is never followed."""
     b, heads, t, _ = q.shape
-    per_confidence = None if gated is None else per_confidence.expand(b, heads, t)
+    if gated is not None:  # (b, heads, t[, m]) and (heads or b, heads, t[, m]) -> (b, heads, t, m)
+        gated = gated if gated.dim() == 4 else gated[..., None]
+        per_confidence = (per_confidence if per_confidence.dim() == gated.dim() else per_confidence[..., None]).expand_as(gated)
+    offsets = POINTER_OFFSETS[: 1 if gated is None else gated.shape[-1]]
     rows = []
     for r in range(b):
         for h in range(heads):
@@ -378,9 +382,10 @@ def reference_pointer_read(q, keys, v, sink, delay, k, gated, per_confidence, fa
                     values, count = torch.cat([v[r, h], far[1][h]]), visible + far[0].shape[1]
                 best = logits.detach().topk(min(k, count)).indices.tolist()
                 candidates = {j: logits[j] for j in best}
-                nxt = pointer + 1
-                if gated is not None and pointer >= 0 and nxt < visible:
-                    candidates[nxt] = logits[nxt] + gated[r, h, p] + per_confidence[r, h, p] * confidence
+                for j, offset in enumerate(offsets):
+                    nxt = pointer + offset
+                    if gated is not None and pointer >= 0 and nxt < visible:
+                        candidates[nxt] = logits[nxt] + gated[r, h, p, j] + per_confidence[r, h, p, j] * confidence
                 ids = list(candidates)
                 weights = torch.softmax(torch.stack([*candidates.values(), sink[r, h, p]]), 0)
                 outs.append((weights[:-1, None] * values[ids]).sum(0))
@@ -522,3 +527,53 @@ def test_far_entries_stand_for_a_memory_drawn_up_to_the_span():
     assert stands_for.min() >= 40 and stands_for.max() <= 10**8 and stands_for.max() > 10**6 and stands_for.min() < 10**3
     with pytest.raises(HashHopError, match="pick one"):
         MixerConfig(name="ltm2", read_far=10, read_negatives=10)
+
+
+@pytest.mark.parametrize("k", [4, 1000])
+def test_pointer_read_with_three_candidates(k):
+    """pointer_candidates 3: the entries 1, 0 and 2 after the one the previous query read most are candidates, each with
+    its own bonus; against the read written out, outputs and gradients to both bonus parts of each."""
+    from hashhop.ltm2.model import MemoryRead
+
+    torch.manual_seed(8)
+    read = MemoryRead(d_model=16, key_dim=16, value_dim=8, heads=2, pointer=True, pointer_candidates=3)
+    b, heads, t, hk, vh, delay = 2, 2, 40, 8, 4, 5
+    k = min(k, t - delay)
+    leaves = [
+        torch.randn(b, heads, t, hk) * 3,
+        F.normalize(torch.randn(b, heads, t, hk), dim=-1),
+        torch.randn(b, heads, t, vh),
+        torch.randn(b, heads, t, 3) * 2,
+        torch.rand(1, heads, t, 3) * 4,
+    ]
+    mine, theirs = [x.clone().requires_grad_() for x in leaves], [x.clone().requires_grad_() for x in leaves]
+    got = read.top_k_read(*mine[:3], delay, k, pointer=(mine[3], mine[4]))
+    pos = torch.arange(t)
+    sink = (theirs[0] * read.sink_keys()[None, :, None, :]).sum(-1) + torch.log(torch.clamp(pos + 1, max=delay).float())
+    want = reference_pointer_read(*theirs[:3], sink, delay, k, theirs[3], theirs[4])
+    assert (got - want).abs().max() < 1e-5
+    probe = torch.randn_like(want)
+    (got * probe).sum().backward()
+    (want * probe).sum().backward()
+    for a, z in zip(mine, theirs):
+        assert z.grad.abs().max() > 0 and (a.grad - z.grad).abs().max() < 1e-4
+    for j in range(3):  # each candidate's bonus is used
+        assert mine[3].grad[..., j].abs().max() > 0
+    one = read.top_k_read(*(x.detach() for x in leaves[:3]), delay, k, pointer=(leaves[3][..., :1], leaves[4][..., :1]))
+    assert (got - one).abs().max() > 1e-2  # the other candidates change the read
+
+
+def test_pointer_candidates_parameters_start_at_zero_and_load_one_candidate_weights():
+    """pointer_candidates 3 adds its own bonus parameters (optional at init: zero where the weights a stage starts from
+    lack them), so weights trained with one candidate load unchanged; the bonus parts come out per candidate."""
+    one, three = small_lm(pointer=True), small_lm(pointer=True, pointer_candidates=3)
+    read = three.blocks[0].mixer.blocks[0].read
+    assert read.pointer_gain_more.abs().max() == 0 and read.pointer_gain_more.shape == (4,)
+    assert set(read.optional_at_init) >= {"pointer_gain_more", "pointer_more.weight", "pointer_more.bias"}
+    missing = three.load_state_dict(one.state_dict(), strict=False).missing_keys
+    assert missing and all("pointer_more" in m or "pointer_gain_more" in m for m in missing)
+    read.pointer_gain_more.data = torch.tensor([1.0, 2.0, 3.0, 4.0])  # (candidate 2: heads 0, 1; candidate 3: heads 0, 1)
+    gated, gains = read.pointer_bonus_parts(torch.zeros(5, 32))
+    assert gated.shape == (5, 2, 3) and gains.tolist() == [[0.0, 1.0, 3.0], [0.0, 2.0, 4.0]]
+    with pytest.raises(HashHopError, match="pointer_candidates"):
+        MixerConfig(name="ltm2", pointer_candidates=4)
