@@ -43,7 +43,7 @@ READ_QUERIES = 64  # stage 2: a HashHop row asks up to 64 queries (the data's de
 # against 21 / 21 / 23 (ltm2_recall_q64_30q, ltm2_recall_s2g_30q)
 READ_POINTER = True  # stage 2: reads may follow a pointer (MixerConfig.pointer; docs/ltm2.md): 10M characters 1 hop
 # 0 -> 7 of 10 (RESULTS.md, ltm2_recall_10m_ptr against ltm2_recall_10m_q64)
-READ_POINTER_CANDIDATES = 1  # stage 2: the pointer's candidates (MixerConfig.pointer_candidates: 1 the next entry; 3
+READ_POINTER_CANDIDATES = 3  # stage 2: the pointer's candidates (MixerConfig.pointer_candidates: 1 the next entry; 3
 # also the same one and the one after the next)
 READ_FAR = 0  # stage 2: far entries (keys and values of earlier batches) the reads at answer positions also see, as a
 # sample of a memory of up to READ_FAR_SPAN entries (MixerConfig.read_far); 0: off
