@@ -221,6 +221,25 @@ def test_kinds_weighted_zero_cost_nothing():
     assert (wanted[:, :, :, d.JUMP] == -1).all() and torch.equal(wanted[:, :, :, d.COPY], reads[:, :, :, d.COPY])
 
 
+def written_out_far_loss(lm: LM, x: torch.Tensor, row: int, far: torch.Tensor, pos: int = 40, target: int = 3) -> float:
+    """The first block's read loss at ``pos`` of row ``row`` written out: one softmax over the row's visible slots
+    (the sink's, then the entries) and the far keys, the query as sharp as over len(far) more entries; -log of the
+    heads' mean share on entry ``target``."""
+    net = lm.blocks[0].mixer
+    read = net.blocks[0].read
+    with torch.no_grad():
+        h0 = lm.blocks[0].norm1(lm.embed(x))
+        states = net.encoder(h0)
+        keys, _ = net.write(h0, states)
+        h = states + net.blocks[0].local(net.blocks[0].norm_local(states))
+        q = read.queries(net.blocks[0].norm_read(h), net.key)
+        delay = net.delay
+        scaled = q[row, :, pos] * read_gain(pos - delay + 1 + far.shape[1], True)
+        slots = torch.cat([read.sink_keys()[:, None].expand(-1, delay, -1), keys[row]], 1)[:, : pos + 1]
+        weights = F.softmax(torch.cat([(slots * scaled[:, None]).sum(-1), (far * scaled[:, None]).sum(-1)], 1), -1)
+        return -math.log(weights[:, target + delay].mean())
+
+
 def test_far_keys_join_each_supervised_reads_softmax_sharpened_for_their_count():
     lm = small_lm(log_length_reads=True, read_negatives=50)
     net = lm.blocks[0].mixer
@@ -236,17 +255,7 @@ def test_far_keys_join_each_supervised_reads_softmax_sharpened_for_their_count()
     net.far_keys = far.clone()
     _, loss, count = lm(x, read_targets=targets)
     assert count.tolist() == [1, 0] and torch.equal(net.far_keys, far)
-    with torch.no_grad():  # written out: the row's visible slots and the far keys in one softmax, gain for 30 more entries
-        h0 = lm.blocks[0].norm1(lm.embed(x))
-        states = net.encoder(h0)
-        keys, _ = net.write(h0, states)
-        h = states + net.blocks[0].local(net.blocks[0].norm_local(states))
-        q = read.queries(net.blocks[0].norm_read(h), net.key)
-        delay, pos = net.delay, 40
-        scaled = q[0, :, pos] * read_gain(pos - delay + 1 + 30, True)
-        slots = torch.cat([read.sink_keys()[:, None].expand(-1, delay, -1), keys[0]], 1)[:, : pos + 1]
-        weights = F.softmax(torch.cat([(slots * scaled[:, None]).sum(-1), (far * scaled[:, None]).sum(-1)], 1), -1)
-        want = -math.log(weights[:, 3 + delay].mean())
+    want = written_out_far_loss(lm, x, 0, far)  # the row's visible slots and the far keys, gain for 30 more entries
     assert abs(float(loss[0].detach()) - want) < 1e-4 and float(loss[0].detach()) > float(plain[0].detach())
 
 
@@ -482,7 +491,7 @@ def test_training_reads_far_entries_at_answer_positions_only():
     read targets also see them (as sharp as over the longer memory), so outputs before the first such position equal
     the plain read's; the supervised share is then over the row and the far keys, written out here."""
     lm = small_lm(log_length_reads=True, read_far=50, read_far_span=1, read_top_k=8, pointer=True).train()
-    net, read = lm.blocks[0].mixer, lm.blocks[0].mixer.blocks[0].read
+    net = lm.blocks[0].mixer
     for block in net.blocks:  # strong reads (as trained ones are), so that what they read shows
         block.read.out.weight.data.normal_(0, 0.5)
         block.read.value.weight.data.normal_(0, 0.5)
@@ -502,16 +511,7 @@ def test_training_reads_far_entries_at_answer_positions_only():
     assert count.tolist() == [1, 1] and net.far_keys.shape == (2, 50, 8)
     assert torch.allclose(out[0], plain[0], atol=1e-6) and torch.allclose(out[1, :40], plain[1, :40], atol=1e-6)
     assert (out[1, 40:] - plain[1, 40:]).abs().max() > 1e-4
-    with torch.no_grad():
-        h = net.encoder(h0)
-        h = h + net.blocks[0].local(net.blocks[0].norm_local(h))
-        q = read.queries(net.blocks[0].norm_read(h), net.key)
-        delay, pos = net.delay, 40
-        scaled = q[1, :, pos] * read_gain(pos - delay + 1 + 30, True)
-        slots = torch.cat([read.sink_keys()[:, None].expand(-1, delay, -1), keys[1]], 1)[:, : pos + 1]
-        weights = F.softmax(torch.cat([(slots * scaled[:, None]).sum(-1), (pool * scaled[:, None]).sum(-1)], 1), -1)
-        want = -math.log(weights[:, 3 + delay].mean())
-    assert abs(float(loss[0]) - want) < 1e-4
+    assert abs(float(loss[0]) - written_out_far_loss(lm, x, 1, pool)) < 1e-4
     lm.eval()  # outside training nothing far is read
     assert torch.allclose(lm(x)[1], plain[1], atol=1e-6)
 
