@@ -107,11 +107,7 @@ def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
     assert count.tolist() == [2, 1] and torch.allclose(logits, lm(x))
     # written out: the first block's read at those positions, softmax over its sink slots and visible entries
     with torch.no_grad():
-        h0 = lm.blocks[0].norm1(lm.embed(x))
-        states = net.encoder(h0)
-        keys, _ = net.write(h0, states)
-        h = states + net.blocks[0].local(net.blocks[0].norm_local(states))
-        q = read.queries(net.blocks[0].norm_read(h), net.key)
+        keys, q = first_read_inputs(lm, x)
         delay = net.delay
 
         def share(row, pos, entries):
@@ -221,6 +217,16 @@ def test_kinds_weighted_zero_cost_nothing():
     assert (wanted[:, :, :, d.JUMP] == -1).all() and torch.equal(wanted[:, :, :, d.COPY], reads[:, :, :, d.COPY])
 
 
+def first_read_inputs(lm: LM, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The memory's unit keys (b, heads, t, hk) and the first block's scaled queries (b, heads, t, hk), written out."""
+    net = lm.blocks[0].mixer
+    h0 = lm.blocks[0].norm1(lm.embed(x))
+    states = net.encoder(h0)
+    keys, _ = net.write(h0, states)
+    h = states + net.blocks[0].local(net.blocks[0].norm_local(states))
+    return keys, net.blocks[0].read.queries(net.blocks[0].norm_read(h), net.key)
+
+
 def written_out_far_loss(lm: LM, x: torch.Tensor, row: int, far: torch.Tensor, pos: int = 40, target: int = 3) -> float:
     """The first block's read loss at ``pos`` of row ``row`` written out: one softmax over the row's visible slots
     (the sink's, then the entries) and the far keys, the query as sharp as over len(far) more entries; -log of the
@@ -228,11 +234,7 @@ def written_out_far_loss(lm: LM, x: torch.Tensor, row: int, far: torch.Tensor, p
     net = lm.blocks[0].mixer
     read = net.blocks[0].read
     with torch.no_grad():
-        h0 = lm.blocks[0].norm1(lm.embed(x))
-        states = net.encoder(h0)
-        keys, _ = net.write(h0, states)
-        h = states + net.blocks[0].local(net.blocks[0].norm_local(states))
-        q = read.queries(net.blocks[0].norm_read(h), net.key)
+        keys, q = first_read_inputs(lm, x)
         delay = net.delay
         scaled = q[row, :, pos] * read_gain(pos - delay + 1 + far.shape[1], True)
         slots = torch.cat([read.sink_keys()[:, None].expand(-1, delay, -1), keys[row]], 1)[:, : pos + 1]
