@@ -409,6 +409,19 @@ def reference_pointer_read(q, keys, v, sink, delay, k, gated, per_confidence, fa
     return torch.stack(rows).view(b, heads, t, -1)
 
 
+def pointer_leaves(b: int, heads: int, t: int, hk: int, vh: int, candidates: int = 0) -> list[torch.Tensor]:
+    """Random inputs of a pointer read: scaled queries, unit keys, values, the bonus's gated part and its part per unit
+    of confidence ((b, heads, t) and (heads, t); with ``candidates``, (b, heads, t, m) and (1, heads, t, m))."""
+    extra = (candidates,) if candidates else ()
+    return [
+        torch.randn(b, heads, t, hk) * 3,
+        F.normalize(torch.randn(b, heads, t, hk), dim=-1),
+        torch.randn(b, heads, t, vh),
+        torch.randn(b, heads, t, *extra) * (2 if candidates else 1),
+        torch.rand(*((1,) if candidates else ()), heads, t, *extra) * 4,
+    ]
+
+
 @pytest.mark.parametrize("k", [4, 1000])
 def test_pointer_read_follows_the_entry_after_the_last_read(k):
     """MemoryRead.top_k_read with a pointer against the read written out (reference_pointer_read): outputs, and
@@ -419,13 +432,7 @@ def test_pointer_read_follows_the_entry_after_the_last_read(k):
     read = MemoryRead(d_model=16, key_dim=16, value_dim=8, heads=2, pointer=True)
     b, heads, t, hk, vh, delay = 2, 2, 40, 8, 4, 5
     k = min(k, t - delay)
-    leaves = [
-        torch.randn(b, heads, t, hk) * 3,
-        F.normalize(torch.randn(b, heads, t, hk), dim=-1),
-        torch.randn(b, heads, t, vh),
-        torch.randn(b, heads, t),
-        torch.rand(heads, t) * 4,
-    ]
+    leaves = pointer_leaves(b, heads, t, hk, vh)
     q, keys, v, gated, per_confidence = (x.clone().requires_grad_() for x in leaves)
     got = read.top_k_read(q, keys, v, delay, k, pointer=(gated, per_confidence))
     q2, keys2, v2, gated2, per_confidence2 = (x.clone().requires_grad_() for x in leaves)
@@ -541,13 +548,7 @@ def test_pointer_read_with_three_candidates(k):
     read = MemoryRead(d_model=16, key_dim=16, value_dim=8, heads=2, pointer=True, pointer_candidates=3)
     b, heads, t, hk, vh, delay = 2, 2, 40, 8, 4, 5
     k = min(k, t - delay)
-    leaves = [
-        torch.randn(b, heads, t, hk) * 3,
-        F.normalize(torch.randn(b, heads, t, hk), dim=-1),
-        torch.randn(b, heads, t, vh),
-        torch.randn(b, heads, t, 3) * 2,
-        torch.rand(1, heads, t, 3) * 4,
-    ]
+    leaves = pointer_leaves(b, heads, t, hk, vh, candidates=3)
     mine, theirs = [x.clone().requires_grad_() for x in leaves], [x.clone().requires_grad_() for x in leaves]
     got = read.top_k_read(*mine[:3], delay, k, pointer=(mine[3], mine[4]))
     pos = torch.arange(t)
