@@ -177,8 +177,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=WEIGHTS, help="LTM-2 weights (a file from hashhop train --model ltm2, or a lab run folder)")
     ap.add_argument("--lengths", default="10k,100k", help="HashHop context lengths in characters (every task; '' for none)")
-    ap.add_argument("--long-lengths", default="1M", help="longer HashHop contexts (1 hop and 2 hops CoT only)")
-    ap.add_argument("--long-tasks", default="1,2cot", help="the tasks at --long-lengths: 1 (1 hop), 2cot (2 hops CoT), or both")
+    ap.add_argument("--long-lengths", default="1M", help="longer HashHop contexts (the tasks of --long-tasks only)")
+    ap.add_argument("--long-tasks", default="1,2cot", help="the tasks at --long-lengths (comma-separated): 1 (1 hop), 2cot (2 hops CoT), 3cot (3 hops CoT)")
     ap.add_argument("--queries", type=int, default=20, help="queries per HashHop problem")
     ap.add_argument("--shapes-length", default="100k", help="context length of the hash length / alphabet rows")
     ap.add_argument("--ruler-lengths", default="100k", help="RULER-style context lengths")
@@ -196,10 +196,10 @@ def main() -> None:
     folder = os.path.dirname(os.path.abspath(args.failures)) if args.failures else None
     if folder and not os.path.isdir(folder):  # before the run, not after it
         ap.error(f"--failures {args.failures}: no folder {folder}")
-    long_tasks = {"1": (1, False), "2cot": (2, True)}
+    long_tasks = {"1": (1, False), "2cot": (2, True), "3cot": (3, True)}
     picked = [t.strip() for t in args.long_tasks.split(",") if t.strip()]
     if not picked or any(t not in long_tasks for t in picked):
-        ap.error(f"--long-tasks takes 1, 2cot or both (comma-separated), got {args.long_tasks!r}")
+        ap.error(f"--long-tasks takes 1, 2cot and 3cot (comma-separated), got {args.long_tasks!r}")
     long_tasks = [long_tasks[t] for t in dict.fromkeys(picked)]
     variants = [v.strip() for v in args.variants.split(",")]
     others = [v.strip() for v in args.other_variants.split(",")]
