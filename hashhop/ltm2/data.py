@@ -286,10 +286,59 @@ def _hash_capacity(radix: int, length: int) -> int:
     return space if space <= 1 << 32 else min(1 << ((radix.bit_length() - 1) * length), 1 << 64)
 
 
-def build_hashhop(rng: Rng | int, length: int, corpus: np.ndarray | None = None, max_queries: int = HASHHOP_MAX_QUERIES) -> Built:
-    """:func:`hashhop_sample` with its parts: ``meta`` holds the prompt and completion exactly as written."""
+NEAR_MISS_SHARED = 8  # a near-miss hash shares 1 .. this many leading or trailing characters with another hash
+
+
+def near_miss_hashes(rng: Rng, hashes: Sequence[str], alphabet: str) -> dict[str, str]:
+    """A rewrite of some of a problem's ``hashes`` (all distinct, one length) into near misses of others: each
+    rewritten hash keeps the first or the last k characters (k from 1 to :data:`NEAR_MISS_SHARED`, less than the
+    length) of another hash, kept as it is, and draws the rest afresh. A random context of millions of characters
+    holds many hashes that share a few characters with the one asked for, which a 16K-byte row of random hashes
+    hardly ever does: keys and copies trained on such rows need not look past two or three characters.
+    Returns ``{old: new}`` for the rewritten ones (still all distinct; a hash with no fresh relative stays)."""
+    length = len(hashes[0])
+    share = float(rng.uniform(0.25, 0.75))
+    picked = rng.random(len(hashes)) < share
+    parents = [h for h, p in zip(hashes, picked) if not p]
+    if not parents or length < 2:
+        return {}
+    used = set(hashes)
+    out = {}
+    for old in (h for h, p in zip(hashes, picked) if p):
+        parent = parents[int(rng.integers(len(parents)))]
+        k = int(rng.integers(1, min(length - 1, NEAR_MISS_SHARED) + 1))
+        for _ in range(20):  # small alphabets and short hashes may have no fresh relative: the hash stays
+            fresh = _hash(rng, alphabet, length - k)
+            new = parent[:k] + fresh if rng.random() < 0.5 else fresh + parent[-k:]
+            if new not in used:
+                used.add(new)
+                out[old] = new
+                break
+    return out
+
+
+def _rewrite_hashes(prompt: str, rewrite: dict[str, str]) -> str:
+    """Magic's prompt with each hash replaced by ``rewrite``'s (lines ``K = V`` and ``K = 'V'``; one length, so
+    every line keeps its offset)."""
+    lines = []
+    for line in prompt.split("\n"):
+        key, value = line.split(" = ")
+        quoted = value.startswith("'")
+        value = value.strip("'")
+        value = rewrite.get(value, value)
+        lines.append(f"{rewrite.get(key, key)} = " + (f"'{value}'" if quoted else value))
+    return "\n".join(lines)
+
+
+def build_hashhop(
+    rng: Rng | int, length: int, corpus: np.ndarray | None = None, max_queries: int = HASHHOP_MAX_QUERIES, near_miss: float = 0.0
+) -> Built:
+    """:func:`hashhop_sample` with its parts: ``meta`` holds the prompt and completion exactly as written. With
+    probability ``near_miss`` the row's hashes are rewritten so that many share a few first or last characters with
+    another (:func:`near_miss_hashes`): the same format, with the crowd of near misses a long context holds."""
     from hashhop.task.generator import plan
-    from hashhop.task.grammar import completion_header, query_line
+    from hashhop.task.grammar import completion_header, format_completion, query_line
+    from hashhop.task.sample import Chain
     from hashhop.task.spec import HashHopSpec, resolve_alphabet
 
     rng = _rng(rng)
@@ -342,13 +391,18 @@ def build_hashhop(rng: Rng | int, length: int, corpus: np.ndarray | None = None,
         seed=int(rng.integers(0, 2**62)),
     )
     problem = plan(spec)
-    prompt, completion = problem.prompt, problem.completion
-    built = Built(meta={"component": "hashhop", "spec": spec, "prompt": prompt, "completion": completion})
+    prompt, completion, queries = problem.prompt, problem.completion, problem.queries
+    if near_miss > 0 and rng.random() < near_miss:
+        rewrite = near_miss_hashes(rng, [h for chain in problem.all_chains() for h in chain], resolve_alphabet(alphabet))
+        prompt = _rewrite_hashes(prompt, rewrite)
+        queries = tuple(Chain(tuple(rewrite.get(h, h) for h in c.hashes), c.lines, offsets=c.offsets) for c in queries)
+        completion = format_completion(hops, cot, [(c.query, c.answer(cot)) for c in queries])
+    built = Built(meta={"component": "hashhop", "spec": spec, "prompt": prompt, "completion": completion, "queries": queries})
     built.meta["filler"] = length - len(prompt) - 2 - len(completion)
     built.add(_filler(rng, built.meta["filler"], corpus))
     prompt_at = len(built)
     built.add(prompt + "\n\n" + header)
-    for chain in problem.queries:  # the completion, piece by piece: loss on each answer and its closing quote
+    for chain in queries:  # the completion, piece by piece: loss on each answer and its closing quote
         answer = chain.answer(cot)
         built.add(query_line(chain.query))
         built.reads += hashhop_reads(chain, cot, prompt_at, len(built))
@@ -403,11 +457,13 @@ def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int) -> list[tupl
     return reads + [closing_quote(at)]
 
 
-def hashhop_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None, max_queries: int = HASHHOP_MAX_QUERIES) -> Sample:
+def hashhop_sample(
+    rng: Rng | int, length: int, corpus: np.ndarray | None = None, max_queries: int = HASHHOP_MAX_QUERIES, near_miss: float = 0.0
+) -> Sample:
     """Magic's HashHop text (prompt, blank line, completion) made by the data engine, sized to fit ``length``,
     haystack filling the rest in front; trained on the answers and their closing quotes. 2 .. ``max_queries``
-    queries (as many as fit)."""
-    return build_hashhop(rng, length, corpus, max_queries).render(length)
+    queries (as many as fit); ``near_miss``: the share of rows whose hashes are rewritten into near misses."""
+    return build_hashhop(rng, length, corpus, max_queries, near_miss).render(length)
 
 
 KV_MAX_ITEMS = 1000  # pairs or chains per sample: every key and value kind has over 9,000 distinct strings
@@ -716,7 +772,10 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     max_queries = cfg.extra.get("hashhop_max_queries", HASHHOP_MAX_QUERIES)
     if isinstance(max_queries, bool) or not isinstance(max_queries, int) or not 2 <= max_queries <= 4096:
         raise HashHopError(f"task.extra.hashhop_max_queries must be a whole number from 2 to 4096, got {max_queries!r}")
-    options = {"hashhop": {"max_queries": max_queries}}  # per component: its builder's own knobs
+    near_miss = cfg.extra.get("hashhop_near_miss", 0.0)
+    if isinstance(near_miss, bool) or not isinstance(near_miss, (int, float)) or not 0 <= near_miss <= 1:
+        raise HashHopError(f"task.extra.hashhop_near_miss must be a number from 0 to 1, got {near_miss!r}")
+    options = {"hashhop": {"max_queries": max_queries, "near_miss": float(near_miss)}}  # per component: its builder's knobs
     # One seed per row from the torch generator: the rows are independent and reproducible.
     seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
     want_reads = bool(cfg.extra.get("read_targets", False))

@@ -24,6 +24,7 @@ from hashhop.ltm2.config import (
     CARD,
     READ_FAR,
     READ_FAR_SPAN,
+    READ_NEAR_MISS,
     READ_NEGATIVES,
     READ_POINTER,
     READ_POINTER_CANDIDATES,
@@ -66,6 +67,7 @@ def train_ltm2(
     read_far: int = READ_FAR,
     read_far_span: int = READ_FAR_SPAN,
     pointer_candidates: int = READ_POINTER_CANDIDATES,
+    near_miss: float = READ_NEAR_MISS,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -93,11 +95,11 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
             read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
-            read_far_span=read_far_span, pointer_candidates=pointer_candidates,
+            read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -182,6 +184,12 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             f" log-uniformly up to {mixer['read_far_span']:,} entries, each far entry's logit counts its share of them and the"
             " reads are as sharp as over that length. Content reads then fail as at length, and the answers must be carried"
             " by what still works there."
+        )
+    near_miss = cfg["task"]["extra"].get("hashhop_near_miss")
+    if near_miss:
+        second += (
+            f" In {near_miss:.0%} of its HashHop rows a quarter to three quarters of the hashes are rewritten to keep another"
+            " hash's first or last 1-8 characters (the rest drawn afresh): the near misses a long context holds."
         )
     if mixer.get("read_negatives"):
         second += (
@@ -296,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
         "--pointer-candidates", type=int, default=READ_POINTER_CANDIDATES,
         help="second stage: the pointer's candidates: 1 the entry after the last read's; 2 also the same one; 3 also the one after the next",
     )
+    ap.add_argument(
+        "--near-miss", type=float, default=READ_NEAR_MISS,
+        help="second stage: the share of HashHop rows whose hashes share their first or last characters with another's (0: none)",
+    )
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
@@ -317,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--read-far and --read-negatives both keep far keys: pick one")
     if not 1 <= args.pointer_candidates <= 3:
         ap.error(f"--pointer-candidates must be 1, 2 or 3, got {args.pointer_candidates}")
+    if not 0 <= args.near_miss <= 1:
+        ap.error(f"--near-miss must be a number from 0 to 1, got {args.near_miss:g}")
     if not 0 <= args.read_top_k <= 1 << 16:
         ap.error(f"--read-top-k must be a whole number from 0 to {1 << 16} (0: every entry), got {args.read_top_k}")
     if not 2 <= args.read_queries <= 4096:
@@ -345,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             read_far=args.read_far,
             read_far_span=args.read_far_span,
             pointer_candidates=args.pointer_candidates,
+            near_miss=args.near_miss,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

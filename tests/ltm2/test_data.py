@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -138,11 +139,12 @@ def test_missing_corpus_is_a_one_line_error_with_the_way_out(tmp_path):
 
 
 # -- HashHop: Magic's format, answers trained, hashes not ----------------------------------------------------------
-def test_hashhop_component_is_magics_format_with_answer_masks(corpus):
+@pytest.mark.parametrize("near_miss", [0.0, 1.0])
+def test_hashhop_component_is_magics_format_with_answer_masks(corpus, near_miss):
     specs = []
     for seed in range(150):
         length = (d.MIN_SEQ_LEN, 1500, 4097)[seed % 3]
-        built = d.build_hashhop(seed, length, corpus if seed % 2 else None)
+        built = d.build_hashhop(seed, length, corpus if seed % 2 else None, near_miss=near_miss)
         text, mask = built.render(length)
         prompt, completion, filler = built.meta["prompt"], built.meta["completion"], built.meta["filler"]
         assert text == text[:filler] + (prompt + "\n\n" + completion).encode()
@@ -161,6 +163,9 @@ def test_hashhop_component_is_magics_format_with_answer_masks(corpus):
             assert answer == (" = ".join(chain[1:]) if cot else chain[-1])
         assert trained(text, mask) == "".join(a + "'" for _, a in answers)
         assert not mask[: filler + len(prompt) + 2].any()  # never the prompt's random hashes
+        for byte, _, sources, kind in built.reads:  # read targets still on the bytes the answer writes
+            if kind == d.COPY:
+                assert all(text[s - 1 : s + 1] == text[byte - 1 : byte + 1] for s in sources)
         specs.append(spec)
     assert {s.hops for s in specs} == {1, 2, 3, 4}
     assert {s.chain_of_thought for s in specs} == {True, False}
@@ -390,3 +395,39 @@ def test_hashhop_rows_ask_up_to_the_configured_number_of_queries(corpus_path):
     for bad in (1, 5000, True, "8"):
         with pytest.raises(HashHopError, match="hashhop_max_queries"):
             d.mixture_batch(cfg(512, corpus=corpus_path, hashhop_max_queries=bad), 1, torch.Generator())
+
+
+def shared_ends(hashes: list[str], k: int) -> int:
+    """Pairs of hashes with the same first or last ``k`` characters."""
+    heads, tails = Counter(h[:k] for h in hashes), Counter(h[-k:] for h in hashes)
+    return sum(n * (n - 1) // 2 for n in (*heads.values(), *tails.values()))
+
+
+def test_near_miss_rows_share_ends_as_a_long_context_does(corpus, corpus_path):
+    """near_miss rewrites some hashes to keep another's first or last 1-8 characters: distinct, same length, same
+    alphabet, each sharing its ends with a hash that was kept; random hashes hardly ever do."""
+    rng = np.random.default_rng(0)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    hashes = ["".join(rng.choice(list(alphabet), 16)) for _ in range(400)]
+    rewrite = d.near_miss_hashes(rng, hashes, alphabet)
+    new = [rewrite.get(h, h) for h in hashes]
+    assert 0.2 * len(hashes) < len(rewrite) < 0.8 * len(hashes) and len(set(new)) == len(new)
+    assert all(len(h) == 16 and set(h) <= set(alphabet) for h in new)
+    kept = [h for h in hashes if h not in rewrite]
+    for h in rewrite.values():
+        assert any(h[0] == p[0] or h[-1] == p[-1] for p in kept)
+    assert shared_ends(new, 3) > 20 * max(1, shared_ends(hashes, 3))
+    assert d.near_miss_hashes(rng, ["ab"], "ab") == {}  # nothing to be a near miss of
+    built = [d.build_hashhop(seed, 4097, corpus, near_miss=1.0) for seed in range(20)]
+    plain = [d.build_hashhop(seed, 4097, corpus) for seed in range(20)]
+
+    def ends(b) -> float:
+        keys = [k for k, _, _ in parse_prompt(b.meta["prompt"])]
+        return shared_ends(keys, 2) / len(keys)
+
+    near, random = np.array([ends(b) for b in built]), np.array([ends(b) for b in plain])  # same specs, seed by seed
+    assert [b.meta["spec"] for b in built] == [b.meta["spec"] for b in plain]
+    assert np.mean(near > random) > 0.7 and near.mean() > random.mean() + 0.2
+    for bad in (1.5, -0.1, True, "0.5"):
+        with pytest.raises(HashHopError, match="hashhop_near_miss"):
+            d.mixture_batch(cfg(512, corpus=corpus_path, hashhop_near_miss=bad), 1, torch.Generator())
