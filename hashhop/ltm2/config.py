@@ -50,6 +50,8 @@ READ_FAR = 0  # stage 2: far entries (keys and values of earlier batches) the re
 READ_FAR_SPAN = 100_000_000
 READ_NEAR_MISS = 0.0  # stage 2: the share of HashHop rows whose hashes are rewritten so that many share their first or
 # last characters with another (task.extra.hashhop_near_miss; hashhop.ltm2.data.near_miss_hashes); 0: Magic's random hashes
+READ_QUERY_READS = False  # stage 2: read targets inside each HashHop question too (task.extra.hashhop_query_reads):
+# `H1 = '` reads its first link's `=` and the entry before its value, as a CoT answer does after each hash it writes
 READ_QUERY_SHIFT = False  # stage 2: a read's query may take in the previous position's key (MixerConfig.query_shift)
 READ_TOP_K = 64  # stage 2: reads over each query's 64 best entries (MixerConfig.read_top_k; 0: dense), as the engine
 # reads: a 16K-byte row costs 5.7x less a step than with dense reads (benchmarks/RESULTS.md, ltm2_train_cost_gathered)
@@ -73,6 +75,7 @@ def ltm2_config(
     read_far_span: int = READ_FAR_SPAN,
     pointer_candidates: int = READ_POINTER_CANDIDATES,
     near_miss: float = READ_NEAR_MISS,
+    query_reads: bool = READ_QUERY_READS,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -84,7 +87,8 @@ def ltm2_config(
     (a learnt bonus, zero at the start); ``read_far`` / ``read_far_span`` (stage 2): the reads at answer positions also
     see that many far entries standing for a memory of up to that span (MixerConfig.read_far); ``pointer_candidates``
     (stage 2, with ``pointer``): MixerConfig.pointer_candidates; ``near_miss`` (stage 2): the share of HashHop rows
-    whose hashes are near misses of each other (task.extra.hashhop_near_miss)."""
+    whose hashes are near misses of each other (task.extra.hashhop_near_miss); ``query_reads`` (stage 2): read targets
+    in each HashHop question too (task.extra.hashhop_query_reads)."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
@@ -92,7 +96,7 @@ def ltm2_config(
     return RunConfig.from_dict(
         {
             "name": name,
-            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {})}},
+            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {})}},
             "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,

@@ -331,11 +331,17 @@ def _rewrite_hashes(prompt: str, rewrite: dict[str, str]) -> str:
 
 
 def build_hashhop(
-    rng: Rng | int, length: int, corpus: np.ndarray | None = None, max_queries: int = HASHHOP_MAX_QUERIES, near_miss: float = 0.0
+    rng: Rng | int,
+    length: int,
+    corpus: np.ndarray | None = None,
+    max_queries: int = HASHHOP_MAX_QUERIES,
+    near_miss: float = 0.0,
+    query_reads: bool = False,
 ) -> Built:
     """:func:`hashhop_sample` with its parts: ``meta`` holds the prompt and completion exactly as written. With
     probability ``near_miss`` the row's hashes are rewritten so that many share a few first or last characters with
-    another (:func:`near_miss_hashes`): the same format, with the crowd of near misses a long context holds."""
+    another (:func:`near_miss_hashes`): the same format, with the crowd of near misses a long context holds.
+    ``query_reads``: read targets in each question too (:func:`hashhop_reads`); the text is the same."""
     from hashhop.task.generator import plan
     from hashhop.task.grammar import completion_header, format_completion, query_line
     from hashhop.task.sample import Chain
@@ -405,13 +411,13 @@ def build_hashhop(
     for chain in queries:  # the completion, piece by piece: loss on each answer and its closing quote
         answer = chain.answer(cot)
         built.add(query_line(chain.query))
-        built.reads += hashhop_reads(chain, cot, prompt_at, len(built))
+        built.reads += hashhop_reads(chain, cot, prompt_at, len(built), query_reads)
         built.add(answer + "'", trained=True)
         built.add("\n")
     return built
 
 
-def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int) -> list[tuple[int, int, tuple[int, ...], int]]:
+def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int, query_reads: bool = False) -> list[tuple[int, int, tuple[int, ...], int]]:
     """Where each byte of a HashHop answer is read from, for :attr:`Built.reads`: ``chain`` a
     :class:`hashhop.task.formats.Chain` (hashes H1 .. Hk+1, its links' offsets in the prompt), ``prompt_at`` /
     ``answer_at`` where the prompt and the answer start in the sample.
@@ -426,9 +432,18 @@ def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int) -> list[tupl
     other byte of the answer, for the first read: a hash's later bytes out of its link (the first 15 are asked one
     byte off after a quote-skipped jump) or out of the next link, which starts with the hash (either entry is right),
     the space after each ``=`` and the closing quote. The space right after a written hash is left out: the two
-    links that hold it show the same 15 bytes there, then a newline in one and the space in the other."""
+    links that hold it show the same 15 bytes there, then a newline in one and the space in the other.
+
+    ``query_reads``: two more JUMPs in the question ``H1 = '`` itself (given, not trained as bytes), as a CoT answer
+    has them after each hash it writes: the read after ``H1 `` at the first link's ``=``, and the read after
+    ``H1 = `` at the entry before the link's value (its window is the question's, without the quote), so a pointer
+    that stays on it (unquoted link) or steps once (quoted) carries the answer's first jump."""
     hashes, hops = chain.hashes, len(chain.hashes) - 1
     link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
+    asked = []
+    if query_reads:  # the question ends `H1 = '` right before answer_at
+        equals = link_at[0] + len(hashes[0]) + 1
+        asked = [(answer_at - 3, 0, (equals,), JUMP), (answer_at - 1, 0, (equals + 2,), JUMP)]
 
     def value_at(m: int) -> int:  # where link m's value starts (after the opening quote of the last link)
         return link_at[m] + len(hashes[m]) + 3 + (m == hops - 1)
@@ -444,9 +459,9 @@ def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int) -> list[tupl
         return (at, 0, (value_at(hops - 1) + len(hashes[-1]),), COPY)
 
     if not cot and hops > 1:
-        reads = [(answer_at, 0, (value_at(0),), JUMP), (answer_at, 1, (value_at(1),), JUMP)]
+        reads = [*asked, (answer_at, 0, (value_at(0),), JUMP), (answer_at, 1, (value_at(1),), JUMP)]
         return reads + copies(answer_at, hops - 1) + [closing_quote(answer_at + len(hashes[-1]))]
-    reads = [(answer_at, 0, (value_at(0),), JUMP), *copies(answer_at, 0)]
+    reads = [*asked, (answer_at, 0, (value_at(0),), JUMP), *copies(answer_at, 0)]
     at = answer_at + len(hashes[1])
     for m in range(1, hops):  # " = H(m+2)" out of link m, which starts with the hash just written
         reads.append((at + 1, 0, (link_at[m] + len(hashes[m]) + 1,), JUMP))
@@ -772,10 +787,14 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     max_queries = cfg.extra.get("hashhop_max_queries", HASHHOP_MAX_QUERIES)
     if isinstance(max_queries, bool) or not isinstance(max_queries, int) or not 2 <= max_queries <= 4096:
         raise HashHopError(f"task.extra.hashhop_max_queries must be a whole number from 2 to 4096, got {max_queries!r}")
+    query_reads = cfg.extra.get("hashhop_query_reads", False)
+    if not isinstance(query_reads, bool):
+        raise HashHopError(f"task.extra.hashhop_query_reads must be true or false, got {query_reads!r}")
     near_miss = cfg.extra.get("hashhop_near_miss", 0.0)
     if isinstance(near_miss, bool) or not isinstance(near_miss, (int, float)) or not 0 <= near_miss <= 1:
         raise HashHopError(f"task.extra.hashhop_near_miss must be a number from 0 to 1, got {near_miss!r}")
     options = {"hashhop": {"max_queries": max_queries, "near_miss": float(near_miss)}}  # per component: its builder's knobs
+    built_options = {"hashhop": {**options["hashhop"], "query_reads": query_reads}}  # read targets only: same text
     # One seed per row from the torch generator: the rows are independent and reproducible.
     seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
     want_reads = bool(cfg.extra.get("read_targets", False))
@@ -785,7 +804,7 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
 
     def sample(name: str, rng: Rng, size: int, row: int, lead: int) -> Sample:
         if want_reads and name in BUILDERS:  # the same sample, built with its read targets
-            built = BUILDERS[name](rng, size, corpus, **options.get(name, {}))
+            built = BUILDERS[name](rng, size, corpus, **built_options.get(name, options.get(name, {})))
             found = built.read_sources(size)
             sources[row, lead:] = np.where(found >= 0, found + lead, -1)
             return built.render(size)

@@ -29,6 +29,7 @@ from hashhop.ltm2.config import (
     READ_POINTER,
     READ_POINTER_CANDIDATES,
     READ_QUERIES,
+    READ_QUERY_READS,
     READ_QUERY_SHIFT,
     READ_SEQ_LEN,
     READ_STEPS,
@@ -68,6 +69,7 @@ def train_ltm2(
     read_far_span: int = READ_FAR_SPAN,
     pointer_candidates: int = READ_POINTER_CANDIDATES,
     near_miss: float = READ_NEAR_MISS,
+    query_reads: bool = READ_QUERY_READS,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -95,11 +97,11 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
             read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
-            read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss,
+            read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -190,6 +192,12 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
         second += (
             f" In {near_miss:.0%} of its HashHop rows a quarter to three quarters of the hashes are rewritten to keep another"
             " hash's first or last 1-8 characters (the rest drawn afresh): the near misses a long context holds."
+        )
+    if cfg["task"]["extra"].get("hashhop_query_reads"):
+        second += (
+            " Each HashHop question `H1 = '` has two read targets of its own (as a chain-of-thought answer has after each"
+            " hash it writes): after `H1 ` its first link's `=`, after `H1 = ` the entry before the link's value, so a pointer"
+            " that stays there (or steps over the last link's quote) can carry the answer's first jump."
         )
     if mixer.get("read_negatives"):
         second += (
@@ -308,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         "--near-miss", type=float, default=READ_NEAR_MISS,
         help="second stage: the share of HashHop rows whose hashes share their first or last characters with another's (0: none)",
     )
+    ap.add_argument(
+        "--query-reads", action=argparse.BooleanOptionalAction, default=READ_QUERY_READS,
+        help="second stage: read targets inside each HashHop question too (its first link's = and the entry before the value)",
+    )
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
@@ -360,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             read_far_span=args.read_far_span,
             pointer_candidates=args.pointer_candidates,
             near_miss=args.near_miss,
+            query_reads=args.query_reads,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

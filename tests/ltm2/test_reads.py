@@ -66,6 +66,29 @@ def test_hashhop_read_targets_point_at_the_links_an_answer_jumps_to_and_copies_f
             assert text[value - len(h[m]) - 3 - (m == hops - 1) : value].startswith(h[m])
 
 
+@pytest.mark.parametrize("hops,cot", [(1, True), (2, True), (3, True), (2, False)])
+def test_query_reads_point_the_question_at_its_first_link(hops, cot):
+    """hashhop_reads(query_reads=True): the same targets plus two jumps inside the question ``H1 = '``: after ``H1 ``
+    to the first link's ``=`` (the same window), after ``H1 = `` to the byte after the link's ``= `` (its value, or
+    the last link's quote); the entries read are one byte before (a read at p predicts byte p + 1)."""
+    problem = plan(HashHopSpec(context_tokens=400, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 7))
+    text = problem.prompt + "\n\n"
+    for chain in problem.queries:
+        start = len(text) + len(chain.query) + 4  # after `Q = '`
+        text += f"{chain.query} = '{chain.answer(cot)}'\n"
+        plain = d.hashhop_reads(chain, cot, 0, start)
+        asked = d.hashhop_reads(chain, cot, 0, start, query_reads=True)
+        extra = [r for r in asked if r not in plain]
+        assert len(asked) == len(plain) + 2 and len(extra) == 2 and all(r[1] == 0 and r[3] == d.JUMP for r in extra)
+        (equals_at, _, (equals,), _), (quote_at, _, (after,), _) = sorted(extra)
+        h1 = chain.hashes[0]
+        assert text[equals_at - len(h1) - 1 : equals_at + 1] == f"{h1} =" == text[equals - len(h1) - 1 : equals + 1]
+        assert text[quote_at - len(h1) - 3 : quote_at + 1] == f"{h1} = '" and text[after - len(h1) - 3 : after] == f"{h1} = "
+        assert text[after] == ("'" if hops == 1 else chain.hashes[1][0])  # the link the answer's first jump reads
+        line = after - len(h1) - 3
+        assert equals < start and after < start and (line == 0 or text[line - 1] == "\n")  # in the prompt, a link's line
+
+
 def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n\n" * 2000)
@@ -91,6 +114,17 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
         entry = copy[:, :, 0, source]
         found = torch.gather(x, 1, (entry + 1).clamp(min=0, max=1023))
         assert torch.equal(found[entry >= 0], y[entry >= 0]) and (y[entry >= 0] != IGNORE).all()
+    # hashhop_query_reads: the same rows, and each question's two jumps on top (bytes given, not trained)
+    extra = {**base, "read_targets": True, "hashhop_query_reads": True}
+    x3, y3, r3 = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra=extra), 16, torch.Generator().manual_seed(2))
+    first3 = r3[:, :, 0, d.JUMP, 0]
+    added = (first3 >= 0) & (first < 0)
+    assert torch.equal(x3, x) and torch.equal(y3, y) and torch.equal(first3[first >= 0], first[first >= 0])
+    assert int(added.sum()) > 10 and (y[added] == IGNORE).all() and (first3[added] <= p.expand_as(first)[added] - 15).all()
+    # read at the question's spaces (`H1 ` and `H1 = `), each from the link's entry with the same window: a space too
+    assert (x[added] == ord(" ")).all() and (torch.gather(x, 1, first3.clamp(min=0))[added] == ord(" ")).all()
+    with pytest.raises(HashHopError, match="hashhop_query_reads"):
+        d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_query_reads": 1}), 1, torch.Generator())
 
 
 def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
