@@ -48,10 +48,12 @@ READ_POINTER_CANDIDATES = 3  # stage 2: the pointer's candidates (MixerConfig.po
 READ_FAR = 0  # stage 2: far entries (keys and values of earlier batches) the reads at answer positions also see, as a
 # sample of a memory of up to READ_FAR_SPAN entries (MixerConfig.read_far); 0: off
 READ_FAR_SPAN = 100_000_000
-READ_NEAR_MISS = 0.0  # stage 2: the share of HashHop rows whose hashes are rewritten so that many share their first or
+READ_NEAR_MISS = 0.5  # stage 2: the share of HashHop rows whose hashes are rewritten so that many share their first or
 # last characters with another (task.extra.hashhop_near_miss; hashhop.ltm2.data.near_miss_hashes); 0: Magic's random hashes
-READ_QUERY_READS = False  # stage 2: read targets inside each HashHop question too (task.extra.hashhop_query_reads):
-# `H1 = '` reads its first link's `=` and the entry before its value, as a CoT answer does after each hash it writes
+READ_QUERY_READS = True  # stage 2: read targets inside each HashHop question too (task.extra.hashhop_query_reads):
+# `H1 = '` reads its first link's `=` and the entry before its value, as a CoT answer does after each hash it writes.
+# With both (thirteenth session): 1M 2 / 3 hops CoT 4 / 4 -> 5 / 8 of 10, 10M 1 hop 8 -> 10 (RESULTS.md, ltm2_recall_nq,
+# ltm2_recall_10m_nq against ltm2_recall_cand3, ltm2_recall_3cot_1m_cand3, ltm2_recall_10m_cand3)
 READ_QUERY_SHIFT = False  # stage 2: a read's query may take in the previous position's key (MixerConfig.query_shift)
 READ_TOP_K = 64  # stage 2: reads over each query's 64 best entries (MixerConfig.read_top_k; 0: dense), as the engine
 # reads: a 16K-byte row costs 5.7x less a step than with dense reads (benchmarks/RESULTS.md, ltm2_train_cost_gathered)
