@@ -329,7 +329,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
 
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
-    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64").is_dir()
+    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads").is_dir()
     assert trained.blocks[0].mixer.cfg.pointer_candidates == 3
     card = (tmp_path / "w.card.md").read_text()
     assert "follow a pointer" in card and "3 candidates" in card
@@ -337,7 +337,8 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert "`python -m hashhop.ltm2.train --init-from " in card  # the command that ran, not the default one
     assert "Those weights' own card: steps x rows x bytes" in card  # what the starting weights are, from their card
     assert "a HashHop row asking up to 64 queries" in card  # the read stage's default rows
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"]):
+    assert "In 50% of its HashHop rows" in card and "two read targets of its own" in card  # near misses, question reads
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
