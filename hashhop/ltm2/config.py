@@ -51,7 +51,7 @@ READ_FAR_SPAN = 100_000_000
 READ_NEAR_MISS = 0.5  # stage 2: the share of HashHop rows whose hashes are rewritten so that many share their first or
 # last characters with another (task.extra.hashhop_near_miss; hashhop.ltm2.data.near_miss_hashes); 0: Magic's random hashes
 READ_QUERY_READS = True  # stage 2: read targets inside each HashHop question too (task.extra.hashhop_query_reads):
-# `H1 = '` reads its first link's `=` and the entry before its value, as a CoT answer does after each hash it writes.
+# `H1 = '` reads its first link's `=` and the space after it, as a CoT answer does after each hash it writes.
 # With both (thirteenth session): 1M 2 / 3 hops CoT 4 / 4 -> 5 / 8 of 10, 10M 1 hop 8 -> 10 (RESULTS.md, ltm2_recall_nq,
 # ltm2_recall_10m_nq against ltm2_recall_cand3, ltm2_recall_3cot_1m_cand3, ltm2_recall_10m_cand3)
 READ_QUERY_SHIFT = False  # stage 2: a read's query may take in the previous position's key (MixerConfig.query_shift)

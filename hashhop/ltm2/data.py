@@ -436,8 +436,8 @@ def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int, query_reads:
 
     ``query_reads``: two more JUMPs in the question ``H1 = '`` itself (given, not trained as bytes), as a CoT answer
     has them after each hash it writes: the read after ``H1 `` at the first link's ``=``, and the read after
-    ``H1 = `` at the entry before the link's value (its window is the question's, without the quote), so a pointer
-    that stays on it (unquoted link) or steps once (quoted) carries the answer's first jump."""
+    ``H1 = `` at the link's space after ``=`` (its window is the question's, without the quote), so a pointer that
+    stays on it (unquoted link: the value follows) or steps once (quoted: over the quote) carries the first jump."""
     hashes, hops = chain.hashes, len(chain.hashes) - 1
     link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
     asked = []

@@ -196,7 +196,7 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
     if cfg["task"]["extra"].get("hashhop_query_reads"):
         second += (
             " Each HashHop question `H1 = '` has two read targets of its own (as a chain-of-thought answer has after each"
-            " hash it writes): after `H1 ` its first link's `=`, after `H1 = ` the entry before the link's value, so a pointer"
+            " hash it writes): after `H1 ` its first link's `=`, after `H1 = ` the link's space after `=`, so a pointer"
             " that stays there (or steps over the last link's quote) can carry the answer's first jump."
         )
     if mixer.get("read_negatives"):
