@@ -48,6 +48,11 @@ class MixerConfig:
     # pointer: how many entries near the last read's are candidates: 1 the next one; 2 also the same one (the query has
     # a byte its link lacks, as `K = 'V` asked of `K = V`); 3 also the one after the next (the link has a byte more)
     pointer_candidates: int = 1
+    # pointer: the entries the bonuses were trained over (the read stage's row length; 0: none). Beyond it a bonus grows
+    # by the read's length gain once more (ltm2.model.pointer_gain): a row of 16K entries never asks a pointer to beat
+    # the crowd of near matches a 10M memory holds, so the bonus learnt there is just enough there. Inactive within
+    # training rows, so it changes no trained weight
+    pointer_length_ref: int = 0
     # training only: keys kept from earlier batches that each supervised read must also beat (its softmax then spans
     # the row plus these, sharpened for that many entries): reads trained as over a long memory at a short row's cost
     read_negatives: int = 0
@@ -90,6 +95,7 @@ class MixerConfig:
         checks.flag("query_shift", self.query_shift)
         checks.flag("pointer", self.pointer)
         checks.whole("pointer_candidates", self.pointer_candidates, 1, 3)
+        checks.whole("pointer_length_ref", self.pointer_length_ref, 0, 1 << 40)
         checks.whole("read_negatives", self.read_negatives, 0, 1 << 24)
         checks.whole("read_far", self.read_far, 0, 1 << 24)
         checks.whole("read_far_span", self.read_far_span, 1, 1 << 40)

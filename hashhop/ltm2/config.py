@@ -45,6 +45,10 @@ READ_POINTER = True  # stage 2: reads may follow a pointer (MixerConfig.pointer;
 # 0 -> 7 of 10 (RESULTS.md, ltm2_recall_10m_ptr against ltm2_recall_10m_q64)
 READ_POINTER_CANDIDATES = 3  # stage 2: the pointer's candidates (MixerConfig.pointer_candidates: 1 the next entry; 3
 # also the same one and the one after the next)
+READ_POINTER_LENGTH_GAIN = True  # stage 2: beyond the stage's row length a pointer's bonus grows by the read's length
+# gain once more (MixerConfig.pointer_length_ref = the row length; inactive in training, so the weights are the same):
+# the bonus learnt on 16K rows is just enough there, not against a 10M memory's near matches. Shipped weights' 10M probe,
+# a chain's first jump: 1 -> 10 of 10 (RESULTS.md, ltm2_quote_probe_plen)
 READ_FAR = 0  # stage 2: far entries (keys and values of earlier batches) the reads at answer positions also see, as a
 # sample of a memory of up to READ_FAR_SPAN entries (MixerConfig.read_far); 0: off
 READ_FAR_SPAN = 100_000_000
@@ -78,6 +82,7 @@ def ltm2_config(
     pointer_candidates: int = READ_POINTER_CANDIDATES,
     near_miss: float = READ_NEAR_MISS,
     query_reads: bool = READ_QUERY_READS,
+    pointer_length_gain: bool = READ_POINTER_LENGTH_GAIN,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -90,7 +95,8 @@ def ltm2_config(
     see that many far entries standing for a memory of up to that span (MixerConfig.read_far); ``pointer_candidates``
     (stage 2, with ``pointer``): MixerConfig.pointer_candidates; ``near_miss`` (stage 2): the share of HashHop rows
     whose hashes are near misses of each other (task.extra.hashhop_near_miss); ``query_reads`` (stage 2): read targets
-    in each HashHop question too (task.extra.hashhop_query_reads)."""
+    in each HashHop question too (task.extra.hashhop_query_reads); ``pointer_length_gain`` (stage 2, with ``pointer``):
+    beyond the row length a pointer's bonus grows by the read's length gain once more (MixerConfig.pointer_length_ref)."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
@@ -99,7 +105,7 @@ def ltm2_config(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {})}},
-            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
+            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),

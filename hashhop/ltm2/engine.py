@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from hashhop.errors import HashHopError
 from hashhop.lab.mixers import apply_rope, rope_tables, rotary
 from hashhop.lab.model import LM
-from hashhop.ltm2.model import LTM2, POINTER_GAIN, POINTER_OFFSETS, read_gain
+from hashhop.ltm2.model import LTM2, POINTER_GAIN, POINTER_OFFSETS, pointer_gain, read_gain
 
 PREFILL_CHUNK = 1 << 16  # bytes the encoder runs over at once
 IVF_MIN_BYTES = 1_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
@@ -570,7 +570,7 @@ class Engine:
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
         logits = (torch.from_numpy(scores) * scale[:, None]).masked_fill(torch.from_numpy(ids < 0), float("-inf"))
         if read.pointer_gain is not None:  # the entries near the last read's, with their bonuses, as more candidates
-            bonus = self._pointer_bonus(read, x, torch.tensor([float(gain)]))  # (1, heads, m, 2)
+            bonus = self._pointer_bonus(read, x, torch.tensor([float(pointer_gain(q - self.reach + 1, self.cfg.log_length_reads, read.pointer_length_ref))]))
             extra_logits, extra_ids = [], []
             for h in range(heads):
                 row = logits[h : h + 1].numpy().copy()
@@ -701,7 +701,10 @@ class Engine:
         unit = read.unit_queries(x, self.net.key, previous)  # (n, heads, hk)
         sink = (unit * read.sink_keys()[None]).sum(-1) * scale + torch.log(torch.clamp(q_pos + 1, max=self.net.delay).float())[:, None]
         projected_new = read.value(new_values).view(len(new_values), heads, self.cfg.value_dim // heads)  # (n_new, heads, dv)
-        bonus = self._pointer_bonus(read, x, gain[:, 0]) if read.pointer_gain is not None else None  # (n, heads, m, 2)
+        bonus = None  # (n, heads, m, 2): each position's pointer candidates' bonuses
+        if read.pointer_gain is not None:
+            bonus_gain = pointer_gain(q_pos - self.reach + 1, self.cfg.log_length_reads, read.pointer_length_ref)
+            bonus = self._pointer_bonus(read, x, bonus_gain if torch.is_tensor(bonus_gain) else torch.full((n,), bonus_gain))
         first_new = self._new_keys[0] if len(new_keys) else 0
         outs = []
         for h in range(heads):
@@ -739,8 +742,8 @@ class Engine:
 
     def _pointer_bonus(self, read, x: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         """A pointer read's candidates' bonuses at each of n positions, in two parts: (n, heads, m, 2) = (the part from
-        the hidden state, the part per unit of the previous read's confidence), each times the read's length gain (as
-        trained)."""
+        the hidden state, the part per unit of the previous read's confidence), each times the pointer's length gain (``gain``:
+        :func:`hashhop.ltm2.model.pointer_gain`, as trained)."""
         gated, gains = read.pointer_bonus_parts(x)  # (n, heads, m), (heads, m)
         per_confidence = (gains * POINTER_GAIN)[None] * gain[:, None, None]
         return torch.stack([gated * gain[:, None, None], per_confidence.expand_as(gated)], dim=-1)

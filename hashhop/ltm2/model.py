@@ -54,6 +54,18 @@ def read_gain(entries: torch.Tensor | int, log_length: bool) -> torch.Tensor | f
     return torch.log1p(entries.clamp(min=0).float()) / math.log1p(LENGTH_REF)
 
 
+def pointer_gain(entries: torch.Tensor | int, log_length: bool, reference: int) -> torch.Tensor | float:
+    """The length gain of a pointer's bonus over ``entries``: the read's own (:func:`read_gain`), and beyond
+    ``reference`` entries (MixerConfig.pointer_length_ref: the rows its bonuses were trained on; 0: none) that gain's
+    growth past the reference once more, read_gain(entries) x read_gain(entries) / read_gain(reference). Exactly the
+    read's gain within the reference, so training rows no longer than it are unchanged."""
+    gain = read_gain(entries, log_length)
+    if not (log_length and reference):
+        return gain
+    beyond = gain / read_gain(reference, True)
+    return gain * (beyond.clamp(min=1.0) if torch.is_tensor(beyond) else max(1.0, beyond))
+
+
 class Encoder(nn.Module):
     """Causal full convolutions with residuals: position t sees bytes t - reach + 1 .. t."""
 
@@ -156,10 +168,12 @@ class MemoryRead(nn.Module):
     induction head learns), and training moves it from there (to skip a quote, to follow a hop)."""
 
     def __init__(
-        self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False, pointer: bool = False, pointer_candidates: int = 1
+        self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False, pointer: bool = False, pointer_candidates: int = 1,
+        pointer_length_ref: int = 0,
     ) -> None:
         super().__init__()
         self.heads = heads
+        self.pointer_length_ref = pointer_length_ref  # beyond this many entries a bonus grows once more (pointer_gain)
         # pointer: per head, the entry after the one the previous position's read landed on is always a candidate, its
         # logit raised by a learnt bonus (the previous read's confidence times a learnt gain, plus a learnt function of
         # the hidden state): a read that landed on a link can follow it forward byte by byte (a copy), even where the
@@ -253,7 +267,7 @@ class MemoryRead(nn.Module):
         k = torch.cat([sink_k, keys], dim=2)[:, :, :t]
         pointer = None
         if self.pointer_gain is not None and t > delay:  # a pointer's candidates are per query: the gathered read
-            gain = read_gain(entries, log_length)
+            gain = pointer_gain(entries, log_length, self.pointer_length_ref)
             gain = (gain if torch.is_tensor(gain) else torch.full((b, t), gain, device=h.device))[:, None, :, None]
             gated, per_confidence = self.pointer_bonus_parts(h)
             # (b, heads, t, candidates) each: the bonus's part from the hidden state, its part per unit of confidence
@@ -512,7 +526,7 @@ class Block(nn.Module):
         d = cfg.d_model
         self.norm_local, self.norm_read, self.norm_mlp = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.local = LocalAttention(d, cfg.n_heads, cfg.window)
-        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer, cfg.pointer_candidates)
+        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer, cfg.pointer_candidates, cfg.pointer_length_ref)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
 

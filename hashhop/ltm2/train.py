@@ -28,6 +28,7 @@ from hashhop.ltm2.config import (
     READ_NEGATIVES,
     READ_POINTER,
     READ_POINTER_CANDIDATES,
+    READ_POINTER_LENGTH_GAIN,
     READ_QUERIES,
     READ_QUERY_READS,
     READ_QUERY_SHIFT,
@@ -70,6 +71,7 @@ def train_ltm2(
     pointer_candidates: int = READ_POINTER_CANDIDATES,
     near_miss: float = READ_NEAR_MISS,
     query_reads: bool = READ_QUERY_READS,
+    pointer_length_gain: bool = READ_POINTER_LENGTH_GAIN,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -98,10 +100,12 @@ def train_ltm2(
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
         name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "")
+        name += "_plen" if pointer and pointer_length_gain else ""
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
             read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
             read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
+            pointer_length_gain=pointer_length_gain,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -178,6 +182,12 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
                 if mixer.get("pointer_candidates", 1) > 1
                 else ""
             )
+        )
+    if mixer.get("pointer_length_ref"):
+        second += (
+            f" Beyond {mixer['pointer_length_ref']:,} entries (the stage's rows) a pointer's bonus grows by the read's length"
+            " gain once more (ln-length, as the reads' sharpness): inactive in training, it extends the bonus learnt against"
+            " a row's few near matches to a long memory's many."
         )
     if mixer.get("read_far"):
         second += (
@@ -320,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         "--query-reads", action=argparse.BooleanOptionalAction, default=READ_QUERY_READS,
         help="second stage: read targets inside each HashHop question too (its first link's = and the entry before the value)",
     )
+    ap.add_argument(
+        "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
+        help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
+    )
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
@@ -373,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             pointer_candidates=args.pointer_candidates,
             near_miss=args.near_miss,
             query_reads=args.query_reads,
+            pointer_length_gain=args.pointer_length_gain,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:
