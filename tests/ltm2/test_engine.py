@@ -400,3 +400,39 @@ def test_pointer_engine_top_k_is_the_trained_top_k_read(candidates):
     got = engine_logprobs(engine, data, 1)
     assert len(calls) > 20  # the exact-key path ran
     assert (got - dense_logprobs(lm, data)[:-1]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("prefix,candidates", [(1, 3), (150, 1), (40, 3)])
+def test_pointer_length_gain_engine_matches_dense_forward(prefix, candidates):
+    """MixerConfig.pointer_length_ref: beyond that many entries the pointer's bonus grows (pointer_gain). With a
+    reference of 16 entries it acts over most of 220 bytes: decode steps and chunks still compute the dense forward,
+    and the rule changes it (against the same weights without the reference)."""
+    lm = small_lm(log_length_reads=True, pointer=True, pointer_candidates=candidates, pointer_length_ref=16)
+    for block in lm.blocks[0].mixer.blocks:
+        block.read.pointer_gain.data.fill_(0.2)
+        if candidates > 1:
+            block.read.pointer_gain_more.data.uniform_(-0.2, 0.3)
+    data = text(220, seed=13)
+    dense = dense_logprobs(lm, data)
+    got = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, prefix)
+    assert (got - dense[prefix - 1 : -1]).abs().max() < 1e-4
+    engine = Engine(lm, top_k=10**6, exact=True)
+    engine.prefill(data[:prefix])
+    rows = engine.feed_chunks(data[prefix:], chunk=37)
+    assert (torch.log_softmax(rows[:-1], -1) - dense[prefix:-1]).abs().max() < 1e-4
+    plain = small_lm(log_length_reads=True, pointer=True, pointer_candidates=candidates)
+    plain.load_state_dict(lm.state_dict())
+    assert (dense_logprobs(plain, data) - dense).abs().max() > 1e-2  # the rule acts beyond 16 entries
+
+
+def test_pointer_gain_is_the_read_gain_within_its_reference():
+    from hashhop.ltm2.model import pointer_gain, read_gain
+
+    entries = torch.arange(0, 16384)
+    assert torch.equal(pointer_gain(entries, True, 16384), read_gain(entries, True))  # training rows: unchanged
+    assert pointer_gain(10**7, True, 0) == read_gain(10**7, True) and pointer_gain(10**7, False, 16384) == 1.0
+    beyond = pointer_gain(10**7, True, 16384)
+    assert beyond == pytest.approx(read_gain(10**7, True) ** 2 / read_gain(16384, True))
+    assert 1.6 < beyond / read_gain(10**7, True) < 1.7  # at 10M entries: 1.66x the read's own gain
+    grown = [pointer_gain(n, True, 16384) / read_gain(n, True) for n in (10**5, 10**6, 10**7, 10**8)]
+    assert grown == sorted(grown) and grown[0] > 1.0

@@ -329,8 +329,8 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
 
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
-    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads").is_dir()
-    assert trained.blocks[0].mixer.cfg.pointer_candidates == 3
+    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_plen").is_dir()
+    assert trained.blocks[0].mixer.cfg.pointer_candidates == 3 and trained.blocks[0].mixer.cfg.pointer_length_ref == 16384
     card = (tmp_path / "w.card.md").read_text()
     assert "follow a pointer" in card and "3 candidates" in card
     assert "read-loss stage alone (1 steps" in card and "`ltm2.safetensors`" in card and "64 keys" in card and "16 best entries" in card
@@ -338,6 +338,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert "Those weights' own card: steps x rows x bytes" in card  # what the starting weights are, from their card
     assert "a HashHop row asking up to 64 queries" in card  # the read stage's default rows
     assert "In 50% of its HashHop rows" in card and "two read targets of its own" in card  # near misses, question reads
+    assert "Beyond 16,384 entries (the stage's rows) a pointer's bonus grows" in card  # the pointer's length gain
     for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
@@ -615,3 +616,16 @@ def test_pointer_candidates_parameters_start_at_zero_and_load_one_candidate_weig
     assert gated.shape == (5, 2, 3) and gains.tolist() == [[0.0, 1.0, 3.0], [0.0, 2.0, 4.0]]
     with pytest.raises(HashHopError, match="pointer_candidates"):
         MixerConfig(name="ltm2", pointer_candidates=4)
+
+
+def test_pointer_length_gain_reference_is_the_stage_rows():
+    """--pointer-length-gain (the default) sets the pointer's reference to the read stage's row length; off, or without
+    a pointer, there is none (the rule then never acts)."""
+    from hashhop.ltm2.config import ltm2_config
+
+    def mixer(**options):
+        return ltm2_config("c.bin", stage=2, init_from="w", **options).model.mixer
+
+    assert mixer().pointer_length_ref == 16384 and mixer(seq_len=4096).pointer_length_ref == 4096
+    assert mixer(pointer_length_gain=False).pointer_length_ref == 0 and mixer(pointer=False).pointer_length_ref == 0
+    assert ltm2_config("c.bin").model.mixer.pointer_length_ref == 0  # stage 1: no pointer
