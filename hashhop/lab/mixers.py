@@ -50,8 +50,9 @@ class MixerConfig:
     pointer_candidates: int = 1
     # pointer: the entries the bonuses were trained over (the read stage's row length; 0: none). Beyond it a bonus grows
     # by the read's length gain once more (ltm2.model.pointer_gain): a row of 16K entries never asks a pointer to beat
-    # the crowd of near matches a 10M memory holds, so the bonus learnt there is just enough there. Inactive within
-    # training rows, so it changes no trained weight
+    # the crowd of near matches a 10M memory holds, so the bonus learnt there is just enough there. Inactive on
+    # training rows up to that length, so it changes no trained weight (read_far's reads, which stand for a longer
+    # memory, get it as they would at that length)
     pointer_length_ref: int = 0
     # training only: keys kept from earlier batches that each supervised read must also beat (its softmax then spans
     # the row plus these, sharpened for that many entries): reads trained as over a long memory at a short row's cost

@@ -58,12 +58,13 @@ def pointer_gain(entries: torch.Tensor | int, log_length: bool, reference: int) 
     """The length gain of a pointer's bonus over ``entries``: the read's own (:func:`read_gain`), and beyond
     ``reference`` entries (MixerConfig.pointer_length_ref: the rows its bonuses were trained on; 0: none) that gain's
     growth past the reference once more, read_gain(entries) x read_gain(entries) / read_gain(reference). Exactly the
-    read's gain within the reference, so training rows no longer than it are unchanged."""
+    read's gain up to the reference, so training rows no longer than it are unchanged (reads that stand for a longer
+    memory, MixerConfig.read_far, get it as they would at that length)."""
     gain = read_gain(entries, log_length)
     if not (log_length and reference):
         return gain
-    beyond = gain / read_gain(reference, True)
-    return gain * (beyond.clamp(min=1.0) if torch.is_tensor(beyond) else max(1.0, beyond))
+    grown = gain * gain / read_gain(reference, True)
+    return torch.where(entries > reference, grown, gain) if torch.is_tensor(entries) else (grown if entries > reference else gain)
 
 
 class Encoder(nn.Module):

@@ -428,8 +428,10 @@ def test_pointer_length_gain_engine_matches_dense_forward(prefix, candidates):
 def test_pointer_gain_is_the_read_gain_within_its_reference():
     from hashhop.ltm2.model import pointer_gain, read_gain
 
-    entries = torch.arange(0, 16384)
-    assert torch.equal(pointer_gain(entries, True, 16384), read_gain(entries, True))  # training rows: unchanged
+    for reference in (16384, 93, 4096):
+        entries = torch.arange(0, reference + 1)
+        assert torch.equal(pointer_gain(entries, True, reference), read_gain(entries, True))  # training rows: unchanged
+        assert (pointer_gain(torch.arange(reference + 1, reference + 50), True, reference) > read_gain(torch.arange(reference + 1, reference + 50), True)).all()
     assert pointer_gain(10**7, True, 0) == read_gain(10**7, True) and pointer_gain(10**7, False, 16384) == 1.0
     beyond = pointer_gain(10**7, True, 16384)
     assert beyond == pytest.approx(read_gain(10**7, True) ** 2 / read_gain(16384, True))
