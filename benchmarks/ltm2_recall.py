@@ -66,11 +66,18 @@ def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float |
         runner.engine.net.memory_enabled = False
     elif name == "random init":
         runner.engine = Engine(load_ltm2(weights, random_init=True))
-    elif name == "no length gain":  # the pointer's bonus without its growth past the training rows (pointer_length_ref)
+    elif name == "no length gain" or name.startswith("bonus x"):
+        # the pointer's bonus without its growth past the training rows (pointer_length_ref); "bonus xF", a diagnostic:
+        # instead the trained bonus times F at every length
         for block in runner.engine.net.blocks:
             block.read.pointer_length_ref = 0
+        if name != "no length gain":
+            try:
+                runner.engine.pointer_bonus_scale = float(name[len("bonus x") :])
+            except ValueError:
+                raise HashHopError(f"variant {name!r}: bonus x takes a number, e.g. 'bonus x2'") from None
     elif name != "trained":
-        raise HashHopError(f"unknown variant {name!r}: use trained, memory off, random init or no length gain")
+        raise HashHopError(f"unknown variant {name!r}: use trained, memory off, random init, no length gain or bonus xF")
     runner.engine.index = index  # "auto": flat 8-bit keys below 1M characters, the compact inverted lists from 1M
     if scan_cap is not None:  # compact lists: codes a read scans at most, in lists' worth (the engine's SCAN_CAP_LISTS)
         runner.engine.scan_cap_lists = scan_cap

@@ -324,6 +324,7 @@ class Engine:
             raise HashHopError(f"scan_cap_lists must be positive, got {scan_cap_lists}")
         top_k = top_k or self.cfg.read_top_k or 64
         self.top_k, self.exact, self.index, self.nprobe, self.scan_cap_lists = top_k, exact, index, nprobe, scan_cap_lists
+        self.pointer_bonus_scale = 1.0  # a diagnostic (benchmarks' "bonus xF" variants): the trained bonuses times this
         self.reach = self.net.encoder.reach
         with torch.inference_mode():  # every byte's input vector, and the encoder's first convolution of each
             self.byte_inputs = self._embed(torch.arange(256))
@@ -745,6 +746,7 @@ class Engine:
         the hidden state, the part per unit of the previous read's confidence), each times the pointer's length gain (``gain``:
         :func:`hashhop.ltm2.model.pointer_gain`, as trained)."""
         gated, gains = read.pointer_bonus_parts(x)  # (n, heads, m), (heads, m)
+        gain = gain * self.pointer_bonus_scale
         per_confidence = (gains * POINTER_GAIN)[None] * gain[:, None, None]
         return torch.stack([gated * gain[:, None, None], per_confidence.expand_as(gated)], dim=-1)
 
