@@ -361,16 +361,27 @@ def test_encoder_last_state_is_the_forward_at_the_last_position():
                 assert (got[0] - dense[q]).abs().max() < 1e-5, (layers, kernel, q)
 
 
-@pytest.mark.parametrize("prefix,log_length,candidates", [(1, False, 1), (40, True, 1), (150, False, 1), (150, True, 1), (40, True, 3), (150, False, 2)])
-def test_pointer_engine_matches_dense_forward(prefix, log_length, candidates):
-    """Reads with a pointer (MixerConfig.pointer, with 1 to 3 candidates): decode steps and chunks carry each block's
-    and head's pointer from position to position and compute the dense forward."""
-    lm = small_lm(log_length_reads=log_length, pointer=True, pointer_candidates=candidates)
-    for block in lm.blocks[0].mixer.blocks:  # bonuses that matter
+def pointer_lm(candidates: int, **mixer) -> LM:
+    """A small LTM-2 whose reads follow a pointer with ``candidates`` candidates, with bonuses that matter."""
+    lm = small_lm(pointer=True, pointer_candidates=candidates, **mixer)
+    for block in lm.blocks[0].mixer.blocks:
         block.read.pointer_gain.data.fill_(0.2)
         if candidates > 1:
             block.read.pointer_gain_more.data.uniform_(-0.2, 0.3)
-    data = text(220, seed=11)
+    return lm
+
+
+@pytest.mark.parametrize(
+    "prefix,log_length,candidates,reference",
+    [(1, False, 1, 0), (40, True, 1, 0), (150, False, 1, 0), (150, True, 1, 0), (40, True, 3, 0), (150, False, 2, 0), (1, True, 3, 16), (150, True, 1, 16), (40, True, 3, 16)],
+)
+def test_pointer_engine_matches_dense_forward(prefix, log_length, candidates, reference):
+    """Reads with a pointer (MixerConfig.pointer, with 1 to 3 candidates): decode steps and chunks carry each block's
+    and head's pointer from position to position and compute the dense forward. With ``reference``
+    (MixerConfig.pointer_length_ref: beyond that many entries the bonus grows, pointer_gain) 16, the rule acts over
+    most of the 220 bytes, and the engine computes it too."""
+    lm = pointer_lm(candidates, log_length_reads=log_length, pointer_length_ref=reference)
+    data = text(220, seed=11 + 2 * bool(reference))
     dense = dense_logprobs(lm, data)
     got = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, prefix)
     assert (got - dense[prefix - 1 : -1]).abs().max() < 1e-4
@@ -378,20 +389,17 @@ def test_pointer_engine_matches_dense_forward(prefix, log_length, candidates):
     engine.prefill(data[:prefix])
     rows = engine.feed_chunks(data[prefix:], chunk=37)
     assert (torch.log_softmax(rows[:-1], -1) - dense[prefix:-1]).abs().max() < 1e-4
-    plain = small_lm(log_length_reads=log_length)
+    # the pointer changes the output; the rule changes it again (the same weights without the reference)
+    plain = small_lm(log_length_reads=log_length, **({"pointer": True, "pointer_candidates": candidates} if reference else {}))
     plain.load_state_dict(lm.state_dict(), strict=False)
-    assert (dense_logprobs(plain, data) - dense).abs().max() > 1e-2  # the pointer changes the output
+    assert (dense_logprobs(plain, data) - dense).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize("candidates", [1, 3])
 def test_pointer_engine_top_k_is_the_trained_top_k_read(candidates):
     """With read_top_k = 8 the pointer's entries are often not among a query's 8 best: the engine scores them with
     their exact keys, recomputed from the text (decode steps over an exact index, as trained)."""
-    lm = small_lm(read_top_k=8, pointer=True, pointer_candidates=candidates)
-    for block in lm.blocks[0].mixer.blocks:
-        block.read.pointer_gain.data.fill_(0.2)
-        if candidates > 1:
-            block.read.pointer_gain_more.data.uniform_(-0.2, 0.3)
+    lm = pointer_lm(candidates, read_top_k=8)
     data = text(220, seed=12)
     engine = Engine(lm, exact=True)
     calls = []
@@ -400,29 +408,6 @@ def test_pointer_engine_top_k_is_the_trained_top_k_read(candidates):
     got = engine_logprobs(engine, data, 1)
     assert len(calls) > 20  # the exact-key path ran
     assert (got - dense_logprobs(lm, data)[:-1]).abs().max() < 1e-4
-
-
-@pytest.mark.parametrize("prefix,candidates", [(1, 3), (150, 1), (40, 3)])
-def test_pointer_length_gain_engine_matches_dense_forward(prefix, candidates):
-    """MixerConfig.pointer_length_ref: beyond that many entries the pointer's bonus grows (pointer_gain). With a
-    reference of 16 entries it acts over most of 220 bytes: decode steps and chunks still compute the dense forward,
-    and the rule changes it (against the same weights without the reference)."""
-    lm = small_lm(log_length_reads=True, pointer=True, pointer_candidates=candidates, pointer_length_ref=16)
-    for block in lm.blocks[0].mixer.blocks:
-        block.read.pointer_gain.data.fill_(0.2)
-        if candidates > 1:
-            block.read.pointer_gain_more.data.uniform_(-0.2, 0.3)
-    data = text(220, seed=13)
-    dense = dense_logprobs(lm, data)
-    got = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, prefix)
-    assert (got - dense[prefix - 1 : -1]).abs().max() < 1e-4
-    engine = Engine(lm, top_k=10**6, exact=True)
-    engine.prefill(data[:prefix])
-    rows = engine.feed_chunks(data[prefix:], chunk=37)
-    assert (torch.log_softmax(rows[:-1], -1) - dense[prefix:-1]).abs().max() < 1e-4
-    plain = small_lm(log_length_reads=True, pointer=True, pointer_candidates=candidates)
-    plain.load_state_dict(lm.state_dict())
-    assert (dense_logprobs(plain, data) - dense).abs().max() > 1e-2  # the rule acts beyond 16 entries
 
 
 def test_pointer_gain_is_the_read_gain_within_its_reference():
