@@ -105,6 +105,7 @@ RULER_STRINGS: tuple[str, ...] = (
     "The grass is green. The sky is blue.",
     "Find all variables that are assigned the value",
     "Memorize and track the chain of variable assignments",
+    "mentioned in the provided text",
 )
 
 
@@ -189,16 +190,20 @@ def _filler(rng: Rng, n: int, corpus: np.ndarray | None) -> bytes:
     return body + b"\n"
 
 
-def _insert_lines(hay: bytes, lines: list[bytes], rng: Rng) -> bytes:
-    """``lines`` inserted, in their order, at random line starts of ``hay`` (which ends in a newline)."""
+def _insert_lines(hay: bytes, lines: list[bytes], rng: Rng) -> tuple[bytes, list[int]]:
+    """``lines`` inserted, in their order, at random line starts of ``hay`` (which ends in a newline); also where
+    each line starts in the result."""
     starts = np.concatenate([[0], np.flatnonzero(np.frombuffer(hay, dtype=np.uint8) == 10) + 1])
     where = np.sort(rng.choice(starts, size=len(lines)))  # sorted: the lines keep their order
-    pieces, prev = [], 0
+    pieces, prev, at, offsets = [], 0, 0, []
     for pos, line in zip(where.tolist(), lines):
+        at += pos - prev
+        offsets.append(at)
+        at += len(line) + 1
         pieces += [hay[prev:pos], line, b"\n"]
         prev = pos
     pieces.append(hay[prev:])
-    return b"".join(pieces)
+    return b"".join(pieces), offsets
 
 
 # -- random names and values -------------------------------------------------------------------------------------
@@ -586,8 +591,41 @@ NEEDLE_VALUES = ("number", "uuid", "word", "hash")
 NEEDLE_KEYS = ("word_num", "word_word", "code")
 
 
-def build_needle(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Built:
-    """:func:`needle_sample` with its parts: ``meta`` holds the template, the needles and the asked keys."""
+# Asides a question may put between its last mention of the key and the answer (``far_keys``): the key then sits
+# 15-50 bytes before the answer, as in questions that restate what they ask about; every template above asks with
+# the key in the answer's last 15 bytes. Ours, not RULER's wording.
+NEEDLE_ASIDES: tuple[str, ...] = (
+    " as given above",
+    ", as it was written earlier,",
+    " (look it up in the text above)",
+    " that was stated earlier in this file",
+    ", per the notes you read before this question,",
+    " from the lines above",
+    " which appeared somewhere in the context",
+    ", the one recorded in this document,",
+)
+NEEDLE_ASKED = 2  # questions per needle sample: 1 or 2 (task.extra.needle_max_asked raises it for long rows)
+
+
+def needle_question(question: str, aside: str = "", lead: str = "") -> str:
+    """A needle template's question with ``aside`` after its last ``{key}``, less the ``lead`` its answer starts
+    with instead (the space before the value: the question then ends in a word, as a sentence to complete does)."""
+    head, _, tail = question.rpartition("{key}")
+    if not tail.endswith(lead):
+        raise ValueError(f"question {question!r} does not end with {lead!r}")
+    tail = tail[: len(tail) - len(lead)]
+    return f"{head}{{key}}{aside}{tail}"
+
+
+def build_needle(
+    rng: Rng | int, length: int, corpus: np.ndarray | None = None, far_keys: float = 0.0, max_asked: int = NEEDLE_ASKED, reads: bool = False
+) -> Built:
+    """:func:`needle_sample` with its parts: ``meta`` holds the template, the needles, the asked keys, the aside and
+    the answer's lead. ``far_keys``: the share of samples whose questions put an aside (:data:`NEEDLE_ASIDES`)
+    after the key, half of them with the space before the value in the answer; ``max_asked`` > 2: 1 .. that many
+    questions about up to twice as many needles; ``reads``: read targets (:attr:`Built.reads`): each answer's value
+    is a JUMP to the needle's value, its later bytes COPYs (none where the template writes the value before the key:
+    nothing in front of the value tells the needles apart)."""
     rng = _rng(rng)
     _check_length(length)
     template = int(rng.integers(len(NEEDLE_TEMPLATES)))
@@ -595,43 +633,59 @@ def build_needle(rng: Rng | int, length: int, corpus: np.ndarray | None = None) 
     value_kind = NEEDLE_VALUES[int(rng.integers(len(NEEDLE_VALUES)))]
     key_kind = NEEDLE_KEYS[int(rng.integers(len(NEEDLE_KEYS)))]
     used: set[str] = set()
-    count = int(rng.integers(1, 5))
+    count = int(rng.integers(1, 5)) if max_asked <= NEEDLE_ASKED else int(rng.integers(1, 2 * max_asked + 1))
     needles = [
         (_distinct(lambda: _needle_key(rng, key_kind), used), _distinct(lambda: _needle_value(rng, value_kind), used)) for _ in range(count)
     ]
-    asked = needles[: 1 if count == 1 or rng.random() < 0.7 else 2]  # the rest are distractors with other keys
+    if max_asked <= NEEDLE_ASKED:
+        asked = needles[: 1 if count == 1 or rng.random() < 0.7 else 2]  # the rest are distractors with other keys
+    else:
+        asked = needles[: int(rng.integers(1, min(count, max_asked) + 1))]
     rng.shuffle(needles)
+    aside, lead = "", ""
+    if far_keys and rng.random() < far_keys:  # (no draw without far_keys: the samples stay as they were)
+        aside = NEEDLE_ASIDES[int(rng.integers(len(NEEDLE_ASIDES)))]
+        lead = " " if question.endswith(" ") and rng.random() < 0.5 else ""
+    asking = needle_question(question, aside, lead)
 
     def fixed() -> int:
         lines = sum(len(statement.format(key=k, value=v)) + 1 for k, v in needles)
-        asks = sum(len(question.format(key=k)) + len(v) + len(close) + (0 if close == "\n" else 1) for k, v in asked)
+        asks = sum(len(asking.format(key=k)) + len(lead) + len(v) + len(close) + (0 if close == "\n" else 1) for k, v in asked)
         return lines + asks
 
-    while fixed() > length:  # only with very short samples: drop distractors, then the second question
+    while fixed() > length:  # only with very short samples: drop distractors, then the later questions
         extra = [n for n in needles if n not in asked]
         if extra:
             needles.remove(extra[-1])
         elif len(asked) > 1:
-            asked = asked[:1]
+            asked = asked[:-1]
             needles = [n for n in needles if n in asked]
         else:  # unreachable for length >= MIN_SEQ_LEN
             raise HashHopError(f"a needle sample does not fit in {length} bytes")
     lines = [statement.format(key=k, value=v).encode("ascii") for k, v in needles]
-    hay = _insert_lines(_filler(rng, length - fixed(), corpus), lines, rng)
-    built = Built(meta={"component": "needle", "template": template, "needles": needles, "asked": asked})
+    hay, offsets = _insert_lines(_filler(rng, length - fixed(), corpus), lines, rng)
+    value_in_line = statement[: statement.index("{value}")]
+    keyed = statement.index("{key}") < statement.index("{value}")
+    value_at = {k: at + len(value_in_line.format(key=k)) for (k, _), at in zip(needles, offsets)}
+    built = Built(meta={"component": "needle", "template": template, "needles": needles, "asked": asked, "aside": aside, "lead": lead})
     built.add(hay)
     for key, value in asked:
-        built.add(question.format(key=key))
-        built.add(value + close, trained=True)
+        built.add(asking.format(key=key))
+        answer_at = len(built) + len(lead)
+        built.add(lead + value + close, trained=True)
         if close != "\n":
             built.add("\n")
+        if reads and keyed:
+            source = value_at[key]
+            built.reads += [(answer_at, 0, (source,), JUMP)] + [(answer_at + j, 0, (source + j,), COPY) for j in range(1, len(value))]
     return built
 
 
-def needle_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None) -> Sample:
+def needle_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None, far_keys: float = 0.0, max_asked: int = NEEDLE_ASKED) -> Sample:
     """1-4 needle sentences (one of :data:`NEEDLE_TEMPLATES`, distinct keys) in a code or prose haystack, then a
-    question about one or two of them in the same style; trained on the values and their closing text."""
-    return build_needle(rng, length, corpus).render(length)
+    question about one or two of them in the same style; trained on the values and their closing text.
+    ``far_keys`` / ``max_asked``: :func:`build_needle`."""
+    return build_needle(rng, length, corpus, far_keys, max_asked).render(length)
 
 
 # Variable-tracking styles: (first assignment, copy). Not RULER's ``VAR ABCDE = 12345``.
@@ -696,7 +750,7 @@ def build_vartrack(rng: Rng | int, length: int, corpus: np.ndarray | None = None
     for owner in owners:
         lines.append(per_chain[owner][cursor[owner]].encode("ascii"))
         cursor[owner] += 1
-    hay = _insert_lines(_filler(rng, length - fixed(), corpus), lines, rng)
+    hay, _ = _insert_lines(_filler(rng, length - fixed(), corpus), lines, rng)
     built = Built(meta={"component": "vartrack", "style": style, "chains": chains, "asked": asked})
     built.add(hay)
     for ask, answer in asks():
@@ -719,7 +773,7 @@ COMPONENTS: dict[str, Callable[[Rng | int, int, np.ndarray | None], Sample]] = {
     "vartrack": vartrack_sample,
 }
 # Components that can say where their answers are copied from (read targets for the auxiliary read loss).
-BUILDERS: dict[str, Callable[[Rng | int, int, np.ndarray | None], Built]] = {"hashhop": build_hashhop}
+BUILDERS: dict[str, Callable[[Rng | int, int, np.ndarray | None], Built]] = {"hashhop": build_hashhop, "needle": build_needle}
 
 
 # -- the lab task ------------------------------------------------------------------------------------------------
@@ -769,8 +823,9 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     asks 2 .. ``cfg.extra['hashhop_max_queries']`` (default :data:`HASHHOP_MAX_QUERIES`) queries, as many as fit.
 
     With ``cfg.extra['read_targets']`` a third tensor (batch, seq_len, READS, KINDS, SOURCES): for the input at
-    position p, the memory entries (-1: none) each read should find to predict byte p + 1, per kind of target (:meth:`Built.read_sources`; only
-    HashHop rows have them). The rows are the same with and without it."""
+    position p, the memory entries (-1: none) each read should find to predict byte p + 1, per kind of target (:meth:`Built.read_sources`;
+    HashHop rows have them, and needle rows with ``cfg.extra['needle_reads']``). The rows are the same with and without it.
+    ``cfg.extra['needle_far_keys']`` / ``['needle_max_asked']``: :func:`build_needle`'s ``far_keys`` / ``max_asked``."""
     import torch
 
     names, probs = mixture_weights(cfg.extra.get("mix", DEFAULT_MIX))
@@ -793,8 +848,23 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     near_miss = cfg.extra.get("hashhop_near_miss", 0.0)
     if isinstance(near_miss, bool) or not isinstance(near_miss, (int, float)) or not 0 <= near_miss <= 1:
         raise HashHopError(f"task.extra.hashhop_near_miss must be a number from 0 to 1, got {near_miss!r}")
-    options = {"hashhop": {"max_queries": max_queries, "near_miss": float(near_miss)}}  # per component: its builder's knobs
-    built_options = {"hashhop": {**options["hashhop"], "query_reads": query_reads}}  # read targets only: same text
+    far_keys = cfg.extra.get("needle_far_keys", 0.0)
+    if isinstance(far_keys, bool) or not isinstance(far_keys, (int, float)) or not 0 <= far_keys <= 1:
+        raise HashHopError(f"task.extra.needle_far_keys must be a number from 0 to 1, got {far_keys!r}")
+    max_asked = cfg.extra.get("needle_max_asked", NEEDLE_ASKED)
+    if isinstance(max_asked, bool) or not isinstance(max_asked, int) or not NEEDLE_ASKED <= max_asked <= 256:
+        raise HashHopError(f"task.extra.needle_max_asked must be a whole number from {NEEDLE_ASKED} to 256, got {max_asked!r}")
+    needle_reads = cfg.extra.get("needle_reads", False)
+    if not isinstance(needle_reads, bool):
+        raise HashHopError(f"task.extra.needle_reads must be true or false, got {needle_reads!r}")
+    options = {  # per component: its builder's knobs
+        "hashhop": {"max_queries": max_queries, "near_miss": float(near_miss)},
+        "needle": {"far_keys": float(far_keys), "max_asked": max_asked},
+    }
+    built_options = {  # read targets only: the same text
+        "hashhop": {**options["hashhop"], "query_reads": query_reads},
+        "needle": {**options["needle"], "reads": needle_reads},
+    }
     # One seed per row from the torch generator: the rows are independent and reproducible.
     seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()
     want_reads = bool(cfg.extra.get("read_targets", False))

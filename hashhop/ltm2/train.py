@@ -25,6 +25,10 @@ from hashhop.ltm2.config import (
     READ_FAR,
     READ_FAR_SPAN,
     READ_NEAR_MISS,
+    READ_NEEDLE_ASKED,
+    READ_NEEDLE_FAR_KEYS,
+    READ_NEEDLE_READS,
+    READ_NEEDLE_SHARE,
     READ_NEGATIVES,
     READ_POINTER,
     READ_POINTER_CANDIDATES,
@@ -72,6 +76,10 @@ def train_ltm2(
     near_miss: float = READ_NEAR_MISS,
     query_reads: bool = READ_QUERY_READS,
     pointer_length_gain: bool = READ_POINTER_LENGTH_GAIN,
+    needle_far_keys: float = READ_NEEDLE_FAR_KEYS,
+    needle_asked: int = READ_NEEDLE_ASKED,
+    needle_reads: bool = READ_NEEDLE_READS,
+    needle_share: float = READ_NEEDLE_SHARE,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -101,11 +109,13 @@ def train_ltm2(
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
         name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "")
         name += "_plen" if pointer and pointer_length_gain else ""
+        name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
             read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
             read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
-            pointer_length_gain=pointer_length_gain,
+            pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
+            needle_share=needle_share,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -209,6 +219,20 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             " hash it writes): after `H1 ` its first link's `=`, after `H1 = ` the link's space after `=`, so a pointer"
             " that stays there (or steps over the last link's quote) can carry the answer's first jump."
         )
+    extra = cfg["task"]["extra"]
+    needle = [
+        *([f"ask up to {extra['needle_max_asked']} questions each"] if extra.get("needle_max_asked") else []),
+        *(
+            [f"in {extra['needle_far_keys']:.0%} of them put an aside between the question's key and the answer (the key 15-50 bytes back; half of those answers start with the space)"]
+            if extra.get("needle_far_keys")
+            else []
+        ),
+        *(["make each answer's value a read target (out of its needle)"] if extra.get("needle_reads") else []),
+    ]
+    if extra.get("mix"):
+        second += f" Its mixture: {json.dumps(extra['mix'])}."
+    if needle:
+        second += " Its needle rows " + "; ".join(needle) + "."
     if mixer.get("read_negatives"):
         second += (
             f" Each supervised read must also beat up to {mixer['read_negatives']:,} keys kept from earlier batches' recall"
@@ -334,6 +358,19 @@ def main(argv: list[str] | None = None) -> int:
         "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
         help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
     )
+    ap.add_argument(
+        "--needle-far-keys", type=float, default=READ_NEEDLE_FAR_KEYS,
+        help="second stage: the share of needle rows whose questions put an aside between the key and the answer (0: none)",
+    )
+    ap.add_argument("--needle-asked", type=int, default=READ_NEEDLE_ASKED, help="second stage: a needle row asks up to this many questions")
+    ap.add_argument(
+        "--needle-reads", action=argparse.BooleanOptionalAction, default=READ_NEEDLE_READS,
+        help="second stage: each needle answer's value is a read target (out of its needle)",
+    )
+    ap.add_argument(
+        "--needle-share", type=float, default=READ_NEEDLE_SHARE,
+        help=f"second stage: the needle rows' share of the mixture, the code rows' moving by as much (default {READ_NEEDLE_SHARE}: the first stage's)",
+    )
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument("--seed", type=int, default=0)
@@ -357,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--pointer-candidates must be 1, 2 or 3, got {args.pointer_candidates}")
     if not 0 <= args.near_miss <= 1:
         ap.error(f"--near-miss must be a number from 0 to 1, got {args.near_miss:g}")
+    if not 0 <= args.needle_far_keys <= 1:
+        ap.error(f"--needle-far-keys must be a number from 0 to 1, got {args.needle_far_keys:g}")
+    if not 0 <= args.needle_share <= 0.47:
+        ap.error(f"--needle-share must be a number from 0 to 0.47 (the code rows' share gives what it takes), got {args.needle_share:g}")
+    if not 2 <= args.needle_asked <= 256:
+        ap.error(f"--needle-asked must be a whole number from 2 to 256, got {args.needle_asked}")
     if not 0 <= args.read_top_k <= 1 << 16:
         ap.error(f"--read-top-k must be a whole number from 0 to {1 << 16} (0: every entry), got {args.read_top_k}")
     if not 2 <= args.read_queries <= 4096:
@@ -388,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
             near_miss=args.near_miss,
             query_reads=args.query_reads,
             pointer_length_gain=args.pointer_length_gain,
+            needle_far_keys=args.needle_far_keys,
+            needle_asked=args.needle_asked,
+            needle_reads=args.needle_reads,
+            needle_share=args.needle_share,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

@@ -229,14 +229,18 @@ def _template_re(template: str) -> str:
     return pattern.replace(r"\{key\}", r"(?P<key>[\w-]+)", 1).replace(r"\{key\}", "(?P=key)")
 
 
-def test_needle_answers_are_the_values_of_the_asked_keys(corpus):
-    templates, distractors = set(), 0
+@pytest.mark.parametrize("far_keys, max_asked", [(0.0, 2), (0.8, 2), (0.5, 16)])
+def test_needle_answers_are_the_values_of_the_asked_keys(corpus, far_keys, max_asked):
+    templates, distractors, asides, leads, most_asked = set(), 0, set(), 0, 0
     for seed in range(200):
         length = (d.MIN_SEQ_LEN, 1200, 4097)[seed % 3]
-        built = d.build_needle(seed, length, corpus if seed % 2 else None)
+        built = d.build_needle(seed, length, corpus if seed % 2 else None, far_keys, max_asked, reads=True)
         text, mask = built.render(length)
         statement, question, close = d.NEEDLE_TEMPLATES[built.meta["template"]]
+        aside, lead = built.meta["aside"], built.meta["lead"]
         templates.add(statement)
+        asides.add(aside)
+        leads += lead == " "
         body = text.decode("ascii", "replace")
         needles = {}
         for line in body.split("\n"):
@@ -244,16 +248,28 @@ def test_needle_answers_are_the_values_of_the_asked_keys(corpus):
             if match:
                 assert match["key"] not in needles
                 needles[match["key"]] = match["value"]
-        # the questions: the same template's question, the value and its closing text
-        ask_re = re.compile(_template_re(question + "{value}") + re.escape(close))
-        asked = [(m["key"], m["value"]) for m in ask_re.finditer(body)]
-        assert 1 <= len(asked) <= 2 and len(needles) >= len(asked)
+        # the questions: the same template's question (the aside after its last key), the value and its closing text
+        ask_re = re.compile(_template_re(d.needle_question(question, aside, lead) + lead + "{value}") + re.escape(close))
+        matches = list(ask_re.finditer(body))
+        asked = [(m["key"], m["value"]) for m in matches]
+        assert 1 <= len(asked) <= max_asked and len(needles) >= len(asked)
+        most_asked = max(most_asked, len(asked))
         distractors += len(needles) > len(asked)
         for key, value in asked:
             assert needles[key] == value
-        assert trained(text, mask) == "".join(value + close for _, value in asked)
+        assert trained(text, mask) == "".join(lead + value + close for _, value in asked)
         assert body.endswith(close if close == "\n" else close + "\n")
+        # read targets: each asked value's bytes, out of its needle's value (none where the value comes before the key)
+        keyed = statement.index("{key}") < statement.index("{value}")
+        assert len(built.reads) == (sum(len(v) for _, v in asked) if keyed else 0)
+        for byte, read, (source,), kind in built.reads:
+            assert read == 0 and text[byte] == text[source] and source < byte
+            assert kind == (d.JUMP if byte in {m.start("value") for m in matches} else d.COPY)
     assert len(templates) == len(d.NEEDLE_TEMPLATES) >= 6 and distractors > 50
+    assert (asides == {""}) == (not far_keys) and (leads > 0) == bool(far_keys)
+    if far_keys:
+        assert asides == {"", *d.NEEDLE_ASIDES}
+    assert most_asked == max_asked
 
 
 VAR_PARSE = {  # style: (first assignment, copy)
@@ -316,6 +332,7 @@ def test_no_ruler_surface_form_in_any_sample(corpus_path, corpus):
     texts += [bytes(row.tolist()) for row in x]
     for name in ("kv", "needle", "vartrack", "hashhop"):
         texts += [d.COMPONENTS[name](seed, 2048, corpus if seed % 2 else None)[0] for seed in range(60)]
+    texts += [d.needle_sample(seed, 4096, corpus if seed % 2 else None, far_keys=1.0, max_asked=16)[0] for seed in range(60)]
     for text in texts:
         decoded = text.decode("ascii", "replace")
         assert not any(f in decoded for f in forbidden)
@@ -431,3 +448,32 @@ def test_near_miss_rows_share_ends_as_a_long_context_does(corpus, corpus_path):
     for bad in (1.5, -0.1, True, "0.5"):
         with pytest.raises(HashHopError, match="hashhop_near_miss"):
             d.mixture_batch(cfg(512, corpus=corpus_path, hashhop_near_miss=bad), 1, torch.Generator())
+
+
+def test_needle_options_reach_the_mixture_rows(corpus_path):
+    """task.extra.needle_far_keys / needle_max_asked change the needle rows' questions (the defaults keep the
+    shipped recipe's rows exactly); needle_reads adds read targets on the answers' bytes without changing the text."""
+    mix = {"needle": 1.0, "code": 0.0}
+
+    def rows(**extra):
+        return d.mixture_batch(cfg(8192, corpus=corpus_path, mix=mix, short_recall=0, **extra), 6, torch.Generator().manual_seed(2))
+
+    plain, explicit = rows(), rows(needle_far_keys=0.0, needle_max_asked=2)
+    assert all(torch.equal(a, b) for a, b in zip(plain, explicit))
+    far = rows(needle_far_keys=1.0, needle_max_asked=16)
+    texts = [bytes(row.tolist()).decode("ascii", "replace") for row in far[0]]
+    assert sum(any(aside in t for aside in d.NEEDLE_ASIDES) for t in texts) == len(texts)
+    answered = (far[1] != IGNORE).sum(dim=1)
+    assert answered.float().mean() > 2 * (plain[1] != IGNORE).sum(dim=1).float().mean()
+    x, y, entries = rows(needle_far_keys=1.0, needle_max_asked=16, needle_reads=True, read_targets=True)
+    assert torch.equal(x, far[0]) and torch.equal(y, far[1])
+    jumps = entries[..., 0, d.JUMP, 0]  # the first read's JUMP target for the input at each position
+    found = (jumps >= 0).nonzero().tolist()
+    assert found
+    for row, p in found:  # the entry read holds the byte the position predicts: context byte entry + 1 == byte p + 1
+        assert x[row, jumps[row, p] + 1] == y[row, p] and jumps[row, p] < p
+    no_reads = rows(needle_far_keys=1.0, needle_max_asked=16, read_targets=True)[2]
+    assert (no_reads < 0).all()
+    for key, bad in (("needle_far_keys", 2), ("needle_far_keys", True), ("needle_max_asked", 1), ("needle_max_asked", 300), ("needle_reads", 1)):
+        with pytest.raises(HashHopError, match=key):
+            d.mixture_batch(cfg(512, corpus=corpus_path, **{key: bad}), 1, torch.Generator())
