@@ -650,3 +650,27 @@ def test_needle_options_are_stage_two_task_extras():
     assert (chosen["needle_far_keys"], chosen["needle_max_asked"], chosen["needle_reads"]) == (0.5, 16, True)
     assert chosen["mix"] == {**DEFAULT_MIX, "needle": 0.2, "code": 0.27} and abs(sum(chosen["mix"].values()) - 1) < 1e-9
     assert not names & set(extra(stage=1, needle_far_keys=0.5, needle_reads=True, needle_share=0.2))
+
+
+def test_shipped_stage_one_is_the_recipe_stage_one_and_carries_its_card():
+    """The stage-1 file next to the shipped weights (what the read stage starts from) is the recipe's first stage:
+    the config's network, steps and seed; it loads, and its card says how it was written."""
+    import json
+    import os
+
+    from safetensors import safe_open
+
+    from hashhop.lab.mixers import MixerConfig
+    from hashhop.ltm2.config import MIXER, STEPS, WEIGHTS
+    from hashhop.ltm2.load import load_ltm2
+    from hashhop.ltm2.train import card_path
+
+    stage1 = os.path.join(os.path.dirname(WEIGHTS), "ltm2_stage1.safetensors")
+    with safe_open(stage1, "pt") as handle:
+        meta = json.loads(handle.metadata()["meta"])
+    stored = MixerConfig(**meta["config"]["model"]["mixer"])  # (options added since take their defaults)
+    assert {k: getattr(stored, k) for k in MIXER} == MIXER
+    assert (meta["config"]["steps"], meta["config"]["seed"], meta["config"].get("read_loss", 0.0)) == (STEPS, 0, 0.0)
+    assert sum(p.numel() for p in load_ltm2(stage1).parameters()) == meta["params"]
+    card = open(card_path(stage1)).read()
+    assert "stage 1 of the shipped weights" in card and "`hashhop train --model ltm2`" in card and "| seed | 0 |" in card
