@@ -7,7 +7,8 @@ Variants (same network, same prompts): the trained weights; the trained weights 
   chain of thought on and off; the answer is right when the bytes up to the closing quote are the expected ones;
 * hash lengths 4-64 and alphabets letters / digits / hex / alnum / base64 (1 hop and 2 hops CoT);
 * RULER-style needles and variable tracking (``hashhop/task/ruler.py``; RULER's sentence and ``VAR`` form were
-  never trained on), scored with RULER's string_match_all on the first line the model writes;
+  never trained on), scored with RULER's string_match_all on the first line the model writes; beside them our own
+  needle questions with an aside between the key and the answer (the key far from the answer, as in RULER's question);
 * formats never trained on: ``K => V``, ``<item key="K">V</item>``, ``K<TAB>V`` lines, queried the same way.
 
 Each prompt is continued greedily by the engine; the prefix cache keeps a prompt's prefill for its next query.
@@ -150,6 +151,26 @@ def ruler_rows(runners: dict, length: int, samples: int, seed: int) -> dict:
     return out
 
 
+def aside_rows(runners: dict, length: int, samples: int, seed: int) -> dict:
+    """Our needle questions with an aside between the key and the answer (``hashhop.ltm2.data.NEEDLE_ASIDES``; in
+    training only with ``--needle-far-keys``), one question a prompt: the key 15-50 bytes before the answer, as in
+    RULER's question, in our own templates. Right when the answer starts with the needle's value."""
+    from hashhop.ltm2.data import NEEDLE_TEMPLATES, build_needle, needle_question
+
+    prompts = []
+    for i in range(samples):
+        built = build_needle(seed + i, length, None, far_keys=1.0)
+        text = b"".join(piece for piece, _ in built.parts).decode("ascii")
+        key, value = built.meta["asked"][0]
+        asked = needle_question(NEEDLE_TEMPLATES[built.meta["template"]][1], built.meta["aside"], built.meta["lead"]).format(key=key)
+        prompts.append((text[: text.index(asked) + len(asked)], built.meta["lead"] + value))
+    cell = {}
+    for name, runner in runners.items():
+        right = sum(complete(runner, prompt, len(want) + 1, (b"\n",)).startswith(want) for prompt, want in prompts)
+        cell[name] = (right, samples)
+    return {"needle question with an aside (ours)": cell}
+
+
 def new_format_rows(runners: dict, length: int, queries: int, seed: int) -> dict:
     """Key-value lines in layouts the mixture never had, then a query line in the same layout."""
     rng = random.Random(seed)
@@ -195,7 +216,7 @@ def main() -> None:
     ap.add_argument("--ruler-samples", type=int, default=10)
     ap.add_argument("--variants", default="trained,memory off,random init", help="for the HashHop rows")
     ap.add_argument("--other-variants", default="trained,memory off", help="for the other rows")
-    ap.add_argument("--skip", default="", help="sections to skip: hashhop,shapes,ruler,formats")
+    ap.add_argument("--skip", default="", help="sections to skip: hashhop,shapes,ruler,asides,formats (asides: the needle-with-aside row of the RULER tables)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--section", default="ltm2_recall", help="RESULTS.md section to write ('' for none)")
     ap.add_argument("--index", choices=("auto", "flat", "ivf"), default="auto", help="the engine's key index (flat: every entry scored, a diagnostic at 1M+)")
@@ -244,6 +265,8 @@ def main() -> None:
     if "ruler" not in skip:
         for length in (parse_size(x) for x in args.ruler_lengths.split(",")):
             rows = ruler_rows(other_runners, length, args.ruler_samples, args.seed)
+            if "asides" not in skip:
+                rows.update(aside_rows(other_runners, length, args.ruler_samples, args.seed))
             parts.append(table(f"RULER-style tasks, {length:,} characters (string_match_all)", rows, others, str))
             print(parts[-1], flush=True)
     if "formats" not in skip:
