@@ -48,6 +48,18 @@ from hashhop.ltm2.config import (
 RUNS = "runs/ltm2"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (a run's floats drift across CPU types: docs/ltm2.md, Training), else its architecture."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()}, {platform.machine()}"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def card_path(out: str) -> str:
     return CARD if os.path.realpath(out) == os.path.realpath(WEIGHTS) else os.path.splitext(out)[0] + ".card.md"
 
@@ -238,7 +250,7 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             f" Each supervised read must also beat up to {mixer['read_negatives']:,} keys kept from earlier batches' recall"
             " rows (its softmax sharpened for that many more entries): reads trained as over a long memory."
         )
-    machine = f"{os.cpu_count()} CPU cores ({platform.machine()}), Python {platform.python_version()}"
+    machine = f"{os.cpu_count()} CPU cores ({cpu_model()}), Python {platform.python_version()}"
     try:
         import torch
 

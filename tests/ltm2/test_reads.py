@@ -340,6 +340,9 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert "a HashHop row asking up to 64 queries" in card  # the read stage's default rows
     assert "In 50% of its HashHop rows" in card and "two read targets of its own" in card  # near misses, question reads
     assert "Beyond 16,384 entries (the stage's rows) a pointer's bonus grows" in card  # the pointer's length gain
+    from hashhop.ltm2.train import cpu_model
+
+    assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
     assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle)." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
     for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"]):
