@@ -62,6 +62,8 @@ READ_NEEDLE_FAR_KEYS = 0.0  # stage 2: the share of needle rows whose questions 
 # answer (task.extra.needle_far_keys; hashhop.ltm2.data.NEEDLE_ASIDES): the query must come from the key 15-50 bytes back
 READ_NEEDLE_ASKED = 2  # stage 2: a needle row asks up to this many questions (task.extra.needle_max_asked; 2: the first stage's)
 READ_NEEDLE_READS = False  # stage 2: needle answers' values are read targets too (task.extra.needle_reads)
+READ_NEEDLE_HOLD = False  # stage 2, with needle reads and asides: the reads from the question's key to the answer too,
+# held on the needle's byte after its key while the aside passes, then stepping along the needle (task.extra.needle_hold)
 READ_NEEDLE_SHARE = 0.12  # stage 2: the needle rows' share of the mixture (taken from or given to the code rows; 0.12:
 # the first stage's mixture, hashhop.ltm2.data.DEFAULT_MIX)
 READ_QUERY_SHIFT = False  # stage 2: a read's query may take in the previous position's key (MixerConfig.query_shift)
@@ -93,6 +95,7 @@ def ltm2_config(
     needle_asked: int = READ_NEEDLE_ASKED,
     needle_reads: bool = READ_NEEDLE_READS,
     needle_share: float = READ_NEEDLE_SHARE,
+    needle_hold: bool = READ_NEEDLE_HOLD,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -107,8 +110,8 @@ def ltm2_config(
     whose hashes are near misses of each other (task.extra.hashhop_near_miss); ``query_reads`` (stage 2): read targets
     in each HashHop question too (task.extra.hashhop_query_reads); ``pointer_length_gain`` (stage 2, with ``pointer``):
     beyond the row length a pointer's bonus grows by the read's length gain once more (MixerConfig.pointer_length_ref);
-    ``needle_far_keys`` / ``needle_asked`` / ``needle_reads`` (stage 2): task.extra.needle_far_keys / needle_max_asked /
-    needle_reads (hashhop.ltm2.data.build_needle); ``needle_share`` (stage 2): the needle rows' share of the mixture,
+    ``needle_far_keys`` / ``needle_asked`` / ``needle_reads`` / ``needle_hold`` (stage 2): task.extra.needle_far_keys /
+    needle_max_asked / needle_reads / needle_hold (hashhop.ltm2.data.build_needle); ``needle_share`` (stage 2): the needle rows' share of the mixture,
     the code rows' share moving by as much."""
     from hashhop.lab.config import RunConfig
 
@@ -117,7 +120,7 @@ def ltm2_config(
     return RunConfig.from_dict(
         {
             "name": name,
-            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share) if stage == 2 else {})}},
+            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {})}},
             "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
@@ -133,7 +136,7 @@ def ltm2_config(
     )
 
 
-def needle_extra(far_keys: float, asked: int, reads: bool, share: float = READ_NEEDLE_SHARE) -> dict:
+def needle_extra(far_keys: float, asked: int, reads: bool, share: float = READ_NEEDLE_SHARE, hold: bool = READ_NEEDLE_HOLD) -> dict:
     """The stage-2 task extras for needle rows, only those that differ from the first stage's rows."""
     from hashhop.ltm2.data import DEFAULT_MIX
 
@@ -143,4 +146,5 @@ def needle_extra(far_keys: float, asked: int, reads: bool, share: float = READ_N
         **({"needle_far_keys": far_keys} if far_keys else {}),
         **({"needle_max_asked": asked} if asked != READ_NEEDLE_ASKED else {}),
         **({"needle_reads": True} if reads else {}),
+        **({"needle_hold": True} if hold else {}),
     }

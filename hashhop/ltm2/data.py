@@ -618,14 +618,24 @@ def needle_question(question: str, aside: str = "", lead: str = "") -> str:
 
 
 def build_needle(
-    rng: Rng | int, length: int, corpus: np.ndarray | None = None, far_keys: float = 0.0, max_asked: int = NEEDLE_ASKED, reads: bool = False
+    rng: Rng | int,
+    length: int,
+    corpus: np.ndarray | None = None,
+    far_keys: float = 0.0,
+    max_asked: int = NEEDLE_ASKED,
+    reads: bool = False,
+    hold: bool = False,
 ) -> Built:
     """:func:`needle_sample` with its parts: ``meta`` holds the template, the needles, the asked keys, the aside and
     the answer's lead. ``far_keys``: the share of samples whose questions put an aside (:data:`NEEDLE_ASIDES`)
     after the key, half of them with the space before the value in the answer; ``max_asked`` > 2: 1 .. that many
     questions about up to twice as many needles; ``reads``: read targets (:attr:`Built.reads`): each answer's value
     is a JUMP to the needle's value, its later bytes COPYs (none where the template writes the value before the key:
-    nothing in front of the value tells the needles apart)."""
+    nothing in front of the value tells the needles apart); ``hold`` (with ``reads``): where a question has an aside
+    and its text after the key is the needle's (:func:`needle_holds`), the reads from the key to the answer too: each
+    byte of the aside is read out of the needle's byte after its key (found from the question's key, then held while
+    the aside passes, as a pointer's "same" candidate does), the question's tail and the value step on along the
+    needle from there, one entry a byte; all JUMPs."""
     rng = _rng(rng)
     _check_length(length)
     template = int(rng.integers(len(NEEDLE_TEMPLATES)))
@@ -669,7 +679,10 @@ def build_needle(
     value_at = {k: at + len(value_in_line.format(key=k)) for (k, _), at in zip(needles, offsets)}
     built = Built(meta={"component": "needle", "template": template, "needles": needles, "asked": asked, "aside": aside, "lead": lead})
     built.add(hay)
+    holds = hold and bool(aside) and needle_holds(template)
+    between = len(statement.split("{key}")[1].split("{value}")[0])  # bytes from the needle's key to its value
     for key, value in asked:
+        key_end = len(built) + len(asking.rpartition("{key}")[0].format(key=key)) + len(key)  # the aside's first byte
         built.add(asking.format(key=key))
         answer_at = len(built) + len(lead)
         built.add(lead + value + close, trained=True)
@@ -677,8 +690,22 @@ def build_needle(
             built.add("\n")
         if reads and keyed:
             source = value_at[key]
+            if holds:  # the aside held on the needle's byte after its key, then one step a byte up to the value
+                after_key = source - between
+                built.reads += [(key_end + i, 0, (after_key,), JUMP) for i in range(len(aside))]
+                built.reads += [(key_end + len(aside) + j, 0, (after_key + j,), JUMP) for j in range(between)]
             built.reads += [(answer_at, 0, (source,), JUMP)] + [(answer_at + j, 0, (source + j,), COPY) for j in range(1, len(value))]
     return built
+
+
+def needle_holds(template: int) -> bool:
+    """Whether :data:`NEEDLE_TEMPLATES` ``[template]``'s question ends, after its last key, with the needle's own text
+    between its key and its value (`` is `` in both): then the answer can be read by holding on the needle's key and
+    stepping along it (:func:`build_needle`'s ``hold``)."""
+    statement, question, _ = NEEDLE_TEMPLATES[template]
+    if statement.index("{key}") > statement.index("{value}"):
+        return False
+    return question.rpartition("{key}")[2] == statement.split("{key}")[1].split("{value}")[0]
 
 
 def needle_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None, far_keys: float = 0.0, max_asked: int = NEEDLE_ASKED) -> Sample:
@@ -825,7 +852,8 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     With ``cfg.extra['read_targets']`` a third tensor (batch, seq_len, READS, KINDS, SOURCES): for the input at
     position p, the memory entries (-1: none) each read should find to predict byte p + 1, per kind of target (:meth:`Built.read_sources`;
     HashHop rows have them, and needle rows with ``cfg.extra['needle_reads']``). The rows are the same with and without it.
-    ``cfg.extra['needle_far_keys']`` / ``['needle_max_asked']``: :func:`build_needle`'s ``far_keys`` / ``max_asked``."""
+    ``cfg.extra['needle_far_keys']`` / ``['needle_max_asked']`` / ``['needle_hold']``: :func:`build_needle`'s
+    ``far_keys`` / ``max_asked`` / ``hold``."""
     import torch
 
     names, probs = mixture_weights(cfg.extra.get("mix", DEFAULT_MIX))
@@ -857,13 +885,18 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     needle_reads = cfg.extra.get("needle_reads", False)
     if not isinstance(needle_reads, bool):
         raise HashHopError(f"task.extra.needle_reads must be true or false, got {needle_reads!r}")
+    needle_hold = cfg.extra.get("needle_hold", False)
+    if not isinstance(needle_hold, bool):
+        raise HashHopError(f"task.extra.needle_hold must be true or false, got {needle_hold!r}")
+    if needle_hold and not (needle_reads and far_keys):
+        raise HashHopError("task.extra.needle_hold needs needle_reads and needle_far_keys > 0 (it holds reads through the asides)")
     options = {  # per component: its builder's knobs
         "hashhop": {"max_queries": max_queries, "near_miss": float(near_miss)},
         "needle": {"far_keys": float(far_keys), "max_asked": max_asked},
     }
     built_options = {  # read targets only: the same text
         "hashhop": {**options["hashhop"], "query_reads": query_reads},
-        "needle": {**options["needle"], "reads": needle_reads},
+        "needle": {**options["needle"], "reads": needle_reads, **({"hold": True} if needle_hold else {})},
     }
     # One seed per row from the torch generator: the rows are independent and reproducible.
     seeds = torch.randint(0, 2**62, (batch,), generator=generator).tolist()

@@ -27,6 +27,7 @@ from hashhop.ltm2.config import (
     READ_NEAR_MISS,
     READ_NEEDLE_ASKED,
     READ_NEEDLE_FAR_KEYS,
+    READ_NEEDLE_HOLD,
     READ_NEEDLE_READS,
     READ_NEEDLE_SHARE,
     READ_NEGATIVES,
@@ -92,6 +93,7 @@ def train_ltm2(
     needle_asked: int = READ_NEEDLE_ASKED,
     needle_reads: bool = READ_NEEDLE_READS,
     needle_share: float = READ_NEEDLE_SHARE,
+    needle_hold: bool = READ_NEEDLE_HOLD,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -121,13 +123,13 @@ def train_ltm2(
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
         name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "")
         name += "_plen" if pointer and pointer_length_gain else ""
-        name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
+        name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
             read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
             read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
             pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
-            needle_share=needle_share,
+            needle_share=needle_share, needle_hold=needle_hold,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -240,6 +242,11 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             else []
         ),
         *(["make each answer's value a read target (out of its needle)"] if extra.get("needle_reads") else []),
+        *(
+            ["where a question's text after the key is its needle's, hold the reads over the aside on the needle's byte after its key, then step along the needle to the value"]
+            if extra.get("needle_hold")
+            else []
+        ),
     ]
     if extra.get("mix"):
         second += f" Its mixture: {json.dumps(extra['mix'])}."
@@ -380,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage: each needle answer's value is a read target (out of its needle)",
     )
     ap.add_argument(
+        "--needle-hold", action=argparse.BooleanOptionalAction, default=READ_NEEDLE_HOLD,
+        help="second stage, with --needle-reads and --needle-far-keys: read targets from the question's key to the answer (held over the aside)",
+    )
+    ap.add_argument(
         "--needle-share", type=float, default=READ_NEEDLE_SHARE,
         help=f"second stage: the needle rows' share of the mixture, the code rows' moving by as much (default {READ_NEEDLE_SHARE}: the first stage's)",
     )
@@ -412,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--needle-share must be a number from 0 to 0.47 (the code rows' share gives what it takes), got {args.needle_share:g}")
     if not 2 <= args.needle_asked <= 256:
         ap.error(f"--needle-asked must be a whole number from 2 to 256, got {args.needle_asked}")
+    if args.needle_hold and not (args.needle_reads and args.needle_far_keys):
+        ap.error("--needle-hold holds the needle reads through the asides: give it --needle-reads and --needle-far-keys > 0")
     if not 0 <= args.read_top_k <= 1 << 16:
         ap.error(f"--read-top-k must be a whole number from 0 to {1 << 16} (0: every entry), got {args.read_top_k}")
     if not 2 <= args.read_queries <= 4096:
@@ -447,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             needle_asked=args.needle_asked,
             needle_reads=args.needle_reads,
             needle_share=args.needle_share,
+            needle_hold=args.needle_hold,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

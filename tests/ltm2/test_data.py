@@ -229,12 +229,12 @@ def _template_re(template: str) -> str:
     return pattern.replace(r"\{key\}", r"(?P<key>[\w-]+)", 1).replace(r"\{key\}", "(?P=key)")
 
 
-@pytest.mark.parametrize("far_keys, max_asked", [(0.0, 2), (0.8, 2), (0.5, 16)])
-def test_needle_answers_are_the_values_of_the_asked_keys(corpus, far_keys, max_asked):
-    templates, distractors, asides, leads, most_asked = set(), 0, set(), 0, 0
+@pytest.mark.parametrize("far_keys, max_asked, hold", [(0.0, 2, False), (0.8, 2, False), (0.5, 16, False), (0.8, 16, True)])
+def test_needle_answers_are_the_values_of_the_asked_keys(corpus, far_keys, max_asked, hold):
+    templates, distractors, asides, leads, most_asked, held = set(), 0, set(), 0, 0, 0
     for seed in range(200):
         length = (d.MIN_SEQ_LEN, 1200, 4097)[seed % 3]
-        built = d.build_needle(seed, length, corpus if seed % 2 else None, far_keys, max_asked, reads=True)
+        built = d.build_needle(seed, length, corpus if seed % 2 else None, far_keys, max_asked, reads=True, hold=hold)
         text, mask = built.render(length)
         statement, question, close = d.NEEDLE_TEMPLATES[built.meta["template"]]
         aside, lead = built.meta["aside"], built.meta["lead"]
@@ -261,15 +261,34 @@ def test_needle_answers_are_the_values_of_the_asked_keys(corpus, far_keys, max_a
         assert body.endswith(close if close == "\n" else close + "\n")
         # read targets: each asked value's bytes, out of its needle's value (none where the value comes before the key)
         keyed = statement.index("{key}") < statement.index("{value}")
-        assert len(built.reads) == (sum(len(v) for _, v in asked) if keyed else 0)
-        for byte, read, (source,), kind in built.reads:
-            assert read == 0 and text[byte] == text[source] and source < byte
-            assert kind == (d.JUMP if byte in {m.start("value") for m in matches} else d.COPY)
+        reads = {byte: (source, kind) for byte, read, (source,), kind in built.reads if read == 0}
+        assert len(reads) == len(built.reads)
+        values = {m.start("value") for m in matches}
+        if hold and aside and keyed and question.rpartition("{key}")[2] == statement.split("{key}")[1].split("{value}")[0]:
+            # holds: from the byte after the question's last key, every aside byte reads the needle's byte after its
+            # key; then each byte up to the value, and the value's first, reads the next needle byte (parsed from the text)
+            held += 1
+            for m in matches:
+                needle_at = body.index(statement.format(key=m["key"], value=m["value"]) + "\n")
+                after_key = needle_at + len(statement[: statement.index("{key}")].format(key=m["key"])) + len(m["key"])
+                between = len(statement.split("{key}")[1].split("{value}")[0])
+                key_end = m.start("value") - between - len(aside)  # after the question's last key
+                assert body[key_end - len(m["key"]) : key_end] == m["key"]
+                for i in range(len(aside) + between + 1):  # the aside, the tail, the lead, the value's first byte
+                    expect = after_key + max(0, i - len(aside))
+                    assert reads.pop(key_end + i) == (expect, d.JUMP)
+                    assert i < len(aside) or text[key_end + i] == text[expect]
+            values = set()
+        assert len(reads) == (sum(len(v) for _, v in asked) - (len(matches) if not values else 0) if keyed else 0)
+        for byte, (source, kind) in reads.items():
+            assert text[byte] == text[source] and source < byte
+            assert kind == (d.JUMP if byte in values else d.COPY)
     assert len(templates) == len(d.NEEDLE_TEMPLATES) >= 6 and distractors > 50
     assert (asides == {""}) == (not far_keys) and (leads > 0) == bool(far_keys)
     if far_keys:
         assert asides == {"", *d.NEEDLE_ASIDES}
     assert most_asked == max_asked
+    assert (held > 10) == hold
 
 
 VAR_PARSE = {  # style: (first assignment, copy)
@@ -474,6 +493,12 @@ def test_needle_options_reach_the_mixture_rows(corpus_path):
         assert x[row, jumps[row, p] + 1] == y[row, p] and jumps[row, p] < p
     no_reads = rows(needle_far_keys=1.0, needle_max_asked=16, read_targets=True)[2]
     assert (no_reads < 0).all()
-    for key, bad in (("needle_far_keys", 2), ("needle_far_keys", True), ("needle_max_asked", 1), ("needle_max_asked", 300), ("needle_reads", 1)):
+    x, y, held = rows(needle_far_keys=1.0, needle_max_asked=16, needle_reads=True, needle_hold=True, read_targets=True)
+    assert torch.equal(x, far[0]) and torch.equal(y, far[1])  # holds: more targets, the same text
+    more = (held[..., 0, d.JUMP, 0] >= 0) & (jumps < 0)
+    assert more.sum() > 2 * (jumps >= 0).sum() and ((held >= 0) | (entries < 0)).all()
+    for row, p in more.nonzero().tolist():  # in a question, before its answer: the needle read from the key on
+        assert y[row, p] == IGNORE or x[row, held[row, p, 0, d.JUMP, 0] + 1] == y[row, p]
+    for key, bad in (("needle_far_keys", 2), ("needle_far_keys", True), ("needle_max_asked", 1), ("needle_max_asked", 300), ("needle_reads", 1), ("needle_hold", 1), ("needle_hold", True)):
         with pytest.raises(HashHopError, match=key):
             d.mixture_batch(cfg(512, corpus=corpus_path, **{key: bad}), 1, torch.Generator())

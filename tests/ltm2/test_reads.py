@@ -324,13 +324,13 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out = tmp_path / "w.safetensors"
     args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-top-k", "16", "--pointer", "--pointer-candidates", "3"]
-    args += ["--needle-far-keys", "0.5", "--needle-asked", "16", "--needle-reads", "--needle-share", "0.2"]
+    args += ["--needle-far-keys", "0.5", "--needle-asked", "16", "--needle-reads", "--needle-hold", "--needle-share", "0.2"]
     assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
     from hashhop.ltm2.load import load_ltm2
 
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
-    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_plen_nfar0.5_nq16_nreads_ns0.2").is_dir()
+    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_plen_nfar0.5_nq16_nreads_nhold_ns0.2").is_dir()
     assert trained.blocks[0].mixer.cfg.pointer_candidates == 3 and trained.blocks[0].mixer.cfg.pointer_length_ref == 16384
     card = (tmp_path / "w.card.md").read_text()
     assert "follow a pointer" in card and "3 candidates" in card
@@ -343,9 +343,9 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     from hashhop.ltm2.train import cpu_model
 
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
-    assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle)." in card
+    assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle); where a question's text" in card and "step along the needle to the value." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"]):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
@@ -647,12 +647,12 @@ def test_needle_options_are_stage_two_task_extras():
 
     from hashhop.ltm2.data import DEFAULT_MIX
 
-    names = {"needle_far_keys", "needle_max_asked", "needle_reads", "mix"}
+    names = {"needle_far_keys", "needle_max_asked", "needle_reads", "needle_hold", "mix"}
     assert not names & set(extra())
-    chosen = extra(needle_far_keys=0.5, needle_asked=16, needle_reads=True, needle_share=0.2)
-    assert (chosen["needle_far_keys"], chosen["needle_max_asked"], chosen["needle_reads"]) == (0.5, 16, True)
+    chosen = extra(needle_far_keys=0.5, needle_asked=16, needle_reads=True, needle_share=0.2, needle_hold=True)
+    assert (chosen["needle_far_keys"], chosen["needle_max_asked"], chosen["needle_reads"], chosen["needle_hold"]) == (0.5, 16, True, True)
     assert chosen["mix"] == {**DEFAULT_MIX, "needle": 0.2, "code": 0.27} and abs(sum(chosen["mix"].values()) - 1) < 1e-9
-    assert not names & set(extra(stage=1, needle_far_keys=0.5, needle_reads=True, needle_share=0.2))
+    assert not names & set(extra(stage=1, needle_far_keys=0.5, needle_reads=True, needle_share=0.2, needle_hold=True))
 
 
 def test_shipped_stage_one_is_the_recipe_stage_one_and_carries_its_card():
