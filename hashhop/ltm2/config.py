@@ -58,6 +58,8 @@ READ_QUERY_READS = True  # stage 2: read targets inside each HashHop question to
 # `H1 = '` reads its first link's `=` and the space after it, as a CoT answer does after each hash it writes.
 # With both (thirteenth session): 1M 2 / 3 hops CoT 4 / 4 -> 5 / 8 of 10, 10M 1 hop 8 -> 10 (RESULTS.md, ltm2_recall_nq,
 # ltm2_recall_10m_nq against ltm2_recall_cand3, ltm2_recall_3cot_1m_cand3, ltm2_recall_10m_cand3)
+READ_COT_READS = False  # stage 2: a read target at the space after each hash a CoT answer writes (before the last),
+# out of the link that hash starts (task.extra.hashhop_cot_reads): the pointer lets go of the link the hash came from
 READ_NEEDLE_FAR_KEYS = 0.0  # stage 2: the share of needle rows whose questions put an aside between the key and the
 # answer (task.extra.needle_far_keys; hashhop.ltm2.data.NEEDLE_ASIDES): the query must come from the key 15-50 bytes back
 READ_NEEDLE_ASKED = 2  # stage 2: a needle row asks up to this many questions (task.extra.needle_max_asked; 2: the first stage's)
@@ -96,6 +98,7 @@ def ltm2_config(
     needle_reads: bool = READ_NEEDLE_READS,
     needle_share: float = READ_NEEDLE_SHARE,
     needle_hold: bool = READ_NEEDLE_HOLD,
+    cot_reads: bool = READ_COT_READS,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -108,7 +111,8 @@ def ltm2_config(
     see that many far entries standing for a memory of up to that span (MixerConfig.read_far); ``pointer_candidates``
     (stage 2, with ``pointer``): MixerConfig.pointer_candidates; ``near_miss`` (stage 2): the share of HashHop rows
     whose hashes are near misses of each other (task.extra.hashhop_near_miss); ``query_reads`` (stage 2): read targets
-    in each HashHop question too (task.extra.hashhop_query_reads); ``pointer_length_gain`` (stage 2, with ``pointer``):
+    in each HashHop question too (task.extra.hashhop_query_reads); ``cot_reads`` (stage 2): read targets at the space
+    after each hash a CoT answer writes (task.extra.hashhop_cot_reads); ``pointer_length_gain`` (stage 2, with ``pointer``):
     beyond the row length a pointer's bonus grows by the read's length gain once more (MixerConfig.pointer_length_ref);
     ``needle_far_keys`` / ``needle_asked`` / ``needle_reads`` / ``needle_hold`` (stage 2): task.extra.needle_far_keys /
     needle_max_asked / needle_reads / needle_hold (hashhop.ltm2.data.build_needle); ``needle_share`` (stage 2): the needle rows' share of the mixture,
@@ -120,7 +124,7 @@ def ltm2_config(
     return RunConfig.from_dict(
         {
             "name": name,
-            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {})}},
+            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **({"hashhop_cot_reads": True} if stage == 2 and cot_reads else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {})}},
             "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,

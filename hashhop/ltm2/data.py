@@ -342,11 +342,13 @@ def build_hashhop(
     max_queries: int = HASHHOP_MAX_QUERIES,
     near_miss: float = 0.0,
     query_reads: bool = False,
+    cot_reads: bool = False,
 ) -> Built:
     """:func:`hashhop_sample` with its parts: ``meta`` holds the prompt and completion exactly as written. With
     probability ``near_miss`` the row's hashes are rewritten so that many share a few first or last characters with
     another (:func:`near_miss_hashes`): the same format, with the crowd of near misses a long context holds.
-    ``query_reads``: read targets in each question too (:func:`hashhop_reads`); the text is the same."""
+    ``query_reads``: read targets in each question too; ``cot_reads``: at the space after each hash a chain-of-thought
+    answer writes too (:func:`hashhop_reads`); the text is the same."""
     from hashhop.task.generator import plan
     from hashhop.task.grammar import completion_header, format_completion, query_line
     from hashhop.task.sample import Chain
@@ -416,13 +418,15 @@ def build_hashhop(
     for chain in queries:  # the completion, piece by piece: loss on each answer and its closing quote
         answer = chain.answer(cot)
         built.add(query_line(chain.query))
-        built.reads += hashhop_reads(chain, cot, prompt_at, len(built), query_reads)
+        built.reads += hashhop_reads(chain, cot, prompt_at, len(built), query_reads, cot_reads)
         built.add(answer + "'", trained=True)
         built.add("\n")
     return built
 
 
-def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int, query_reads: bool = False) -> list[tuple[int, int, tuple[int, ...], int]]:
+def hashhop_reads(
+    chain, cot: bool, prompt_at: int, answer_at: int, query_reads: bool = False, cot_reads: bool = False
+) -> list[tuple[int, int, tuple[int, ...], int]]:
     """Where each byte of a HashHop answer is read from, for :attr:`Built.reads`: ``chain`` a
     :class:`hashhop.task.formats.Chain` (hashes H1 .. Hk+1, its links' offsets in the prompt), ``prompt_at`` /
     ``answer_at`` where the prompt and the answer start in the sample.
@@ -442,7 +446,14 @@ def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int, query_reads:
     ``query_reads``: two more JUMPs in the question ``H1 = '`` itself (given, not trained as bytes), as a CoT answer
     has them after each hash it writes: the read after ``H1 `` at the first link's ``=``, and the read after
     ``H1 = `` at the link's space after ``=`` (its window is the question's, without the quote), so a pointer that
-    stays on it (unquoted link: the value follows) or steps once (quoted: over the quote) carries the first jump."""
+    stays on it (unquoted link: the value follows) or steps once (quoted: over the quote) carries the first jump.
+
+    ``cot_reads``: one more JUMP in a chain-of-thought answer, the space right after each hash it writes before the
+    last, out of the link that hash starts (its space). The windows of the two links that hold the hash end the same
+    way there, but only that link holds a space next; the other, where the copy came from, holds a newline or a quote.
+    A content read cannot tell them apart: the pointer, on the link the hash was copied from, must let go (its learnt
+    bonus from the hidden state), and the read then lands on the next link before ``= `` is written, so the pointer can
+    carry the jump."""
     hashes, hops = chain.hashes, len(chain.hashes) - 1
     link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
     asked = []
@@ -469,6 +480,8 @@ def hashhop_reads(chain, cot: bool, prompt_at: int, answer_at: int, query_reads:
     reads = [*asked, (answer_at, 0, (value_at(0),), JUMP), *copies(answer_at, 0)]
     at = answer_at + len(hashes[1])
     for m in range(1, hops):  # " = H(m+2)" out of link m, which starts with the hash just written
+        if cot_reads:
+            reads.append((at, 0, (link_at[m] + len(hashes[m]),), JUMP))
         reads.append((at + 1, 0, (link_at[m] + len(hashes[m]) + 1,), JUMP))
         reads.append((at + 2, 0, (link_at[m] + len(hashes[m]) + 2,), COPY))
         reads.append((at + 3, 0, (value_at(m),), JUMP))
@@ -873,6 +886,9 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     query_reads = cfg.extra.get("hashhop_query_reads", False)
     if not isinstance(query_reads, bool):
         raise HashHopError(f"task.extra.hashhop_query_reads must be true or false, got {query_reads!r}")
+    cot_reads = cfg.extra.get("hashhop_cot_reads", False)
+    if not isinstance(cot_reads, bool):
+        raise HashHopError(f"task.extra.hashhop_cot_reads must be true or false, got {cot_reads!r}")
     near_miss = cfg.extra.get("hashhop_near_miss", 0.0)
     if isinstance(near_miss, bool) or not isinstance(near_miss, (int, float)) or not 0 <= near_miss <= 1:
         raise HashHopError(f"task.extra.hashhop_near_miss must be a number from 0 to 1, got {near_miss!r}")
@@ -895,7 +911,7 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
         "needle": {"far_keys": float(far_keys), "max_asked": max_asked},
     }
     built_options = {  # read targets only: the same text
-        "hashhop": {**options["hashhop"], "query_reads": query_reads},
+        "hashhop": {**options["hashhop"], "query_reads": query_reads, **({"cot_reads": True} if cot_reads else {})},
         "needle": {**options["needle"], "reads": needle_reads, **({"hold": True} if needle_hold else {})},
     }
     # One seed per row from the torch generator: the rows are independent and reproducible.

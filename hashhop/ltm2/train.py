@@ -22,6 +22,7 @@ from hashhop.errors import HashHopError
 from hashhop.ltm2.config import (
     BATCH,
     CARD,
+    READ_COT_READS,
     READ_FAR,
     READ_FAR_SPAN,
     READ_NEAR_MISS,
@@ -94,6 +95,7 @@ def train_ltm2(
     needle_reads: bool = READ_NEEDLE_READS,
     needle_share: float = READ_NEEDLE_SHARE,
     needle_hold: bool = READ_NEEDLE_HOLD,
+    cot_reads: bool = READ_COT_READS,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
@@ -121,7 +123,7 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "")
         name += "_plen" if pointer and pointer_length_gain else ""
         name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
@@ -129,7 +131,7 @@ def train_ltm2(
             read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
             read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
             pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
-            needle_share=needle_share, needle_hold=needle_hold,
+            needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -232,6 +234,12 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             " Each HashHop question `H1 = '` has two read targets of its own (as a chain-of-thought answer has after each"
             " hash it writes): after `H1 ` its first link's `=`, after `H1 = ` the link's space after `=`, so a pointer"
             " that stays there (or steps over the last link's quote) can carry the answer's first jump."
+        )
+    if cfg["task"]["extra"].get("hashhop_cot_reads"):
+        second += (
+            " In a chain-of-thought answer, the space after each hash it writes (before the last) is a read target too,"
+            " out of the link that hash starts: the pointer must let go of the link the hash was copied from, whose"
+            " window ends the same way, so the read is on the next link before its `= ` is written."
         )
     extra = cfg["task"]["extra"]
     needle = [
@@ -374,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage: read targets inside each HashHop question too (its first link's = and the entry before the value)",
     )
     ap.add_argument(
+        "--cot-reads", action=argparse.BooleanOptionalAction, default=READ_COT_READS,
+        help="second stage: a read target at the space after each hash a chain-of-thought answer writes (out of the link it starts)",
+    )
+    ap.add_argument(
         "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
         help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
     )
@@ -461,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             needle_reads=args.needle_reads,
             needle_share=args.needle_share,
             needle_hold=args.needle_hold,
+            cot_reads=args.cot_reads,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:
