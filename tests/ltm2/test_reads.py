@@ -89,6 +89,35 @@ def test_query_reads_point_the_question_at_its_first_link(hops, cot):
         assert equals < start and after < start and (line == 0 or text[line - 1] == "\n")  # in the prompt, a link's line
 
 
+@pytest.mark.parametrize("hops,cot", [(1, True), (2, True), (3, True), (4, True), (2, False), (3, False)])
+def test_cot_reads_point_the_space_after_each_written_hash_at_the_link_it_starts(hops, cot):
+    """hashhop_reads(cot_reads=True): the same targets plus one jump per hash a CoT answer writes before the last, at
+    the space after it, out of the link that hash starts (a space at a line's start + the hash); the link the hash was
+    copied from holds another byte there. No chain of thought, or one hop: nothing added."""
+    problem = plan(HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 11))
+    text = problem.prompt + "\n\n"
+    for chain in problem.queries:
+        start = len(text) + len(chain.query) + 4  # after `Q = '`
+        text += f"{chain.query} = '{chain.answer(cot)}'\n"
+        plain = d.hashhop_reads(chain, cot, 0, start, query_reads=True)
+        added = d.hashhop_reads(chain, cot, 0, start, query_reads=True, cot_reads=True)
+        extra = sorted(r for r in added if r not in plain)
+        assert [r for r in added if r in plain] == plain  # every earlier target kept, in order
+        if not cot or hops == 1:
+            assert extra == []
+            continue
+        assert len(added) == len(plain) + hops - 1 and all(r[1] == 0 and r[3] == d.JUMP for r in extra)
+        h = chain.hashes
+        for m, (byte, _, (source,), _) in enumerate(extra, start=1):
+            assert text[byte - len(h[m]) : byte + 1] == f"{h[m]} "  # the answer's space after the hash it wrote
+            line = source - len(h[m])
+            assert source < start and text[line : source + 3] == f"{h[m]} = " and (line == 0 or text[line - 1] == "\n")
+            copied_from = text.index(f" = {h[m]}") + 3 + len(h[m])  # the link whose value it is (never the quoted last)
+            assert text[copied_from] != " "  # ... holds a newline there (or the last link's quote), not the space
+        # the targets not added are where they were: the space after a written hash had none before
+        assert not {b for b, _, _, _ in plain} & {b for b, _, _, _ in extra}
+
+
 def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n\n" * 2000)
@@ -125,6 +154,17 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     assert (x[added] == ord(" ")).all() and (torch.gather(x, 1, first3.clamp(min=0))[added] == ord(" ")).all()
     with pytest.raises(HashHopError, match="hashhop_query_reads"):
         d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_query_reads": 1}), 1, torch.Generator())
+    # hashhop_cot_reads: the same rows and targets, and a jump at the space after each hash a CoT answer writes (trained)
+    x4, y4, r4 = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_cot_reads": True}), 16, torch.Generator().manual_seed(2))
+    first4 = r4[:, :, 0, d.JUMP, 0]
+    spaces = (first4 >= 0) & (first3 < 0)
+    assert torch.equal(x4, x) and torch.equal(y4, y) and torch.equal(first4[first3 >= 0], first3[first3 >= 0])
+    assert torch.equal(r4[:, :, 1], r3[:, :, 1]) and torch.equal(r4[:, :, :, d.COPY], r3[:, :, :, d.COPY])
+    assert int(spaces.sum()) > 0 and (y[spaces] == ord(" ")).all()  # trained bytes: the space the answer writes
+    assert (torch.gather(x, 1, (first4 + 1).clamp(min=0, max=1023))[spaces] == ord(" ")).all()  # out of a link's space
+    assert (first4[spaces] <= p.expand_as(first4)[spaces] - 15).all()
+    with pytest.raises(HashHopError, match="hashhop_cot_reads"):
+        d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_cot_reads": "yes"}), 1, torch.Generator())
 
 
 def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
@@ -324,13 +364,13 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out = tmp_path / "w.safetensors"
     args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-top-k", "16", "--pointer", "--pointer-candidates", "3"]
-    args += ["--needle-far-keys", "0.5", "--needle-asked", "16", "--needle-reads", "--needle-hold", "--needle-share", "0.2"]
+    args += ["--needle-far-keys", "0.5", "--needle-asked", "16", "--needle-reads", "--needle-hold", "--needle-share", "0.2", "--cot-reads"]
     assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
     from hashhop.ltm2.load import load_ltm2
 
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
-    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_plen_nfar0.5_nq16_nreads_nhold_ns0.2").is_dir()
+    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_creads_plen_nfar0.5_nq16_nreads_nhold_ns0.2").is_dir()
     assert trained.blocks[0].mixer.cfg.pointer_candidates == 3 and trained.blocks[0].mixer.cfg.pointer_length_ref == 16384
     card = (tmp_path / "w.card.md").read_text()
     assert "follow a pointer" in card and "3 candidates" in card
@@ -340,6 +380,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert "a HashHop row asking up to 64 queries" in card  # the read stage's default rows
     assert "In 50% of its HashHop rows" in card and "two read targets of its own" in card  # near misses, question reads
     assert "Beyond 16,384 entries (the stage's rows) a pointer's bonus grows" in card  # the pointer's length gain
+    assert "the space after each hash it writes (before the last) is a read target too" in card  # --cot-reads
     from hashhop.ltm2.train import cpu_model
 
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
@@ -653,6 +694,8 @@ def test_needle_options_are_stage_two_task_extras():
     assert (chosen["needle_far_keys"], chosen["needle_max_asked"], chosen["needle_reads"], chosen["needle_hold"]) == (0.5, 16, True, True)
     assert chosen["mix"] == {**DEFAULT_MIX, "needle": 0.2, "code": 0.27} and abs(sum(chosen["mix"].values()) - 1) < 1e-9
     assert not names & set(extra(stage=1, needle_far_keys=0.5, needle_reads=True, needle_share=0.2, needle_hold=True))
+    assert "hashhop_cot_reads" not in extra() and extra(cot_reads=True)["hashhop_cot_reads"] is True
+    assert "hashhop_cot_reads" not in extra(stage=1, cot_reads=True)
 
 
 def test_shipped_stage_one_is_the_recipe_stage_one_and_carries_its_card():
