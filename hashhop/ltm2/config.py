@@ -58,7 +58,7 @@ READ_QUERY_READS = True  # stage 2: read targets inside each HashHop question to
 # `H1 = '` reads its first link's `=` and the space after it, as a CoT answer does after each hash it writes.
 # With both (thirteenth session): 1M 2 / 3 hops CoT 4 / 4 -> 5 / 8 of 10, 10M 1 hop 8 -> 10 (RESULTS.md, ltm2_recall_nq,
 # ltm2_recall_10m_nq against ltm2_recall_cand3, ltm2_recall_3cot_1m_cand3, ltm2_recall_10m_cand3)
-READ_COT_READS = False  # stage 2: a read target at the space after each hash a CoT answer writes (before the last),
+READ_COT_READS = False  # stage 2: read targets (both reads) at the space after each hash a CoT answer writes (before the last),
 # out of the link that hash starts (task.extra.hashhop_cot_reads): the pointer lets go of the link the hash came from
 READ_NEEDLE_FAR_KEYS = 0.0  # stage 2: the share of needle rows whose questions put an aside between the key and the
 # answer (task.extra.needle_far_keys; hashhop.ltm2.data.NEEDLE_ASIDES): the query must come from the key 15-50 bytes back

@@ -448,12 +448,12 @@ def hashhop_reads(
     ``H1 = `` at the link's space after ``=`` (its window is the question's, without the quote), so a pointer that
     stays on it (unquoted link: the value follows) or steps once (quoted: over the quote) carries the first jump.
 
-    ``cot_reads``: one more JUMP in a chain-of-thought answer, the space right after each hash it writes before the
-    last, out of the link that hash starts (its space). The windows of the two links that hold the hash end the same
+    ``cot_reads``: one more JUMP in a chain-of-thought answer, for both reads, the space right after each hash it
+    writes before the last, out of the link that hash starts (its space). The windows of the two links that hold the hash end the same
     way there, but only that link holds a space next; the other, where the copy came from, holds a newline or a quote.
     A content read cannot tell them apart: the pointer, on the link the hash was copied from, must let go (its learnt
-    bonus from the hidden state), and the read then lands on the next link before ``= `` is written, so the pointer can
-    carry the jump."""
+    bonus from the hidden state; the second read's state holds what the first returned there, that link's newline),
+    and the read then lands on the next link before ``= `` is written, so the pointer can carry the jump."""
     hashes, hops = chain.hashes, len(chain.hashes) - 1
     link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
     asked = []
@@ -480,8 +480,8 @@ def hashhop_reads(
     reads = [*asked, (answer_at, 0, (value_at(0),), JUMP), *copies(answer_at, 0)]
     at = answer_at + len(hashes[1])
     for m in range(1, hops):  # " = H(m+2)" out of link m, which starts with the hash just written
-        if cot_reads:
-            reads.append((at, 0, (link_at[m] + len(hashes[m]),), JUMP))
+        if cot_reads:  # both reads: the second sees what the first read returned (the copied link ends here)
+            reads += [(at, read, (link_at[m] + len(hashes[m]),), JUMP) for read in (0, 1)]
         reads.append((at + 1, 0, (link_at[m] + len(hashes[m]) + 1,), JUMP))
         reads.append((at + 2, 0, (link_at[m] + len(hashes[m]) + 2,), COPY))
         reads.append((at + 3, 0, (value_at(m),), JUMP))

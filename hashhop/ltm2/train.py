@@ -237,8 +237,8 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
         )
     if cfg["task"]["extra"].get("hashhop_cot_reads"):
         second += (
-            " In a chain-of-thought answer, the space after each hash it writes (before the last) is a read target too,"
-            " out of the link that hash starts: the pointer must let go of the link the hash was copied from, whose"
+            " In a chain-of-thought answer, the space after each hash it writes (before the last) is a read target too"
+            " (both reads), out of the link that hash starts: the pointer must let go of the link the hash was copied from, whose"
             " window ends the same way, so the read is on the next link before its `= ` is written."
         )
     extra = cfg["task"]["extra"]

@@ -91,8 +91,8 @@ def test_query_reads_point_the_question_at_its_first_link(hops, cot):
 
 @pytest.mark.parametrize("hops,cot", [(1, True), (2, True), (3, True), (4, True), (2, False), (3, False)])
 def test_cot_reads_point_the_space_after_each_written_hash_at_the_link_it_starts(hops, cot):
-    """hashhop_reads(cot_reads=True): the same targets plus one jump per hash a CoT answer writes before the last, at
-    the space after it, out of the link that hash starts (a space at a line's start + the hash); the link the hash was
+    """hashhop_reads(cot_reads=True): the same targets plus one jump per hash a CoT answer writes before the last (for
+    each read), at the space after it, out of the link that hash starts (a space at a line's start + the hash); the link the hash was
     copied from holds another byte there. No chain of thought, or one hop: nothing added."""
     problem = plan(HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 11))
     text = problem.prompt + "\n\n"
@@ -106,9 +106,10 @@ def test_cot_reads_point_the_space_after_each_written_hash_at_the_link_it_starts
         if not cot or hops == 1:
             assert extra == []
             continue
-        assert len(added) == len(plain) + hops - 1 and all(r[1] == 0 and r[3] == d.JUMP for r in extra)
+        assert len(added) == len(plain) + 2 * (hops - 1) and all(r[3] == d.JUMP for r in extra)
+        assert [r[1] for r in extra] == [0, 1] * (hops - 1) and extra[::2] == [(b, 0, s, k) for b, _, s, k in extra[1::2]]
         h = chain.hashes
-        for m, (byte, _, (source,), _) in enumerate(extra, start=1):
+        for m, (byte, _, (source,), _) in enumerate(extra[::2], start=1):
             assert text[byte - len(h[m]) : byte + 1] == f"{h[m]} "  # the answer's space after the hash it wrote
             line = source - len(h[m])
             assert source < start and text[line : source + 3] == f"{h[m]} = " and (line == 0 or text[line - 1] == "\n")
@@ -159,7 +160,8 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     first4 = r4[:, :, 0, d.JUMP, 0]
     spaces = (first4 >= 0) & (first3 < 0)
     assert torch.equal(x4, x) and torch.equal(y4, y) and torch.equal(first4[first3 >= 0], first3[first3 >= 0])
-    assert torch.equal(r4[:, :, 1], r3[:, :, 1]) and torch.equal(r4[:, :, :, d.COPY], r3[:, :, :, d.COPY])
+    assert torch.equal(r4[:, :, :, d.COPY], r3[:, :, :, d.COPY]) and torch.equal(r4[:, :, 1][~spaces], r3[:, :, 1][~spaces])
+    assert torch.equal(r4[:, :, 1, d.JUMP, 0][spaces], first4[spaces])  # the second read has the same target there
     assert int(spaces.sum()) > 0 and (y[spaces] == ord(" ")).all()  # trained bytes: the space the answer writes
     assert (torch.gather(x, 1, (first4 + 1).clamp(min=0, max=1023))[spaces] == ord(" ")).all()  # out of a link's space
     assert (first4[spaces] <= p.expand_as(first4)[spaces] - 15).all()
