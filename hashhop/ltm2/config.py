@@ -59,7 +59,8 @@ READ_QUERY_READS = True  # stage 2: read targets inside each HashHop question to
 # With both (thirteenth session): 1M 2 / 3 hops CoT 4 / 4 -> 5 / 8 of 10, 10M 1 hop 8 -> 10 (RESULTS.md, ltm2_recall_nq,
 # ltm2_recall_10m_nq against ltm2_recall_cand3, ltm2_recall_3cot_1m_cand3, ltm2_recall_10m_cand3)
 READ_COT_READS = False  # stage 2: read targets (both reads) at the space after each hash a CoT answer writes (before the last),
-# out of the link that hash starts (task.extra.hashhop_cot_reads): the pointer lets go of the link the hash came from
+# out of the link that hash starts (task.extra.hashhop_cot_reads): the pointer lets go of the link the hash came from.
+# Tried (seventeenth session): 1M 2 / 3 hops CoT 75 / 68 of 90 against the control's 78 / 79 (docs/ltm2.md)
 READ_NEEDLE_FAR_KEYS = 0.0  # stage 2: the share of needle rows whose questions put an aside between the key and the
 # answer (task.extra.needle_far_keys; hashhop.ltm2.data.NEEDLE_ASIDES): the query must come from the key 15-50 bytes back
 READ_NEEDLE_ASKED = 2  # stage 2: a needle row asks up to this many questions (task.extra.needle_max_asked; 2: the first stage's)

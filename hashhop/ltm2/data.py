@@ -449,11 +449,12 @@ def hashhop_reads(
     stays on it (unquoted link: the value follows) or steps once (quoted: over the quote) carries the first jump.
 
     ``cot_reads``: one more JUMP in a chain-of-thought answer, for both reads, the space right after each hash it
-    writes before the last, out of the link that hash starts (its space). The windows of the two links that hold the hash end the same
-    way there, but only that link holds a space next; the other, where the copy came from, holds a newline or a quote.
-    A content read cannot tell them apart: the pointer, on the link the hash was copied from, must let go (its learnt
-    bonus from the hidden state; the second read's state holds what the first returned there, that link's newline),
-    and the read then lands on the next link before ``= `` is written, so the pointer can carry the jump."""
+    writes before the last, out of the link that hash starts (its space). The windows of the two links that hold the
+    hash end the same way there (hashes of 15+ bytes), but only that link holds a space next; the other, where the copy
+    came from, holds a newline. A content read cannot tell them apart: the pointer, on the link the hash was copied
+    from, must let go (its learnt bonus from the hidden state; the second read's state holds what the first returned
+    there, that link's newline), and the read then lands on the next link before ``= `` is written, so the pointer can
+    carry the jump. Tried once (seventeenth session), not shipped: 3 hops CoT at 1M fell (docs/ltm2.md)."""
     hashes, hops = chain.hashes, len(chain.hashes) - 1
     link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
     asked = []
