@@ -100,6 +100,7 @@ def ltm2_config(
     needle_share: float = READ_NEEDLE_SHARE,
     needle_hold: bool = READ_NEEDLE_HOLD,
     cot_reads: bool = READ_COT_READS,
+    conv_kernel: int = MIXER["conv_kernel"],
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -117,16 +118,18 @@ def ltm2_config(
     beyond the row length a pointer's bonus grows by the read's length gain once more (MixerConfig.pointer_length_ref);
     ``needle_far_keys`` / ``needle_asked`` / ``needle_reads`` / ``needle_hold`` (stage 2): task.extra.needle_far_keys /
     needle_max_asked / needle_reads / needle_hold (hashhop.ltm2.data.build_needle); ``needle_share`` (stage 2): the needle rows' share of the mixture,
-    the code rows' share moving by as much."""
+    the code rows' share moving by as much. ``conv_kernel`` (both stages): the encoder's convolution width, so each key
+    sees the last 1 + encoder_layers x (conv_kernel - 1) bytes (the stage-2 value must be the stage-1 weights')."""
     from hashhop.lab.config import RunConfig
 
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
+    mixer = {**MIXER, "conv_kernel": conv_kernel}
     seq_len = seq_len or (SEQ_LEN if stage == 1 else READ_SEQ_LEN)
     return RunConfig.from_dict(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **({"hashhop_cot_reads": True} if stage == 2 and cot_reads else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {})}},
-            "model": {"mixer": MIXER if stage == 1 else {**MIXER, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
+            "model": {"mixer": mixer if stage == 1 else {**mixer, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -466,6 +467,57 @@ class GatheredRead(torch.autograd.Function):
         return dq.view(q_shape), dkeys.view(keys_shape), dv.view(v_shape), dsink.view(sink_shape), None, None, None, dbonus
 
 
+@numba.njit(cache=True, nogil=True)
+def _follow_loop(queries, unit_keys, ids, found, sinks, gates, gains, offsets, delay, follow, follow_logits, confidences) -> None:  # pragma: no cover (compiled)
+    """:func:`follow_pointers`' sequential part, compiled (numba): each row's pointer walks its positions in order.
+    Fills ``follow``, ``follow_logits``, ``confidences``; masks in ``found`` the best entries that are candidates too."""
+    rows, t, hk = queries.shape
+    k, m = ids.shape[2], offsets.shape[0]
+    own = np.empty(m, np.float32)
+    nxt = np.zeros(m, np.int64)
+    valid = np.zeros(m, np.bool_)
+    for r in range(rows):
+        pointer, confidence = -1, np.float32(0.0)
+        for p in range(delay, t):
+            for j in range(m):
+                n = pointer + offsets[j]
+                valid[j] = pointer >= 0 and n <= p - delay
+                nxt[j] = n if valid[j] else 0
+                follow[r, p, j] = nxt[j]
+                if valid[j]:
+                    content = np.float32(0.0)
+                    for d in range(hk):
+                        content += queries[r, p, d] * unit_keys[r, n, d]
+                    follow_logits[r, p, j] = content
+                    own[j] = content + gates[r, p, j] + gains[r, p, j] * confidence
+                else:
+                    own[j] = -np.inf
+            best, own_best = 0, 0
+            for i in range(k):
+                for j in range(m):
+                    if valid[j] and ids[r, p, i] == nxt[j]:
+                        found[r, p, i] = -np.inf
+                if found[r, p, i] > found[r, p, best]:
+                    best = i
+            for j in range(1, m):
+                if own[j] > own[own_best]:
+                    own_best = j
+            best_logit, own_logit, sink = found[r, p, best], own[own_best], sinks[r, p]
+            top = max(best_logit, own_logit, sink)
+            total = np.exp(sink - top)
+            for i in range(k):
+                total += np.exp(found[r, p, i] - top)
+            for j in range(m):
+                total += np.exp(own[j] - top)
+            confidences[r, p] = confidence
+            winner = own_logit if own_logit >= best_logit else best_logit
+            if winner > sink:
+                pointer = nxt[own_best] if own_logit >= best_logit else ids[r, p, best]
+                confidence = np.float32(np.exp(winner - top) / total)
+            else:
+                pointer, confidence = -1, np.float32(0.0)
+
+
 def follow_pointers(
     q: torch.Tensor, keys: torch.Tensor, chosen: torch.Tensor, logits: torch.Tensor, sink: torch.Tensor, gated: torch.Tensor, per_confidence: torch.Tensor, delay: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -483,42 +535,28 @@ def follow_pointers(
     b, heads, t, hk = q.shape
     k, m = chosen.shape[-1], gated.shape[-1]
     rows = b * heads
-    queries = q.detach().reshape(rows, t, hk).numpy()
-    unit_keys = keys.detach().reshape(rows, t, hk).numpy()
-    ids = chosen.reshape(rows, t, k).numpy()
-    found = logits.view(rows, t, k).numpy()  # shares logits' memory: duplicates are masked in place
-    sinks = sink.detach().reshape(rows, t).numpy()
-    gates = gated.detach().expand(b, heads, t, m).reshape(rows, t, m).numpy()
-    gains = per_confidence.detach().expand(b, heads, t, m).reshape(rows, t, m).numpy()
-    offsets = np.array(POINTER_OFFSETS[:m])
+    device = q.device  # the loop runs on the host (numpy); on a GPU its inputs are copied over and its outputs back
+
+    def host(x: torch.Tensor) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    queries = host(q.reshape(rows, t, hk))
+    unit_keys = host(keys.reshape(rows, t, hk))
+    ids = host(chosen.reshape(rows, t, k))
+    found_host = logits.view(rows, t, k).cpu()  # on the CPU this is logits' memory: duplicates are masked in place
+    found = found_host.numpy()
+    sinks = host(sink.reshape(rows, t))
+    gates = host(gated.expand(b, heads, t, m).reshape(rows, t, m))
+    gains = host(per_confidence.expand(b, heads, t, m).reshape(rows, t, m))
     follow = np.zeros((rows, t, m), np.int64)
     follow_logits = np.full((rows, t, m), -np.inf, np.float32)
     confidences = np.zeros((rows, t), np.float32)
-    at, pointer, confidence = np.arange(rows), np.full(rows, -1), np.zeros(rows, np.float32)
-    with np.errstate(invalid="ignore", over="ignore"):
-        for p in range(delay, t):
-            nxt = pointer[:, None] + offsets  # (rows, m)
-            valid = (pointer[:, None] >= 0) & (nxt <= p - delay)
-            nxt = np.where(valid, nxt, 0)
-            content = np.einsum("rd,rmd->rm", queries[:, p], unit_keys[at[:, None], nxt])
-            own = np.where(valid, content + gates[:, p] + gains[:, p] * confidence[:, None], -np.inf)
-            row = found[:, p]
-            twice = ((ids[:, p, :, None] == nxt[:, None, :]) & valid[:, None, :]).any(-1)
-            if twice.any():
-                row[twice] = -np.inf
-            best = row.argmax(1)
-            best_logit = row[at, best]
-            own_best = own.argmax(1)
-            own_logit = own[at, own_best]
-            top = np.maximum(np.maximum(best_logit, own_logit), sinks[:, p])
-            total = np.exp(row - top[:, None]).sum(1) + np.exp(own - top[:, None]).sum(1) + np.exp(sinks[:, p] - top)
-            follow[:, p], follow_logits[:, p], confidences[:, p] = nxt, np.where(valid, content, -np.inf), confidence
-            own_wins = own_logit >= best_logit
-            winner = np.where(own_wins, own_logit, best_logit)
-            pointer = np.where(winner > sinks[:, p], np.where(own_wins, nxt[at, own_best], ids[at, p, best]), -1)
-            confidence = np.where(pointer >= 0, np.exp(winner - top) / total, 0).astype(np.float32)
+    _follow_loop(queries, unit_keys, ids, found, sinks, gates, gains, np.array(POINTER_OFFSETS[:m], np.int64), delay, follow, follow_logits, confidences)
+    if found_host.data_ptr() != logits.data_ptr():
+        logits.view(rows, t, k).copy_(found_host)  # the masked duplicates, back on the device
     shape = (b, heads, t)
-    return torch.from_numpy(follow).view(*shape, m), torch.from_numpy(follow_logits).view(*shape, m), torch.from_numpy(confidences).view(shape)
+    out = (torch.from_numpy(follow).view(*shape, m), torch.from_numpy(follow_logits).view(*shape, m), torch.from_numpy(confidences).view(shape))
+    return tuple(x.to(device) for x in out)
 
 
 class Block(nn.Module):

@@ -22,6 +22,7 @@ from hashhop.errors import HashHopError
 from hashhop.ltm2.config import (
     BATCH,
     CARD,
+    MIXER,
     READ_COT_READS,
     READ_FAR,
     READ_FAR_SPAN,
@@ -96,9 +97,11 @@ def train_ltm2(
     needle_share: float = READ_NEEDLE_SHARE,
     needle_hold: bool = READ_NEEDLE_HOLD,
     cot_reads: bool = READ_COT_READS,
+    conv_kernel: int | None = None,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
-    ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these."""
+    ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these.
+    ``conv_kernel``: the encoder's convolution width (None: the init weights' with ``init_from``, else the config's)."""
     from hashhop.ltm2.data import HASHHOP_MAX_QUERIES, build_train_corpus
 
     if not out.endswith(".safetensors"):
@@ -113,16 +116,19 @@ def train_ltm2(
         corpus_info = build_train_corpus(corpus)
     from hashhop.lab.train import train_run
 
+    if conv_kernel is None:
+        conv_kernel = _init_conv_kernel(init_from) if init_from else MIXER["conv_kernel"]
+    kernel_name = f"_k{conv_kernel}" if conv_kernel != MIXER["conv_kernel"] else ""
     if init_from:
         if not read_steps:
             raise HashHopError("--init-from starts the second stage from those weights: give it --read-steps > 0")
         init, stages = init_from, []
     else:
-        cfg = ltm2_config(corpus, steps=steps, seed=seed, threads=threads)
+        cfg = ltm2_config(corpus, steps=steps, seed=seed, name="ltm2" + kernel_name, threads=threads, conv_kernel=conv_kernel)
         stages = [train_run(cfg, runs, progress=progress, log=log)]
         init = os.path.join(runs, cfg.name)
     if read_steps:
-        name = "ltm2_reads" + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
+        name = "ltm2_reads" + kernel_name + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
         name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "")
         name += "_plen" if pointer and pointer_length_gain else ""
         name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
@@ -131,7 +137,7 @@ def train_ltm2(
             read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
             read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
             pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
-            needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads,
+            needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -275,7 +281,8 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
     return f"""# LTM-2 model card
 
 A byte-level causal language model (256 symbols in, 256 out) with a learnt long-term memory
-(`hashhop/ltm2/model.py`): a causal convolution encoder writes one key and one value per byte of context;
+(`hashhop/ltm2/model.py`): a causal convolution encoder (width {mixer['conv_kernel']}, {mixer['encoder_layers']} layers: each key sees the last
+{1 + mixer['encoder_layers'] * (mixer['conv_kernel'] - 1)} bytes) writes one key and one value per byte of context;
 every position of a small deep stack (local attention over {mixer['window']} bytes, a memory read, an MLP; {mixer['layers']}
 blocks) reads the memory with a learnt query, softmax over every earlier entry plus a sink. Nothing in the network,
 engine or server parses the text.{second}
@@ -326,6 +333,23 @@ def _init_card_summary(init_from: str) -> str:
         f" Those weights' own card: steps x rows x bytes {rows.get('steps x batch x bytes', '?')}, seed {rows.get('seed', '?')},"
         f" training time {rows['training time']}, command {rows.get('command', '?').split(' (')[0]}."
     )
+
+
+def _init_conv_kernel(init_from: str) -> int:
+    """The encoder's convolution width of the weights a second stage starts from (the config's if they do not say)."""
+    from hashhop.checkpoint import read_checkpoint_meta
+
+    config_path = os.path.join(init_from, "config.json")
+    try:
+        if os.path.isdir(init_from):
+            with open(config_path) as handle:
+                config = json.load(handle)
+        else:
+            config = read_checkpoint_meta(init_from).get("config") or {}
+        kernel = config["model"]["mixer"]["conv_kernel"]
+    except (OSError, ValueError, KeyError, TypeError, HashHopError):
+        return MIXER["conv_kernel"]  # unreadable weights fail with their own message when the stage loads them
+    return kernel if isinstance(kernel, int) and not isinstance(kernel, bool) else MIXER["conv_kernel"]
 
 
 def _final(summary: dict) -> str:
@@ -408,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
+    ap.add_argument(
+        "--conv-kernel", type=int, default=None,
+        help=f"the encoder's convolution width (each key sees 1 + {MIXER['encoder_layers']} x (width - 1) bytes); default {MIXER['conv_kernel']}, or the --init-from weights' own",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--runs", default=RUNS, help="the lab run folder (checkpoints; rerun to resume)")
@@ -441,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--read-top-k must be a whole number from 0 to {1 << 16} (0: every entry), got {args.read_top_k}")
     if not 2 <= args.read_queries <= 4096:
         ap.error(f"--read-queries must be a whole number from 2 to 4096, got {args.read_queries}")
+    if args.conv_kernel is not None and not 2 <= args.conv_kernel <= 64:
+        ap.error(f"--conv-kernel must be a whole number from 2 to 64, got {args.conv_kernel}")
     from hashhop.ltm2.data import MIN_SEQ_LEN
 
     if not MIN_SEQ_LEN <= args.read_seq_len <= BATCH * SEQ_LEN or BATCH * SEQ_LEN % args.read_seq_len:
@@ -474,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             needle_share=args.needle_share,
             needle_hold=args.needle_hold,
             cot_reads=args.cot_reads,
+            conv_kernel=args.conv_kernel,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:
