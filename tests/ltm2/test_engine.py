@@ -55,6 +55,17 @@ def test_exact_engine_matches_dense_forward(prefix, log_length, shift):
     assert (got - dense).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("kernel,prefix", [(16, 1), (16, 150), (12, 40)])
+def test_exact_engine_matches_dense_forward_with_a_wide_encoder(kernel, prefix):
+    """`--conv-kernel`: keys that see the last 1 + 2 x (kernel - 1) bytes; the engine's prefill and steps keep as many."""
+    lm = small_lm(conv_kernel=kernel, pointer=True, pointer_candidates=3)
+    assert lm.blocks[0].mixer.encoder.reach == 1 + 2 * (kernel - 1)
+    data = text(220, seed=2)
+    dense = dense_logprobs(lm, data)[prefix - 1 : -1]
+    got = engine_logprobs(Engine(lm, top_k=10**6, exact=True), data, prefix)
+    assert (got - dense).abs().max() < 1e-4
+
+
 def test_int8_memory_stays_close():
     """int8 keys and values (the memory the engine keeps) move log-probabilities little, greedy bytes rarely."""
     lm = small_lm()

@@ -388,13 +388,36 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
     assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle); where a question's text" in card and "step along the needle to the value." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"]):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and bad[0] in error  # one line naming the option
     assert main(["--init-from", "x.safetensors", "--read-steps", "0", "--runs", str(tmp_path / "r2"), "--corpus", str(corpus)]) == 2
+
+
+def test_encoder_width_trains_both_stages_and_a_second_stage_keeps_it(tmp_path, capsys):
+    """--conv-kernel: stage 1 and stage 2 at that width (folders and card say so); a later read stage from those
+    weights takes their width; a width that does not fit the weights is a one-line error."""
+    from hashhop.ltm2.load import load_ltm2
+    from hashhop.ltm2.train import main
+
+    corpus = tmp_path / "corpus.bin"
+    corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
+    common = ["--corpus", str(corpus), "--threads", "1", "--no-progress", "--read-seq-len", "2048"]
+    out = tmp_path / "k12.safetensors"
+    assert main(["--steps", "1", "--read-steps", "1", "--conv-kernel", "12", "--runs", str(tmp_path / "r1"), "--out", str(out), *common]) == 0
+    assert (tmp_path / "r1" / "ltm2_k12").is_dir() and any(p.name.startswith("ltm2_reads_k12_") for p in (tmp_path / "r1").iterdir())
+    assert load_ltm2(str(out)).blocks[0].mixer.encoder.reach == 23
+    assert "encoder (width 12, 2 layers: each key sees the last\n23 bytes)" in (tmp_path / "k12.card.md").read_text()
+    again = tmp_path / "again.safetensors"
+    assert main(["--init-from", str(out), "--read-steps", "1", "--runs", str(tmp_path / "r2"), "--out", str(again), *common]) == 0
+    assert load_ltm2(str(again)).blocks[0].mixer.cfg.conv_kernel == 12
+    capsys.readouterr()
+    assert main(["--init-from", str(out), "--conv-kernel", "8", "--read-steps", "1", "--runs", str(tmp_path / "r3"), "--out", str(tmp_path / "x.safetensors"), *common]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "do not fit this model" in error and not (tmp_path / "x.safetensors").exists()
 
 
 @pytest.mark.parametrize("chunk", [7, 1024])
