@@ -93,9 +93,20 @@ def complete(runner: LTM2Runner, prompt: str, max_bytes: int, stops: tuple[bytes
     return runner.engine.generate(max_bytes, stops).decode("utf-8", errors="replace")
 
 
-def hashhop_rows(runners: dict, length: int, tasks, hash_length: int, alphabet, queries: int, seed: int, failures: list | None = None) -> dict:
+def memory_note(runner: LTM2Runner) -> str:
+    """The memory the engine kept for its last prompt: the key index and bytes per context byte. The engine's "auto"
+    picks by the prefilled length (IVF_MIN_BYTES): a 1M-character prompt's cached prefix (e.g. 999,885 bytes) is under it."""
+    memory = runner.engine.memory
+    kind = "product-quantised keys in inverted lists" if memory.compact else "8-bit keys in inverted lists" if memory.quantizers else "8-bit keys, flat scan"
+    return f"{kind}, {runner.engine.bytes_per_context_byte():.0f} B per context byte"
+
+
+def hashhop_rows(
+    runners: dict, length: int, tasks, hash_length: int, alphabet, queries: int, seed: int, failures: list | None = None, memory: dict | None = None
+) -> dict:
     """(hops, cot) -> {variant: (right, asked)}; each wrong answer goes to ``failures`` (when given) with how many of
-    its first bytes were right and whether its first hash was."""
+    its first bytes were right and whether its first hash was; ``memory`` (when given) gets each variant's
+    :func:`memory_note` (variants with the memory on)."""
     out = {}
     for hops, cot in tasks:
         problem = plan(
@@ -120,6 +131,8 @@ def hashhop_rows(runners: dict, length: int, tasks, hash_length: int, alphabet, 
                          "first_hash_from": first_hash_source(problem.prompt, got, hash_length)}
                     )
             cell[name] = (right, len(problem.queries))
+            if memory is not None and runner.engine.context_reach is None:
+                memory[name] = memory_note(runner)
         out[(hops, cot)] = cell
     return out
 
@@ -199,6 +212,11 @@ def table(title: str, rows: dict, variants: list[str], label) -> str:
     return "\n".join(lines) + "\n"
 
 
+def hashhop_title(length: int, memory: dict) -> str:
+    notes = "; ".join(f"{name}: {note}" for name, note in memory.items())
+    return f"HashHop, Magic's format, {length:,} characters (16-letter hashes{'; memory ' + notes if notes else ''})"
+
+
 def hop_label(key) -> str:
     hops, cot = key
     return f"{hops} hop{'s' if hops > 1 else ''}{' CoT' if cot else ''}"
@@ -245,22 +263,25 @@ def main() -> None:
     if "hashhop" not in skip:
         for length in (parse_size(x) for x in filter(None, args.lengths.split(","))):
             t0 = time.perf_counter()
-            rows = hashhop_rows(runners, length, HASHHOP_TASKS, 16, "letters", args.queries, args.seed, failures)
-            parts.append(table(f"HashHop, Magic's format, {length:,} characters (16-letter hashes)", rows, variants, hop_label))
+            memory = {}
+            rows = hashhop_rows(runners, length, HASHHOP_TASKS, 16, "letters", args.queries, args.seed, failures, memory)
+            parts.append(table(hashhop_title(length, memory), rows, variants, hop_label))
             print(parts[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
         for length in (parse_size(x) for x in filter(None, args.long_lengths.split(","))):
             t0 = time.perf_counter()
-            rows = hashhop_rows(runners, length, long_tasks, 16, "letters", args.queries, args.seed, failures)
-            parts.append(table(f"HashHop, Magic's format, {length:,} characters (16-letter hashes)", rows, variants, hop_label))
+            memory = {}
+            rows = hashhop_rows(runners, length, long_tasks, 16, "letters", args.queries, args.seed, failures, memory)
+            parts.append(table(hashhop_title(length, memory), rows, variants, hop_label))
             print(parts[-1], f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if "shapes" not in skip:
         length = parse_size(args.shapes_length)
-        rows = {}
+        rows, memory = {}, {}
         for label, hash_length, alphabet in SHAPES:
-            got = hashhop_rows(other_runners, length, [(1, False), (2, True)], hash_length, alphabet, args.queries, args.seed, failures)
+            got = hashhop_rows(other_runners, length, [(1, False), (2, True)], hash_length, alphabet, args.queries, args.seed, failures, memory)
             rows[f"{label}, 1 hop"] = got[(1, False)]
             rows[f"{label}, 2 hops CoT"] = got[(2, True)]
-        parts.append(table(f"Hash lengths and alphabets, {length:,} characters", rows, others, str))
+        notes = "; ".join(f"{name}: {note}" for name, note in memory.items())
+        parts.append(table(f"Hash lengths and alphabets, {length:,} characters{' (memory ' + notes + ')' if notes else ''}", rows, others, str))
         print(parts[-1], flush=True)
     if "ruler" not in skip:
         for length in (parse_size(x) for x in args.ruler_lengths.split(",")):
@@ -301,7 +322,9 @@ def main() -> None:
         intro = (
             "LTM-2 (byte-level LM, learnt memory; hashhop/ltm2) on recall tasks through its engine (top-64 reads per "
             + (
-                "head; 8-bit keys in a flat faiss index below 1M characters, product-quantised keys in inverted lists from 1M)"
+                "head; the engine's default index: 8-bit keys in a flat faiss index below 1,000,000 prefilled bytes, product-quantised"
+                " keys in inverted lists from there; a 1M-character prompt's cached prefix falls just under"
+                " that, so each table says which memory each variant kept)"
                 if args.index == "auto"
                 else f"head; every context through the {'flat 8-bit' if args.index == 'flat' else 'compact inverted-list'} index)"
             )
