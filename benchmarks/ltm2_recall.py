@@ -58,7 +58,7 @@ NEW_FORMATS = {
 }
 
 
-def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float | None = None) -> LTM2Runner:
+def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float | None = None, rescore: int = 0) -> LTM2Runner:
     from hashhop.ltm2.engine import Engine
     from hashhop.ltm2.load import load_ltm2
 
@@ -82,6 +82,7 @@ def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float |
     runner.engine.index = index  # "auto": flat 8-bit keys below 1M characters, the compact inverted lists from 1M
     if scan_cap is not None:  # compact lists: codes a read scans at most, in lists' worth (the engine's SCAN_CAP_LISTS)
         runner.engine.scan_cap_lists = scan_cap
+    runner.engine.rescore = rescore  # a read's best this many entries scored again with exact keys from the text
     return runner
 
 
@@ -239,6 +240,7 @@ def main() -> None:
     ap.add_argument("--section", default="ltm2_recall", help="RESULTS.md section to write ('' for none)")
     ap.add_argument("--index", choices=("auto", "flat", "ivf"), default="auto", help="the engine's key index (flat: every entry scored, a diagnostic at 1M+)")
     ap.add_argument("--scan-cap", type=float, default=None, help="compact index: a read scans at most this many lists' worth of codes (default: the engine's)")
+    ap.add_argument("--rescore", type=int, default=0, help="a read's best this many entries (by the index's scores) scored again with exact keys recomputed from the text")
     ap.add_argument("--failures", default="", help="write every wrong HashHop answer to this JSON-lines file (what it wrote, how far it was right)")
     args = ap.parse_args()
     failures = [] if args.failures else None
@@ -255,7 +257,9 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     if args.scan_cap is not None and not 0 < args.scan_cap < float("inf"):
         raise HashHopError(f"--scan-cap must be positive, got {args.scan_cap}")
-    all_runners = {name: make_variant(name, args.weights, args.index, args.scan_cap) for name in dict.fromkeys(variants + others)}
+    if args.rescore < 0:
+        raise HashHopError(f"--rescore must be >= 0, got {args.rescore}")
+    all_runners = {name: make_variant(name, args.weights, args.index, args.scan_cap, args.rescore) for name in dict.fromkeys(variants + others)}
     runners = {name: all_runners[name] for name in variants}
     other_runners = {name: all_runners[name] for name in others}
     started = time.perf_counter()
@@ -329,6 +333,7 @@ def main() -> None:
                 else f"head; every context through the {'flat 8-bit' if args.index == 'flat' else 'compact inverted-list'} index)"
             )
             + (f"; a read scans at most {args.scan_cap:g} lists' worth of codes" if args.scan_cap is not None else "")
+            + (f"; a read's best {args.rescore} entries scored again with exact keys recomputed from the text" if args.rescore else "")
             + ". Same prompts for every variant: trained weights; the trained weights with the memory switched off "
             "(local window only); "
             f"the untrained network. Command: `{command.strip()}` "

@@ -309,10 +309,18 @@ class Engine:
     """Greedy decoding and next-byte log-probabilities of an LTM-2 language model over a long context."""
 
     def __init__(
-        self, lm: LM, top_k: int | None = None, exact: bool = False, index: str = "auto", nprobe: int = 32, scan_cap_lists: float = SCAN_CAP_LISTS
+        self,
+        lm: LM,
+        top_k: int | None = None,
+        exact: bool = False,
+        index: str = "auto",
+        nprobe: int = 32,
+        scan_cap_lists: float = SCAN_CAP_LISTS,
+        rescore: int = 0,
     ) -> None:
         """``top_k``: entries a read keeps per head; by default the k the network was trained with (``read_top_k``),
-        else 64."""
+        else 64. ``rescore``: the best this many of a read's entries (by the index's scores) are scored again with
+        their exact keys, recomputed from the text (no memory kept for it; each costs an encoder window)."""
         if not isinstance(lm.blocks[0].mixer, LTM2) or len(lm.blocks) != 1 or lm.blocks[0].mlp is not None:
             raise HashHopError("the engine runs LTM-2 models: one lab block whose mixer is ltm2 and no block MLP")
         self.lm = lm.eval()
@@ -322,6 +330,9 @@ class Engine:
             raise HashHopError(f"index must be auto, flat or ivf, got {index!r}")
         if not 0 < scan_cap_lists < math.inf:
             raise HashHopError(f"scan_cap_lists must be positive, got {scan_cap_lists}")
+        if isinstance(rescore, bool) or not isinstance(rescore, int) or rescore < 0:
+            raise HashHopError(f"rescore must be a whole number >= 0 (entries per read scored again exactly), got {rescore!r}")
+        self.rescore = rescore
         top_k = top_k or self.cfg.read_top_k or 64
         self.top_k, self.exact, self.index, self.nprobe, self.scan_cap_lists = top_k, exact, index, nprobe, scan_cap_lists
         self.pointer_bonus_scale = 1.0  # a diagnostic (benchmarks' "bonus xF" variants): the trained bonuses times this
@@ -568,6 +579,8 @@ class Engine:
         scale = read.log_scale.exp().clamp(max=100.0) * gain
         unit = read.unit_queries(x, self.net.key, previous)[0]  # (heads, hk)
         scores, ids = self.memory.search(unit.numpy(), self.top_k)  # (heads, k) each, ids -1 past the entries
+        if self.rescore:
+            scores = self._rescore(np.arange(heads), unit.numpy(), scores, ids)
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
         logits = (torch.from_numpy(scores) * scale[:, None]).masked_fill(torch.from_numpy(ids < 0), float("-inf"))
         if read.pointer_gain is not None:  # the entries near the last read's, with their bonuses, as more candidates
@@ -714,6 +727,8 @@ class Engine:
             parts_ids = []
             if self.memory.count:
                 scores, ids = self.memory.search_batch(h, unit[:, h].numpy(), self.top_k)
+                if self.rescore:
+                    scores = self._rescore(np.full(n, h), unit[:, h].numpy(), scores, ids)
                 valid = torch.from_numpy(ids >= 0)
                 logits = torch.from_numpy(scores) * scale[:, h : h + 1]
                 parts_logits.append(logits.masked_fill(~valid, float("-inf")))
@@ -789,6 +804,35 @@ class Engine:
                 pointer, confidence = int(ids[p, best]), float(np.exp(best_logit - top) / total)
         pointers[head], confidences[head] = pointer, confidence
         return extra_logit, extra_id
+
+    def _rescore(self, heads_of_rows: np.ndarray, unit: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The index's scores (n, k) of each row's ``rescore`` best indexed entries (ids (n, k), -1: none) replaced by
+        exact ones: unit (n, hk) the rows' queries, ``heads_of_rows`` (n,) whose keys each row reads. The index scores
+        codes (8-bit or product-quantised keys); a request's own entries (``recent``) are exact already."""
+        indexed = self.memory.count if self.memory.frozen is None else self.memory.frozen
+        k = min(self.rescore, scores.shape[1])
+        if not k:
+            return scores
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.broadcast_to(np.arange(k), scores.shape)
+        chosen = np.take_along_axis(ids, top, 1)
+        coded = (chosen >= 0) & (chosen < indexed)
+        if not coded.any():
+            return scores
+        rows, at = np.nonzero(coded)
+        entries, which = np.unique(chosen[rows, at], return_inverse=True)
+        keys = self._exact_keys(entries)  # (u, heads, hk)
+        out = scores.copy()
+        out[rows, top[rows, at]] = np.einsum("nd,nd->n", unit[rows], keys[which, heads_of_rows[rows]])
+        return out
+
+    def _exact_keys(self, entries: np.ndarray) -> np.ndarray:
+        """Entries' exact unit keys (n, heads, hk), recomputed from the text: the encoder over the ``reach`` bytes
+        ending at each (the padding symbol before the first byte), as :meth:`step` wrote them."""
+        text = np.frombuffer(self.text, np.uint8)
+        offsets = entries[:, None] + np.arange(1 - self.reach, 1)  # (n, reach)
+        ids = torch.from_numpy(np.where(offsets >= 0, text[np.maximum(offsets, 0)].astype(np.int64), 256))
+        del text  # a live view would stop the bytearray from growing
+        return self._keys(self.net.encoder.last_states(ids, self.padded_inputs[ids], self.tap_table))
 
     def _entry_key(self, entry: int) -> torch.Tensor:
         """Entry ``entry``'s exact unit keys (heads, hk): kept for a request's own bytes and a chunk's new entries,

@@ -111,20 +111,25 @@ class Encoder(nn.Module):
     def last_state(self, ids: torch.Tensor, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """:meth:`forward_symbols` at the last position only (a decode step): ids (reach,) the last ``reach`` symbols,
         the padding symbol (:meth:`tap_table`'s last) where they are before the first position; x (reach, d) their
-        input vectors, zeros for padding -> (1, d). Each layer runs at the positions the next one needs (the first at
-        (layers - 1) x (kernel - 1) + 1 of them, the last at one), as matrix products, not full convolutions."""
-        k = self.kernel
+        input vectors, zeros for padding -> (1, d)."""
+        return self.last_states(ids[None], x[None], table)
+
+    def last_states(self, ids: torch.Tensor, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """:meth:`last_state` of b windows at once: ids (b, reach), x (b, reach, d) -> (b, d). Each layer runs at the
+        positions the next one needs (the first at (layers - 1) x (kernel - 1) + 1 of them, the last at one), as
+        matrix products, not full convolutions."""
+        k, b = self.kernel, len(ids)
         pad = len(table) // k - 1
         n = (len(self.convs) - 1) * (k - 1) + 1
-        taps = ids.unfold(0, k, 1)[-n:] + torch.arange(k) * (pad + 1)  # (n, k)
-        h = x[-n:] + F.gelu(F.embedding_bag(taps, table, mode="sum") + self.convs[0].bias)
-        h = h * (ids[-n:] != pad)[:, None]  # positions before the first are zeros to the next layer, as in forward
+        taps = ids.unfold(1, k, 1)[:, -n:] + torch.arange(k) * (pad + 1)  # (b, n, k)
+        h = x[:, -n:] + F.gelu(F.embedding_bag(taps.reshape(-1, k), table, mode="sum").view(b, n, -1) + self.convs[0].bias)
+        h = h * (ids[:, -n:] != pad)[..., None]  # positions before the first are zeros to the next layer, as in forward
         for conv in self.convs[1:]:
             n -= k - 1
-            windows = h.unfold(0, k, 1).reshape(n, -1)  # (n, d * k): (channel, tap) order, conv.weight's
-            h = h[-n:] + F.gelu(F.linear(windows, conv.weight.reshape(len(conv.weight), -1), conv.bias))
-            h = h * (ids[-n:] != pad)[:, None]
-        return self.norm(h[-1:])
+            windows = h.unfold(1, k, 1).reshape(b, n, -1)  # (b, n, d * k): (channel, tap) order, conv.weight's
+            h = h[:, -n:] + F.gelu(F.linear(windows, conv.weight.reshape(len(conv.weight), -1), conv.bias))
+            h = h * (ids[:, -n:] != pad)[..., None]
+        return self.norm(h[:, -1])
 
 
 class LocalAttention(nn.Module):

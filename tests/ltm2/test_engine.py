@@ -434,3 +434,49 @@ def test_pointer_gain_is_the_read_gain_within_its_reference():
     assert 1.6 < beyond / read_gain(10**7, True) < 1.7  # at 10M entries: 1.66x the read's own gain
     grown = [pointer_gain(n, True, 16384) / read_gain(n, True) for n in (10**5, 10**6, 10**7, 10**8)]
     assert grown == sorted(grown) and grown[0] > 1.0
+
+
+@pytest.mark.parametrize("pointer", [False, True])
+def test_rescored_reads_compute_the_dense_forward(pointer):
+    """Rescoring replaces the index's scores of a read's best entries with exact ones, keys recomputed from the text:
+    on the exact engine (float keys) it must change nothing, through decode steps and chunked feeds alike, so each
+    score lands on its own entry; the recomputed keys are the dense forward's, padding before byte 0 included."""
+    lm = small_lm(pointer=pointer, pointer_candidates=3 if pointer else 1)
+    data = text(300, seed=11)
+    dense = dense_logprobs(lm, data)
+    stepped = engine_logprobs(Engine(lm, top_k=10**6, exact=True, rescore=7), data, 150)
+    assert (stepped - dense[149:-1]).abs().max() < 1e-4
+    engine = Engine(lm, top_k=10**6, exact=True, rescore=10**6)
+    engine.prefill(data[:40])
+    rows = engine.feed_chunks(data[40:], chunk=64)
+    assert (torch.log_softmax(rows[:-1], -1) - dense[40:-1]).abs().max() < 1e-4
+    net = lm.blocks[0].mixer
+    with torch.no_grad():
+        x = engine._embed(torch.tensor(list(data))[None])
+        keys = net.write(x, net.encoder(x))[0][0].transpose(0, 1).numpy()  # (t, heads, hk)
+        entries = np.array([0, 1, engine.reach - 2, engine.reach, 150, 299])
+        assert np.abs(engine._exact_keys(entries) - keys[entries]).max() < 1e-5
+
+
+def test_rescoring_gives_the_compact_memorys_best_entries_exact_scores():
+    """The compact memory scores entries from product-quantised keys; rescoring replaces the scores of each row's
+    best ``rescore`` entries with the exact ones and leaves the others as the index gave them."""
+    lm = small_lm(key_dim=32, value_dim=8)
+    engine = Engine(lm, index="ivf", nprobe=100_000, rescore=5)
+    engine.prefill(text(12000, seed=10))
+    assert engine.memory.compact
+    queries = torch.nn.functional.normalize(torch.randn(6, 16, generator=torch.Generator().manual_seed(0)), dim=-1).numpy()
+    for head in range(2):
+        scores, ids = engine.memory.search_batch(head, queries, 20)
+        with torch.no_grad():
+            rescored = engine._rescore(np.full(6, head), queries, scores, ids)
+            exact = np.einsum("nd,nkd->nk", queries, engine._exact_keys(ids.reshape(-1)).reshape(6, 20, 2, -1)[:, :, head])
+        best = np.argsort(-scores, axis=1)[:, :5]
+        changed = np.zeros_like(scores, bool)
+        np.put_along_axis(changed, best, True, 1)
+        assert np.allclose(rescored[changed], exact[changed], atol=1e-5)
+        assert np.array_equal(rescored[~changed], scores[~changed])
+        assert np.abs(scores[changed] - exact[changed]).max() > 1e-3  # the codes were approximate: the test can fail
+    for bad in (-1, 1.5, True, "8"):
+        with pytest.raises(HashHopError, match="rescore"):
+            Engine(lm, rescore=bad)
