@@ -57,10 +57,10 @@ def bits_per_byte(engine: Engine, context: bytes, scored: bytes, chunk: int = 10
     return total_bits / len(scored), time.perf_counter() - started
 
 
-def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[float]) -> list[tuple[float, float, float, float, float]]:
-    """Prefill once, then greedy decode with each scan cap (lists' worth of codes a read may scan: a search-time
-    setting). Per cap: (cap, prefill bytes/s, bytes kept per context byte, greedy decode bytes/s, codes scanned per
-    index search)."""
+def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[float], rescores: tuple[int, ...] = (0,)) -> list[tuple]:
+    """Prefill once, then greedy decode with each rescore count and scan cap (search-time settings: entries a read
+    scores again with exact keys; lists' worth of codes a read may scan). Per pair: (rescore, cap, prefill bytes/s,
+    bytes kept per context byte, greedy decode bytes/s, codes scanned per index search)."""
     import faiss
 
     t0 = time.perf_counter()
@@ -69,15 +69,17 @@ def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[flo
     kept = engine.bytes_per_context_byte()
     engine.generate(4)  # warm
     rows = []
-    for cap in scan_caps:
-        engine.memory.set_scan_cap(cap)  # each cap continues the greedy output of the last
-        stats = faiss.cvar.indexIVF_stats
-        stats.reset()
-        t0 = time.perf_counter()
-        engine.generate(count)
-        decode_s = time.perf_counter() - t0
-        searches = max(1, stats.nq)  # index searches (per head and block)
-        rows.append((cap, len(context) / prefill_s, kept, count / decode_s, stats.ndis / searches if stats.nq else float("nan")))
+    for rescore in rescores:
+        engine.rescore = rescore
+        for cap in scan_caps:
+            engine.memory.set_scan_cap(cap)  # each setting continues the greedy output of the last
+            stats = faiss.cvar.indexIVF_stats
+            stats.reset()
+            t0 = time.perf_counter()
+            engine.generate(count)
+            decode_s = time.perf_counter() - t0
+            searches = max(1, stats.nq)  # index searches (per head and block)
+            rows.append((rescore, cap, len(context) / prefill_s, kept, count / decode_s, stats.ndis / searches if stats.nq else float("nan")))
     return rows
 
 
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--decode", type=int, default=64, help="bytes generated for the decode speed")
     ap.add_argument("--ivf-from", default="1M", help="contexts this long are searched through inverted lists (nprobe 32)")
     ap.add_argument("--scan-caps", default=str(SCAN_CAP_LISTS), help="decode rows per scan cap (lists' worth of codes a read scans at most)")
+    ap.add_argument("--rescores", default="0", help="decode rows per rescore count (a read's best entries scored again with exact keys from the text)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--speed-only", action="store_true", help="only the prefill / memory / decode rows")
     ap.add_argument("--section", default="ltm2_code")
@@ -139,10 +142,16 @@ def main() -> None:
         scan_caps = []
     if not scan_caps or not all(0 < cap < math.inf for cap in scan_caps):
         raise HashHopError(f"--scan-caps takes positive numbers separated by commas, got {args.scan_caps!r}")
+    try:
+        rescores = tuple(int(x) for x in args.rescores.split(","))
+    except ValueError:
+        rescores = ()
+    if not rescores or min(rescores) < 0:
+        raise HashHopError(f"--rescores takes whole numbers >= 0 separated by commas, got {args.rescores!r}")
     for context_n in (parse_size(x) for x in args.decode_contexts.split(",")):
         engine = Engine(trained)
-        for cap, prefill_bps, kept, decode_bps, scanned in decode_speed(engine, context_of(corpus, context_n), args.decode, scan_caps):
-            speed.append((context_n, cap, prefill_bps, kept, decode_bps, scanned, "ivf" if engine.memory.quantizers else "flat"))
+        for rescore, cap, prefill_bps, kept, decode_bps, scanned in decode_speed(engine, context_of(corpus, context_n), args.decode, scan_caps, rescores):
+            speed.append((context_n, cap, prefill_bps, kept, decode_bps, scanned, "ivf" if engine.memory.quantizers else "flat", rescore))
             print(speed[-1], flush=True)
         del engine
     command = "python benchmarks/ltm2_code.py " + " ".join(sys.argv[1:])
@@ -154,9 +163,9 @@ def main() -> None:
         "|---|---|---|---|",
         *[f"| {label} | {bpb:.3f} | {rel:+.1%} | {s:.0f} |" for label, bpb, rel, s in rows],
         "",
-        "| context bytes | prefill bytes/s | bytes kept per context byte | scan cap (lists) | codes scanned per search | greedy decode bytes/s | index |",
-        "|---|---|---|---|---|---|---|",
-        *[f"| {n:,} | {p:,.0f} | {k:.1f} | {c:g} | {sc:,.0f} | {d:.1f} | {kind} |" for n, c, p, k, d, sc, kind in speed],
+        "| context bytes | prefill bytes/s | bytes kept per context byte | scan cap (lists) | codes scanned per search | entries rescored per read | greedy decode bytes/s | index |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {n:,} | {p:,.0f} | {k:.1f} | {c:g} | {sc:,.0f} | {r} | {d:.1f} | {kind} |" for n, c, p, k, d, sc, kind, r in speed],
     ]
     if args.speed_only:
         longer = f" Contexts longer than the corpus ({len(corpus):,} bytes) are the corpus then its beginning again." if any(n > len(corpus) for n, *_ in speed) else ""
