@@ -105,6 +105,12 @@ def main() -> None:
     ap.add_argument("--speed-only", action="store_true", help="only the prefill / memory / decode rows")
     ap.add_argument("--section", default="ltm2_code")
     args = ap.parse_args()
+    try:
+        rescores = tuple(int(x) for x in args.rescores.split(","))
+    except ValueError:
+        rescores = ()
+    if not rescores or min(rescores) < 0:
+        raise HashHopError(f"--rescores takes whole numbers >= 0 separated by commas, got {args.rescores!r}")
     if args.threads:
         torch.set_num_threads(args.threads)
     corpus = held_out_corpus()
@@ -142,12 +148,6 @@ def main() -> None:
         scan_caps = []
     if not scan_caps or not all(0 < cap < math.inf for cap in scan_caps):
         raise HashHopError(f"--scan-caps takes positive numbers separated by commas, got {args.scan_caps!r}")
-    try:
-        rescores = tuple(int(x) for x in args.rescores.split(","))
-    except ValueError:
-        rescores = ()
-    if not rescores or min(rescores) < 0:
-        raise HashHopError(f"--rescores takes whole numbers >= 0 separated by commas, got {args.rescores!r}")
     for context_n in (parse_size(x) for x in args.decode_contexts.split(",")):
         engine = Engine(trained)
         for rescore, cap, prefill_bps, kept, decode_bps, scanned in decode_speed(engine, context_of(corpus, context_n), args.decode, scan_caps, rescores):
