@@ -234,11 +234,7 @@ class Memory:
 
     def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries."""
-        pool = _search_pool() if self.heads > 1 and torch.get_num_threads() > 1 else None
-        if pool is None:
-            found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
-        else:  # each head's index on its own core: faiss lets go of the GIL while it scans
-            found = list(pool.map(lambda h: self.search_batch(h, queries[h : h + 1], top_k), range(self.heads)))
+        found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
         return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def search_batch(self, head: int, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -280,16 +276,6 @@ def _inverted(index):
         return _faiss().extract_index_ivf(index)
     except RuntimeError:
         return None
-
-
-_POOL: list[ThreadPoolExecutor] = []
-
-
-def _search_pool() -> ThreadPoolExecutor:
-    """Threads for a decode step's searches, one head each (made once: a pool's start costs more than a step)."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="hashhop-search"))
-    return _POOL[0]
 
 
 def _one_thread(call, *args):
@@ -538,22 +524,16 @@ class Engine:
         q, reach = self.position, self.reach
         self.text.append(byte)
         embedded = self.lm.embed(torch.tensor([byte]))
-        ready = q - reach  # entries a query at q may read: t <= q - reach (its value was completed a step ago)
+        last = self.text[max(0, q + 1 - reach) :]
+        ids = torch.tensor([256] * (reach - len(last)) + list(last))  # the encoder's reach, padded before byte 0
+        state = self.net.encoder.last_state(ids, self.padded_inputs[ids], self.tap_table)  # (1, d)
+        self.pending_keys[q] = self._keys(state)[0]
+        if q - reach + 1 >= 0:  # entry q - reach + 1 is complete: its value and the input vector of the byte after it
+            value = self.net.value(state) + self.net.next_value(self.padded_inputs[ids[1:2]])
+            self.pending_values[q - reach + 1] = value.numpy()[0]
+        ready = q - self.reach  # entries a query at q may read: t <= q - reach
         if ready >= 0 and ready in self.pending_values:
             self.memory.add(self.pending_keys.pop(ready)[None], self.pending_values.pop(ready)[None])
-        # one encoder call for this byte's state and the exact keys the pointer reads below may need (a call costs
-        # more than its few windows)
-        wanted = self._pointer_candidates(q)
-        ids = self._windows(np.array([q, *wanted], np.int64))  # (1 + wanted, reach), padded before byte 0
-        states = self.net.encoder.last_states(ids, self.padded_inputs[ids], self.tap_table)
-        state = states[:1]  # (1, d)
-        keys = self._keys(states)
-        self.pending_keys[q] = keys[0]
-        for entry, key in zip(wanted, keys[1:]):
-            self._remember_key(entry, torch.from_numpy(key))
-        if q - reach + 1 >= 0:  # entry q - reach + 1 is complete: its value and the input vector of the byte after it
-            value = self.net.value(state) + self.net.next_value(self.padded_inputs[ids[0, 1:2]])
-            self.pending_values[q - reach + 1] = value.numpy()[0]
         previous, self.last_state = self.last_state, state
         h = state
         for i, block in enumerate(self.net.blocks):
@@ -845,46 +825,14 @@ class Engine:
         out[rows, top[rows, at]] = np.einsum("nd,nd->n", unit[rows], keys[which, heads_of_rows[rows]])
         return out
 
-    def _windows(self, entries: np.ndarray) -> torch.Tensor:
-        """The encoder's input at each of ``entries`` (n,): the ``reach`` bytes ending there, (n, reach), the padding
-        symbol 256 before the first byte."""
+    def _exact_keys(self, entries: np.ndarray) -> np.ndarray:
+        """Entries' exact unit keys (n, heads, hk), recomputed from the text: the encoder over the ``reach`` bytes
+        ending at each (the padding symbol before the first byte), as :meth:`step` wrote them."""
         text = np.frombuffer(self.text, np.uint8)
         offsets = entries[:, None] + np.arange(1 - self.reach, 1)  # (n, reach)
         ids = torch.from_numpy(np.where(offsets >= 0, text[np.maximum(offsets, 0)].astype(np.int64), 256))
         del text  # a live view would stop the bytearray from growing
-        return ids
-
-    def _exact_keys(self, entries: np.ndarray) -> np.ndarray:
-        """Entries' exact unit keys (n, heads, hk), recomputed from the text: the encoder over the ``reach`` bytes
-        ending at each, as :meth:`step` wrote them."""
-        ids = self._windows(entries)
         return self._keys(self.net.encoder.last_states(ids, self.padded_inputs[ids], self.tap_table))
-
-    def _pointer_candidates(self, q: int) -> list[int]:
-        """The indexed entries whose exact keys the pointer reads at position q may score (each block's and head's
-        pointer plus POINTER_OFFSETS, as :meth:`_follow` takes them) and that are not kept already."""
-        if not self.net.memory_enabled:
-            return []
-        base = self.memory.count if self.memory.frozen is None else self.memory.frozen
-        wanted = []
-        for block, (pointers, _) in zip(self.net.blocks, self.pointers):
-            read = block.read
-            if read.pointer_gain is None:
-                continue
-            candidates = 1 + (read.pointer_more.out_features // read.heads if read.pointer_more is not None else 0)
-            for pointer in pointers:
-                if pointer < 0:
-                    continue
-                for offset in POINTER_OFFSETS[:candidates]:
-                    entry = int(pointer) + offset
-                    if entry <= min(q - self.reach, base - 1) and entry not in self._recomputed_keys and entry not in wanted:
-                        wanted.append(entry)
-        return wanted
-
-    def _remember_key(self, entry: int, key: torch.Tensor) -> None:
-        if len(self._recomputed_keys) >= RECOMPUTED_KEYS:
-            del self._recomputed_keys[next(iter(self._recomputed_keys))]  # the oldest
-        self._recomputed_keys[entry] = key
 
     def _entry_key(self, entry: int) -> torch.Tensor:
         """Entry ``entry``'s exact unit keys (heads, hk): kept for a request's own bytes and a chunk's new entries,
@@ -898,8 +846,12 @@ class Engine:
         cached = self._recomputed_keys.get(entry)
         if cached is not None:
             return cached
-        key = torch.from_numpy(self._exact_keys(np.array([entry]))[0])
-        self._remember_key(entry, key)
+        window = self.text[max(0, entry + 1 - self.reach) : entry + 1]
+        ids = torch.tensor([256] * (self.reach - len(window)) + list(window))
+        key = torch.from_numpy(self._keys(self.net.encoder.last_state(ids, self.padded_inputs[ids], self.tap_table))[0])
+        if len(self._recomputed_keys) >= RECOMPUTED_KEYS:
+            del self._recomputed_keys[next(iter(self._recomputed_keys))]  # the oldest
+        self._recomputed_keys[entry] = key
         return key
 
 
