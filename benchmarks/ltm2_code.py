@@ -57,6 +57,17 @@ def bits_per_byte(engine: Engine, context: bytes, scored: bytes, chunk: int = 10
     return total_bits / len(scored), time.perf_counter() - started
 
 
+def parse_rescores(text: str) -> tuple[int, ...]:
+    """``--rescores``: entries per read scored again with exact keys, whole numbers >= 0 separated by commas."""
+    try:
+        rescores = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        rescores = ()
+    if not rescores or min(rescores) < 0:
+        raise HashHopError(f"--rescores takes whole numbers >= 0 separated by commas, got {text!r}")
+    return rescores
+
+
 def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[float], rescores: tuple[int, ...] = (0,)) -> list[tuple]:
     """Prefill once, then greedy decode with each rescore count and scan cap (search-time settings: entries a read
     scores again with exact keys; lists' worth of codes a read may scan). Per pair: (rescore, cap, prefill bytes/s,
@@ -105,12 +116,7 @@ def main() -> None:
     ap.add_argument("--speed-only", action="store_true", help="only the prefill / memory / decode rows")
     ap.add_argument("--section", default="ltm2_code")
     args = ap.parse_args()
-    try:
-        rescores = tuple(int(x) for x in args.rescores.split(","))
-    except ValueError:
-        rescores = ()
-    if not rescores or min(rescores) < 0:
-        raise HashHopError(f"--rescores takes whole numbers >= 0 separated by commas, got {args.rescores!r}")
+    rescores = parse_rescores(args.rescores)
     if args.threads:
         torch.set_num_threads(args.threads)
     corpus = held_out_corpus()

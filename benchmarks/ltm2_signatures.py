@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import run_script, update_section  # noqa: E402
-from ltm2_code import CACHE, held_out_corpus  # noqa: E402
+from ltm2_code import CACHE, held_out_corpus, parse_rescores  # noqa: E402
 
 from hashhop.lab.corpus import held_out_files  # noqa: E402
 from hashhop.lab.signatures import expected_text, find_signatures, pick_recall_set, prompt_suffix, score_signature  # noqa: E402
@@ -36,8 +36,10 @@ def main() -> None:
     ap.add_argument("--context", default="all", help="'all' (the whole corpus) or the last N bytes of it")
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--variants", default="trained,memory off")
+    ap.add_argument("--rescores", default="0", help="rows of the memory's variants per rescore count (a read's best entries scored again with exact keys from the text), after one prefill")
     ap.add_argument("--section", default="ltm2_signatures")
     args = ap.parse_args()
+    rescores = parse_rescores(args.rescores)
     corpus = held_out_corpus()
     size = len(corpus) if args.context == "all" else min(len(corpus), parse_size(args.context))
     start = len(corpus) - size
@@ -56,32 +58,38 @@ def main() -> None:
         prefill_s = time.perf_counter() - t0
         kept = engine.bytes_per_context_byte()
         base = engine.snapshot()
-        right, generated, decode_s = 0, 0, 0.0
-        for sig in tqdm(chosen, desc=variant, leave=False):
-            engine.restore(base)
-            engine.feed(prompt_suffix(sig))
+        for rescore in rescores if engine.context_reach is None else (0,):  # memory off reads nothing to rescore
+            engine.rescore = rescore
+            right, generated, decode_s = 0, 0, 0.0
             t1 = time.perf_counter()
-            out = engine.generate(len(expected_text(sig)) + 2)
-            decode_s += time.perf_counter() - t1
-            generated += len(out)
-            right += score_signature(out, sig)
-        speed = (len(seen) / prefill_s, kept, generated / max(decode_s, 1e-9)) if engine.context_reach is None else None
-        results[variant] = (right, len(chosen), time.perf_counter() - t0, speed)
-        print(variant, results[variant], flush=True)
+            for sig in tqdm(chosen, desc=f"{variant}, rescore {rescore}", leave=False):
+                engine.restore(base)
+                engine.feed(prompt_suffix(sig))
+                t2 = time.perf_counter()
+                out = engine.generate(len(expected_text(sig)) + 2)
+                decode_s += time.perf_counter() - t2
+                generated += len(out)
+                right += score_signature(out, sig)
+            speed = (len(seen) / prefill_s, kept, generated / max(decode_s, 1e-9)) if engine.context_reach is None else None
+            label = f"{variant}, rescore {rescore}" if engine.context_reach is None and rescores != (0,) else variant
+            results[label] = (right, len(chosen), prefill_s, time.perf_counter() - t1, speed)
+            print(label, results[label], flush=True)
     command = "python benchmarks/ltm2_signatures.py " + " ".join(sys.argv[1:])
     lines = [
         f"Signature recall on the held-out code: prompt = the last {size:,} bytes of the corpus (`{os.path.basename(CACHE)}`, "
         f"{len(corpus):,} bytes) then `def NAME(`; {len(chosen)} names defined once in the corpus, inside the prompt; "
         f"exact parameter bytes. Command: `{command.strip()}`.",
         "",
-        "| variant | exact | seconds | prefill bytes/s | bytes kept per context byte | greedy decode bytes/s |",
-        "|---|---|---|---|---|---|",
+        "| variant | exact | prefill seconds | prompts' seconds | prefill bytes/s | bytes kept per context byte | greedy decode bytes/s |",
+        "|---|---|---|---|---|---|---|",
         *[
-            f"| {v} | {r}/{n} | {s:.0f} | " + ("{:,.0f} | {:.1f} | {:.1f} |".format(*speed) if speed else "- | - | - |")
-            for v, (r, n, s, speed) in results.items()
+            f"| {v} | {r}/{n} | {p:.0f} | {s:.0f} | " + ("{:,.0f} | {:.1f} | {:.1f} |".format(*speed) if speed else "- | - | - |")
+            for v, (r, n, p, s, speed) in results.items()
         ],
         "",
-        "Memory off reads nothing, so it is run on the last bytes it can see (Engine.context_reach: the same output).",
+        "Memory off reads nothing, so it is run on the last bytes it can see (Engine.context_reach: the same output). "
+        "Rows of one variant share its prefill; \"rescore K\": each read's K best entries by the index's codes scored "
+        "again with exact keys recomputed from the text (Engine(rescore=K); the memory kept is the same).",
     ]
     print("\n".join(lines))
     if args.section:
