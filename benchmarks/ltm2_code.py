@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--decode", type=int, default=64, help="bytes generated for the decode speed")
     ap.add_argument("--ivf-from", default="1M", help="contexts this long are searched through inverted lists (nprobe 32)")
     ap.add_argument("--scan-caps", default=str(SCAN_CAP_LISTS), help="decode rows per scan cap (lists' worth of codes a read scans at most)")
-    ap.add_argument("--rescores", default="0", help="decode rows per rescore count (a read's best entries scored again with exact keys from the text)")
+    ap.add_argument("--rescores", default="0", help="bits-per-byte and decode rows per rescore count (a read's best entries scored again with exact keys from the text)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--speed-only", action="store_true", help="only the prefill / memory / decode rows")
     ap.add_argument("--section", default="ltm2_code")
@@ -134,10 +134,11 @@ def main() -> None:
     for context_n in contexts if not args.speed_only else ():
         context = corpus[len(corpus) - scored_n - context_n : len(corpus) - scored_n].tobytes()
         index = "ivf" if context_n >= parse_size(args.ivf_from) else "flat"
-        bpb, seconds = bits_per_byte(Engine(trained, index=index), context, scored)
-        base = base if base is not None else bpb
-        rows.append((f"trained, context {context_n:,} ({index} index)", bpb, bpb / base - 1, seconds))
-        print(rows[-1], flush=True)
+        for rescore in rescores:
+            bpb, seconds = bits_per_byte(Engine(trained, index=index, rescore=rescore), context, scored)
+            base = base if base is not None else bpb
+            rows.append((f"trained, context {context_n:,} ({index} index{f', rescore {rescore}' if rescore else ''})", bpb, bpb / base - 1, seconds))
+            print(rows[-1], flush=True)
     ablation_n = parse_size(args.ablation_context)
     context = corpus[len(corpus) - scored_n - ablation_n : len(corpus) - scored_n].tobytes()
     off = load_ltm2(args.weights)
@@ -154,7 +155,7 @@ def main() -> None:
         scan_caps = []
     if not scan_caps or not all(0 < cap < math.inf for cap in scan_caps):
         raise HashHopError(f"--scan-caps takes positive numbers separated by commas, got {args.scan_caps!r}")
-    for context_n in (parse_size(x) for x in args.decode_contexts.split(",")):
+    for context_n in (parse_size(x) for x in args.decode_contexts.split(",") if x.strip()):
         engine = Engine(trained)
         for rescore, cap, prefill_bps, kept, decode_bps, scanned in decode_speed(engine, context_of(corpus, context_n), args.decode, scan_caps, rescores):
             speed.append((context_n, cap, prefill_bps, kept, decode_bps, scanned, "ivf" if engine.memory.quantizers else "flat", rescore))
@@ -180,7 +181,11 @@ def main() -> None:
         if args.section:
             update_section(args.section, "\n".join(lines))
         return
-    curve = [(int(label.split("context ")[1].split(" ")[0].replace(",", "")), bpb) for label, bpb, _, _ in rows if label.startswith("trained")]
+    curve = [
+        (int(label.split("context ")[1].split(" ")[0].replace(",", "")), bpb, int(label.split("rescore ")[1].rstrip(")")) if "rescore" in label else 0)
+        for label, bpb, _, _ in rows
+        if label.startswith("trained")
+    ]
     name = "ltm2_code_bpb.png" if args.section in ("", "ltm2_code") else f"{args.section}_bpb.png"  # one plot per section
     plot = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plots", name)
     plot_curve(curve, rows, plot)
@@ -190,14 +195,17 @@ def main() -> None:
         update_section(args.section, "\n".join(lines))
 
 
-def plot_curve(curve: list[tuple[int, float]], rows: list, path: str) -> None:
+def plot_curve(curve: list[tuple[int, float, int]], rows: list, path: str) -> None:
+    """curve: (context bytes, bits per byte, entries rescored per read) of the trained rows, one line per rescore."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot([c for c, _ in curve], [b for _, b in curve], "o-", label="LTM-2, trained")
+    for rescore in sorted({r for _, _, r in curve}):
+        points = [(c, b) for c, b, r in curve if r == rescore]
+        ax.plot([c for c, _ in points], [b for _, b in points], "o-", label="LTM-2, trained" + (f", rescore {rescore}" if rescore else ""))
     for label, bpb, _, _ in rows:
         if not label.startswith("trained"):
             ax.axhline(bpb, ls="--", lw=1, color="grey" if "memory" in label else "red", label=label)

@@ -58,7 +58,7 @@ NEW_FORMATS = {
 }
 
 
-def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float | None = None, rescore: int = 0) -> LTM2Runner:
+def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float | None = None, rescore: int = 0, top_k: int | None = None) -> LTM2Runner:
     from hashhop.ltm2.engine import Engine
     from hashhop.ltm2.load import load_ltm2
 
@@ -83,6 +83,8 @@ def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float |
     if scan_cap is not None:  # compact lists: codes a read scans at most, in lists' worth (the engine's SCAN_CAP_LISTS)
         runner.engine.scan_cap_lists = scan_cap
     runner.engine.rescore = rescore  # a read's best this many entries scored again with exact keys from the text
+    if top_k:  # entries a read keeps per head (the engine's default: the k the network was trained with)
+        runner.engine.top_k = top_k
     return runner
 
 
@@ -240,6 +242,7 @@ def main() -> None:
     ap.add_argument("--section", default="ltm2_recall", help="RESULTS.md section to write ('' for none)")
     ap.add_argument("--index", choices=("auto", "flat", "ivf"), default="auto", help="the engine's key index (flat: every entry scored, a diagnostic at 1M+)")
     ap.add_argument("--scan-cap", type=float, default=None, help="compact index: a read scans at most this many lists' worth of codes (default: the engine's)")
+    ap.add_argument("--top-k", type=int, default=None, help="entries a read keeps per head (default: the k the weights were trained with)")
     ap.add_argument("--rescore", type=int, default=0, help="a read's best this many entries (by the index's scores) scored again with exact keys recomputed from the text")
     ap.add_argument("--failures", default="", help="write every wrong HashHop answer to this JSON-lines file (what it wrote, how far it was right)")
     args = ap.parse_args()
@@ -259,7 +262,10 @@ def main() -> None:
         raise HashHopError(f"--scan-cap must be positive, got {args.scan_cap}")
     if args.rescore < 0:
         raise HashHopError(f"--rescore must be >= 0, got {args.rescore}")
-    all_runners = {name: make_variant(name, args.weights, args.index, args.scan_cap, args.rescore) for name in dict.fromkeys(variants + others)}
+    if args.top_k is not None and args.top_k < 1:
+        raise HashHopError(f"--top-k must be >= 1, got {args.top_k}")
+    all_runners = {name: make_variant(name, args.weights, args.index, args.scan_cap, args.rescore, args.top_k) for name in dict.fromkeys(variants + others)}
+    top_k = next(iter(all_runners.values())).engine.top_k
     runners = {name: all_runners[name] for name in variants}
     other_runners = {name: all_runners[name] for name in others}
     started = time.perf_counter()
@@ -324,7 +330,7 @@ def main() -> None:
     if args.section:
         command = "python benchmarks/ltm2_recall.py " + " ".join(sys.argv[1:])
         intro = (
-            "LTM-2 (byte-level LM, learnt memory; hashhop/ltm2) on recall tasks through its engine (top-64 reads per "
+            f"LTM-2 (byte-level LM, learnt memory; hashhop/ltm2) on recall tasks through its engine (top-{top_k} reads per "
             + (
                 "head; the engine's default index: 8-bit keys in a flat faiss index below 1,000,000 prefilled bytes, product-quantised"
                 " keys in inverted lists from there; a 1M-character prompt's cached prefix falls just under"
