@@ -117,6 +117,8 @@ def main() -> None:
     ap.add_argument("--section", default="ltm2_code")
     args = ap.parse_args()
     rescores = parse_rescores(args.rescores)
+    if args.speed_only and not args.decode_contexts.strip(","):
+        raise HashHopError("--speed-only measures the --decode-contexts: give at least one")
     if args.threads:
         torch.set_num_threads(args.threads)
     corpus = held_out_corpus()
@@ -169,11 +171,14 @@ def main() -> None:
         "| model, context before the scored bytes | bits per byte | vs the first row | seconds |",
         "|---|---|---|---|",
         *[f"| {label} | {bpb:.3f} | {rel:+.1%} | {s:.0f} |" for label, bpb, rel, s in rows],
-        "",
-        "| context bytes | prefill bytes/s | bytes kept per context byte | scan cap (lists) | codes scanned per search | entries rescored per read | greedy decode bytes/s | index |",
-        "|---|---|---|---|---|---|---|---|",
-        *[f"| {n:,} | {p:,.0f} | {k:.1f} | {c:g} | {sc:,.0f} | {r} | {d:.1f} | {kind} |" for n, c, p, k, d, sc, kind, r in speed],
     ]
+    if speed:
+        lines += [
+            "",
+            "| context bytes | prefill bytes/s | bytes kept per context byte | scan cap (lists) | codes scanned per search | entries rescored per read | greedy decode bytes/s | index |",
+            "|---|---|---|---|---|---|---|---|",
+            *[f"| {n:,} | {p:,.0f} | {k:.1f} | {c:g} | {sc:,.0f} | {r} | {d:.1f} | {kind} |" for n, c, p, k, d, sc, kind, r in speed],
+        ]
     if args.speed_only:
         longer = f" Contexts longer than the corpus ({len(corpus):,} bytes) are the corpus then its beginning again." if any(n > len(corpus) for n, *_ in speed) else ""
         lines = [lines[0].split(":")[0] + f" (engine costs only). Command: `{command.strip()}`.{longer}", "", *lines[-(len(speed) + 2) :]]
