@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 
@@ -163,7 +164,7 @@ def main() -> None:
             speed.append((context_n, cap, prefill_bps, kept, decode_bps, scanned, "ivf" if engine.memory.quantizers else "flat", rescore))
             print(speed[-1], flush=True)
         del engine
-    command = "python benchmarks/ltm2_code.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/ltm2_code.py " + shlex.join(sys.argv[1:])
     lines = [
         f"LTM-2 on the held-out code (never trained on): the last {scored_n:,} bytes of the corpus scored after a context of "
         f"the code before them. Command: `{command.strip()}`.",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 import torch
@@ -73,7 +74,7 @@ def main() -> None:
                 rows.append((context_n, index, f"held at {cap:,} entries" if capped else "trained rule", bpb, seconds))
                 print(rows[-1], flush=True)
     base = rows[0][3]
-    command = "python benchmarks/ltm2_code_reads.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/ltm2_code_reads.py " + shlex.join(sys.argv[1:])
     lines = [
         f"Why LTM-2's code bits per byte rise with context (diagnostic): the last {scored_n:,} bytes of the held-out corpus "
         "after contexts of the code before them, with the exact flat index and the compact one, and with the reads' "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -79,7 +80,7 @@ def main() -> None:
             print(row, flush=True)
     table = "| context chars | the link a 1-hop question jumps to | " + " | ".join(variants) + " |\n|" + "---|" * (2 + len(variants)) + "\n" + "\n".join(rows)
     if args.section:
-        command = "python benchmarks/ltm2_quote_probe.py " + " ".join(sys.argv[1:])
+        command = "python benchmarks/ltm2_quote_probe.py " + shlex.join(sys.argv[1:])
         intro = (
             "LTM-2 through its engine on Magic's 2-hop prompts (seed 0): the same prompt asked two 1-hop questions, one whose"
             " link is the chain's quoted last link (`H2 = 'H3'`: the query's window, exactly) and one whose link is the"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -93,7 +94,7 @@ def main() -> None:
         kept = compact.bytes_per_context_byte()
         rows.append((length, first, reads, margins / max(1, first), share / reads, found, compact_share / reads, kept))
         print(rows[-1], flush=True)
-    command = "python benchmarks/ltm2_read_margin.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/ltm2_read_margin.py " + shlex.join(sys.argv[1:])
     lines = [
         f"LTM-2's first read on {'1-hop HashHop' if args.hops == 1 else '2-hop HashHop with chain of thought (its first link)'} (16-letter hashes): is the right entry the best key (exact keys, every entry), by what cosine margin, what share of the read it gets, and whether the compact long-context index (product-quantised keys in inverted lists, 32 probed) finds it. Command: `{command.strip()}`.",
         "",

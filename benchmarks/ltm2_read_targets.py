@@ -11,6 +11,7 @@ Usage: python benchmarks/ltm2_read_targets.py --corpus runs/ltm2_train_corpus.bi
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 
@@ -62,7 +63,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     table = "| HashHop queries per row, at most | rows with a jump target | supervised jumps |\n|---|---|---|\n" + "\n".join(rows)
     if args.section:
-        command = "python benchmarks/ltm2_read_targets.py " + " ".join(sys.argv[1:])
+        command = "python benchmarks/ltm2_read_targets.py " + shlex.join(sys.argv[1:])
         intro = (
             f"LTM-2's read stage (one 16,384-byte row a step, seed 1): its first {args.steps} batches, as training makes"
             f" them, counted. Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s).\n"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import string
 import sys
 import time
@@ -328,7 +329,7 @@ def main() -> None:
         )
         print(parts[-1], flush=True)
     if args.section:
-        command = "python benchmarks/ltm2_recall.py " + " ".join(sys.argv[1:])
+        command = "python benchmarks/ltm2_recall.py " + shlex.join(sys.argv[1:])
         intro = (
             f"LTM-2 (byte-level LM, learnt memory; hashhop/ltm2) on recall tasks through its engine (top-{top_k} reads per "
             + (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -74,7 +75,7 @@ def main() -> None:
             label = f"{variant}, rescore {rescore}" if engine.context_reach is None and rescores != (0,) else variant
             results[label] = (right, len(chosen), prefill_s, time.perf_counter() - t1, speed)
             print(label, results[label], flush=True)
-    command = "python benchmarks/ltm2_signatures.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/ltm2_signatures.py " + shlex.join(sys.argv[1:])
     lines = [
         f"Signature recall on the held-out code: prompt = the last {size:,} bytes of the corpus (`{os.path.basename(CACHE)}`, "
         f"{len(corpus):,} bytes) then `def NAME(`; {len(chosen)} names defined once in the corpus, inside the prompt; "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -79,7 +80,7 @@ def main() -> None:
             rows.append((seq_len, args.bytes // seq_len, top_k, seconds))
             print(rows[-1], flush=True)
     base = rows[0][3]
-    command = "python benchmarks/ltm2_train_cost.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/ltm2_train_cost.py " + shlex.join(sys.argv[1:])
     lines = [
         f"LTM-2 training cost by row length (the memory a read spans in training), {args.bytes:,} bytes per step, "
         f"forward + backward with the read loss, {torch.get_num_threads()} threads. Command: `{command.strip()}`.",
