@@ -69,10 +69,35 @@ def parse_rescores(text: str) -> tuple[int, ...]:
     return rescores
 
 
-def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[float], rescores: tuple[int, ...] = (0,)) -> list[tuple]:
-    """Prefill once, then greedy decode with each rescore count and scan cap (search-time settings: entries a read
-    scores again with exact keys; lists' worth of codes a read may scan). Per pair: (rescore, cap, prefill bytes/s,
-    bytes kept per context byte, greedy decode bytes/s, codes scanned per index search)."""
+def parse_top_ks(text: str) -> tuple[int | None, ...]:
+    """``--top-ks``: entries a read keeps per head, whole numbers >= 1 separated by commas; empty: the network's own."""
+    if not text.strip():
+        return (None,)
+    try:
+        top_ks = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        top_ks = ()
+    if not top_ks or min(top_ks) < 1:
+        raise HashHopError(f"--top-ks takes whole numbers >= 1 separated by commas, got {text!r}")
+    return top_ks
+
+
+def read_settings(top_ks: tuple[int | None, ...], rescores: tuple[int, ...]) -> list[tuple[int | None, int]]:
+    """Each (top_k, rescore) pair once: rescoring more entries than a read keeps is the same as rescoring all of them."""
+    pairs = []
+    for top_k in top_ks:
+        for rescore in rescores:
+            pair = (top_k, min(rescore, top_k) if top_k else rescore)
+            if pair not in pairs:
+                pairs.append(pair)
+    return pairs
+
+
+def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[float], settings: list[tuple[int | None, int]] = ((None, 0),)) -> list[tuple]:
+    """Prefill once, then greedy decode with each read setting (top_k, rescore) and scan cap (search-time settings:
+    entries a read keeps per head; entries it scores again with exact keys; lists' worth of codes a read may scan).
+    Per setting: (top_k, rescore, cap, prefill bytes/s, bytes kept per context byte, greedy decode bytes/s, codes
+    scanned per index search)."""
     import faiss
 
     t0 = time.perf_counter()
@@ -81,8 +106,9 @@ def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[flo
     kept = engine.bytes_per_context_byte()
     engine.generate(4)  # warm
     rows = []
-    for rescore in rescores:
-        engine.rescore = rescore
+    default_top_k = engine.top_k
+    for top_k, rescore in settings:
+        engine.top_k, engine.rescore = top_k or default_top_k, rescore
         for cap in scan_caps:
             engine.memory.set_scan_cap(cap)  # each setting continues the greedy output of the last
             stats = faiss.cvar.indexIVF_stats
@@ -91,7 +117,7 @@ def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[flo
             engine.generate(count)
             decode_s = time.perf_counter() - t0
             searches = max(1, stats.nq)  # index searches (per head and block)
-            rows.append((rescore, cap, len(context) / prefill_s, kept, count / decode_s, stats.ndis / searches if stats.nq else float("nan")))
+            rows.append((engine.top_k, rescore, cap, len(context) / prefill_s, kept, count / decode_s, stats.ndis / searches if stats.nq else float("nan")))
     return rows
 
 
@@ -113,11 +139,12 @@ def main() -> None:
     ap.add_argument("--ivf-from", default="1M", help="contexts this long are searched through inverted lists (nprobe 32)")
     ap.add_argument("--scan-caps", default=str(SCAN_CAP_LISTS), help="decode rows per scan cap (lists' worth of codes a read scans at most)")
     ap.add_argument("--rescores", default="0", help="bits-per-byte and decode rows per rescore count (a read's best entries scored again with exact keys from the text)")
+    ap.add_argument("--top-ks", default="", help="rows per entries a read keeps per head (with each --rescores count; default: the network's own k)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--speed-only", action="store_true", help="only the prefill / memory / decode rows")
     ap.add_argument("--section", default="ltm2_code")
     args = ap.parse_args()
-    rescores = parse_rescores(args.rescores)
+    settings = read_settings(parse_top_ks(args.top_ks), parse_rescores(args.rescores))
     if args.speed_only and not args.decode_contexts.strip(","):
         raise HashHopError("--speed-only measures the --decode-contexts: give at least one")
     if args.threads:
@@ -137,10 +164,11 @@ def main() -> None:
     for context_n in contexts if not args.speed_only else ():
         context = corpus[len(corpus) - scored_n - context_n : len(corpus) - scored_n].tobytes()
         index = "ivf" if context_n >= parse_size(args.ivf_from) else "flat"
-        for rescore in rescores:
-            bpb, seconds = bits_per_byte(Engine(trained, index=index, rescore=rescore), context, scored)
+        for top_k, rescore in settings:
+            bpb, seconds = bits_per_byte(Engine(trained, index=index, top_k=top_k, rescore=rescore), context, scored)
             base = base if base is not None else bpb
-            rows.append((f"trained, context {context_n:,} ({index} index{f', rescore {rescore}' if rescore else ''})", bpb, bpb / base - 1, seconds))
+            reads = f", top {top_k}" if top_k else ""
+            rows.append((f"trained, context {context_n:,} ({index} index{reads}{f', rescore {rescore}' if rescore else ''})", bpb, bpb / base - 1, seconds))
             print(rows[-1], flush=True)
     ablation_n = parse_size(args.ablation_context)
     context = corpus[len(corpus) - scored_n - ablation_n : len(corpus) - scored_n].tobytes()
@@ -160,8 +188,8 @@ def main() -> None:
         raise HashHopError(f"--scan-caps takes positive numbers separated by commas, got {args.scan_caps!r}")
     for context_n in (parse_size(x) for x in args.decode_contexts.split(",") if x.strip()):
         engine = Engine(trained)
-        for rescore, cap, prefill_bps, kept, decode_bps, scanned in decode_speed(engine, context_of(corpus, context_n), args.decode, scan_caps, rescores):
-            speed.append((context_n, cap, prefill_bps, kept, decode_bps, scanned, "ivf" if engine.memory.quantizers else "flat", rescore))
+        for top_k, rescore, cap, prefill_bps, kept, decode_bps, scanned in decode_speed(engine, context_of(corpus, context_n), args.decode, scan_caps, settings):
+            speed.append((context_n, cap, prefill_bps, kept, decode_bps, scanned, "ivf" if engine.memory.quantizers else "flat", top_k, rescore))
             print(speed[-1], flush=True)
         del engine
     command = "python benchmarks/ltm2_code.py " + shlex.join(sys.argv[1:])
@@ -176,9 +204,9 @@ def main() -> None:
     if speed:
         lines += [
             "",
-            "| context bytes | prefill bytes/s | bytes kept per context byte | scan cap (lists) | codes scanned per search | entries rescored per read | greedy decode bytes/s | index |",
-            "|---|---|---|---|---|---|---|---|",
-            *[f"| {n:,} | {p:,.0f} | {k:.1f} | {c:g} | {sc:,.0f} | {r} | {d:.1f} | {kind} |" for n, c, p, k, d, sc, kind, r in speed],
+            "| context bytes | prefill bytes/s | bytes kept per context byte | scan cap (lists) | codes scanned per search | entries read per head | entries rescored per read | greedy decode bytes/s | index |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *[f"| {n:,} | {p:,.0f} | {k:.1f} | {c:g} | {sc:,.0f} | {t} | {r} | {d:.1f} | {kind} |" for n, c, p, k, d, sc, kind, t, r in speed],
         ]
     if args.speed_only:
         longer = f" Contexts longer than the corpus ({len(corpus):,} bytes) are the corpus then its beginning again." if any(n > len(corpus) for n, *_ in speed) else ""
@@ -188,7 +216,7 @@ def main() -> None:
             update_section(args.section, "\n".join(lines))
         return
     curve = [
-        (int(label.split("context ")[1].split(" ")[0].replace(",", "")), bpb, int(label.split("rescore ")[1].rstrip(")")) if "rescore" in label else 0)
+        (int(label.split("context ")[1].split(" ")[0].replace(",", "")), bpb, label.split(" index")[1].rstrip(")"))
         for label, bpb, _, _ in rows
         if label.startswith("trained")
     ]
@@ -201,17 +229,18 @@ def main() -> None:
         update_section(args.section, "\n".join(lines))
 
 
-def plot_curve(curve: list[tuple[int, float, int]], rows: list, path: str) -> None:
-    """curve: (context bytes, bits per byte, entries rescored per read) of the trained rows, one line per rescore."""
+def plot_curve(curve: list[tuple[int, float, str]], rows: list, path: str) -> None:
+    """curve: (context bytes, bits per byte, read setting, e.g. ", top 16, rescore 16") of the trained rows, one line
+    per read setting."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for rescore in sorted({r for _, _, r in curve}):
-        points = [(c, b) for c, b, r in curve if r == rescore]
-        ax.plot([c for c, _ in points], [b for _, b in points], "o-", label="LTM-2, trained" + (f", rescore {rescore}" if rescore else ""))
+    for setting in dict.fromkeys(r for _, _, r in curve):
+        points = [(c, b) for c, b, r in curve if r == setting]
+        ax.plot([c for c, _ in points], [b for _, b in points], "o-", label="LTM-2, trained" + setting)
     for label, bpb, _, _ in rows:
         if not label.startswith("trained"):
             ax.axhline(bpb, ls="--", lw=1, color="grey" if "memory" in label else "red", label=label)
