@@ -58,14 +58,15 @@ def bits_per_byte(engine: Engine, context: bytes, scored: bytes, chunk: int = 10
     return total_bits / len(scored), time.perf_counter() - started
 
 
-def parse_rescores(text: str) -> tuple[int, ...]:
-    """``--rescores``: entries per read scored again with exact keys, whole numbers >= 0 separated by commas."""
+def parse_rescores(text: str) -> tuple[int | None, ...]:
+    """``--rescores``: entries per read scored again with exact keys, whole numbers >= 0 or ``default`` (None: the
+    engine's default, all of a read's entries on the compact memory, none on 8-bit keys) separated by commas."""
     try:
-        rescores = tuple(int(x) for x in text.split(","))
+        rescores = tuple(None if x.strip() == "default" else int(x) for x in text.split(","))
     except ValueError:
         rescores = ()
-    if not rescores or min(rescores) < 0:
-        raise HashHopError(f"--rescores takes whole numbers >= 0 separated by commas, got {text!r}")
+    if not rescores or min((r for r in rescores if r is not None), default=0) < 0:
+        raise HashHopError(f"--rescores takes whole numbers >= 0 or 'default' separated by commas, got {text!r}")
     return rescores
 
 
@@ -82,18 +83,18 @@ def parse_top_ks(text: str) -> tuple[int | None, ...]:
     return top_ks
 
 
-def read_settings(top_ks: tuple[int | None, ...], rescores: tuple[int, ...]) -> list[tuple[int | None, int]]:
+def read_settings(top_ks: tuple[int | None, ...], rescores: tuple[int | None, ...]) -> list[tuple[int | None, int | None]]:
     """Each (top_k, rescore) pair once: rescoring more entries than a read keeps is the same as rescoring all of them."""
     pairs = []
     for top_k in top_ks:
         for rescore in rescores:
-            pair = (top_k, min(rescore, top_k) if top_k else rescore)
+            pair = (top_k, min(rescore, top_k) if top_k and rescore is not None else rescore)
             if pair not in pairs:
                 pairs.append(pair)
     return pairs
 
 
-def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[float], settings: list[tuple[int | None, int]] = ((None, 0),)) -> list[tuple]:
+def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[float], settings: list[tuple[int | None, int | None]] = ((None, None),)) -> list[tuple]:
     """Prefill once, then greedy decode with each read setting (top_k, rescore) and scan cap (search-time settings:
     entries a read keeps per head; entries it scores again with exact keys; lists' worth of codes a read may scan).
     Per setting: (top_k, rescore, cap, prefill bytes/s, bytes kept per context byte, greedy decode bytes/s, codes
@@ -117,7 +118,7 @@ def decode_speed(engine: Engine, context: bytes, count: int, scan_caps: list[flo
             engine.generate(count)
             decode_s = time.perf_counter() - t0
             searches = max(1, stats.nq)  # index searches (per head and block)
-            rows.append((engine.top_k, rescore, cap, len(context) / prefill_s, kept, count / decode_s, stats.ndis / searches if stats.nq else float("nan")))
+            rows.append((engine.top_k, engine.rescore, cap, len(context) / prefill_s, kept, count / decode_s, stats.ndis / searches if stats.nq else float("nan")))
     return rows
 
 
@@ -138,7 +139,12 @@ def main() -> None:
     ap.add_argument("--decode", type=int, default=64, help="bytes generated for the decode speed")
     ap.add_argument("--ivf-from", default="1M", help="contexts this long are searched through inverted lists (nprobe 32)")
     ap.add_argument("--scan-caps", default=str(SCAN_CAP_LISTS), help="decode rows per scan cap (lists' worth of codes a read scans at most)")
-    ap.add_argument("--rescores", default="0", help="bits-per-byte and decode rows per rescore count (a read's best entries scored again with exact keys from the text)")
+    ap.add_argument(
+        "--rescores", default="0",
+        help="bits-per-byte and decode rows per rescore count (a read's best entries scored again with exact keys from the text; 'default': the "
+        "engine's, every entry of a read on the compact memory). 0 by default: scoring every position's reads again costs an encoder window "
+        "per entry, hours at 1M, and moved bits per byte by 0.1%% (RESULTS.md, ltm2_code_rescore)",
+    )
     ap.add_argument("--top-ks", default="", help="rows per entries a read keeps per head (with each --rescores count; default: the network's own k)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--speed-only", action="store_true", help="only the prefill / memory / decode rows")
@@ -165,10 +171,11 @@ def main() -> None:
         context = corpus[len(corpus) - scored_n - context_n : len(corpus) - scored_n].tobytes()
         index = "ivf" if context_n >= parse_size(args.ivf_from) else "flat"
         for top_k, rescore in settings:
-            bpb, seconds = bits_per_byte(Engine(trained, index=index, top_k=top_k, rescore=rescore), context, scored)
+            engine = Engine(trained, index=index, top_k=top_k, rescore=rescore)
+            bpb, seconds = bits_per_byte(engine, context, scored)
             base = base if base is not None else bpb
             reads = f", top {top_k}" if top_k else ""
-            rows.append((f"trained, context {context_n:,} ({index} index{reads}{f', rescore {rescore}' if rescore else ''})", bpb, bpb / base - 1, seconds))
+            rows.append((f"trained, context {context_n:,} ({index} index{reads}{f', rescore {engine.rescore}' if engine.rescore else ''})", bpb, bpb / base - 1, seconds))
             print(rows[-1], flush=True)
     ablation_n = parse_size(args.ablation_context)
     context = corpus[len(corpus) - scored_n - ablation_n : len(corpus) - scored_n].tobytes()

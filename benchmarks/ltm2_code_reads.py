@@ -2,7 +2,7 @@
 
 A diagnostic beside ``ltm2_code.py`` (the headline curve). The last ``--scored`` bytes of the held-out corpus are
 scored after contexts of C bytes, each C with the engine's exact flat index (8-bit keys, every entry scored) and
-with its compact one (product-quantised keys in inverted lists, the default from 1M), and with the reads'
+with its compact one (product-quantised keys in inverted lists, the engine's default from 512K), and with the reads'
 length-dependent sharpness (``read_gain``, trained in at rows of 2,048 entries) held at what it is for
 ``--gain-cap`` entries. If the flat index is no better than the compact one, the rise is the trained reads', not the
 index's; if the capped gain is no better, it is not the sharpness rule extrapolated past training length.

@@ -59,7 +59,7 @@ NEW_FORMATS = {
 }
 
 
-def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float | None = None, rescore: int = 0, top_k: int | None = None) -> LTM2Runner:
+def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float | None = None, rescore: int | None = None, top_k: int | None = None) -> LTM2Runner:
     from hashhop.ltm2.engine import Engine
     from hashhop.ltm2.load import load_ltm2
 
@@ -80,10 +80,10 @@ def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float |
                 raise HashHopError(f"variant {name!r}: bonus x takes a number, e.g. 'bonus x2'") from None
     elif name != "trained":
         raise HashHopError(f"unknown variant {name!r}: use trained, memory off, random init, no length gain or bonus xF")
-    runner.engine.index = index  # "auto": flat 8-bit keys below 1M characters, the compact inverted lists from 1M
+    runner.engine.index = index  # "auto": flat 8-bit keys below 512K bytes, the compact inverted lists from there
     if scan_cap is not None:  # compact lists: codes a read scans at most, in lists' worth (the engine's SCAN_CAP_LISTS)
         runner.engine.scan_cap_lists = scan_cap
-    runner.engine.rescore = rescore  # a read's best this many entries scored again with exact keys from the text
+    runner.engine.rescore = rescore  # a read's best this many entries scored again with exact keys (None: the engine's default)
     if top_k:  # entries a read keeps per head (the engine's default: the k the network was trained with)
         runner.engine.top_k = top_k
     return runner
@@ -99,7 +99,7 @@ def complete(runner: LTM2Runner, prompt: str, max_bytes: int, stops: tuple[bytes
 
 def memory_note(runner: LTM2Runner) -> str:
     """The memory the engine kept for its last prompt: the key index and bytes per context byte. The engine's "auto"
-    picks by the prefilled length (IVF_MIN_BYTES): a 1M-character prompt's cached prefix (e.g. 999,885 bytes) is under it."""
+    picks by the prefilled length (IVF_MIN_BYTES, 512K bytes)."""
     memory = runner.engine.memory
     kind = "product-quantised keys in inverted lists" if memory.compact else "8-bit keys in inverted lists" if memory.quantizers else "8-bit keys, flat scan"
     return f"{kind}, {runner.engine.bytes_per_context_byte():.0f} B per context byte"
@@ -244,7 +244,10 @@ def main() -> None:
     ap.add_argument("--index", choices=("auto", "flat", "ivf"), default="auto", help="the engine's key index (flat: every entry scored, a diagnostic at 1M+)")
     ap.add_argument("--scan-cap", type=float, default=None, help="compact index: a read scans at most this many lists' worth of codes (default: the engine's)")
     ap.add_argument("--top-k", type=int, default=None, help="entries a read keeps per head (default: the k the weights were trained with)")
-    ap.add_argument("--rescore", type=int, default=0, help="a read's best this many entries (by the index's scores) scored again with exact keys recomputed from the text")
+    ap.add_argument(
+        "--rescore", type=int, default=None,
+        help="a read's best this many entries (by the index's scores) scored again with exact keys recomputed from the text (default: the engine's, all of a read's entries on the compact memory, none on 8-bit keys; 0: none)",
+    )
     ap.add_argument("--failures", default="", help="write every wrong HashHop answer to this JSON-lines file (what it wrote, how far it was right)")
     args = ap.parse_args()
     failures = [] if args.failures else None
@@ -261,7 +264,7 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     if args.scan_cap is not None and not 0 < args.scan_cap < float("inf"):
         raise HashHopError(f"--scan-cap must be positive, got {args.scan_cap}")
-    if args.rescore < 0:
+    if args.rescore is not None and args.rescore < 0:
         raise HashHopError(f"--rescore must be >= 0, got {args.rescore}")
     if args.top_k is not None and args.top_k < 1:
         raise HashHopError(f"--top-k must be >= 1, got {args.top_k}")
@@ -333,14 +336,19 @@ def main() -> None:
         intro = (
             f"LTM-2 (byte-level LM, learnt memory; hashhop/ltm2) on recall tasks through its engine (top-{top_k} reads per "
             + (
-                "head; the engine's default index: 8-bit keys in a flat faiss index below 1,000,000 prefilled bytes, product-quantised"
-                " keys in inverted lists from there; a 1M-character prompt's cached prefix falls just under"
-                " that, so each table says which memory each variant kept)"
+                "head; the engine's default index: 8-bit keys in a flat faiss index below 524,288 prefilled bytes, product-quantised"
+                " keys in inverted lists from there; each table says which memory each variant kept)"
                 if args.index == "auto"
                 else f"head; every context through the {'flat 8-bit' if args.index == 'flat' else 'compact inverted-list'} index)"
             )
             + (f"; a read scans at most {args.scan_cap:g} lists' worth of codes" if args.scan_cap is not None else "")
-            + (f"; a read's best {args.rescore} entries scored again with exact keys recomputed from the text" if args.rescore else "")
+            + (
+                f"; on the compact memory each read's {top_k} entries scored again with exact keys recomputed from the text (the engine's default)"
+                if args.rescore is None
+                else f"; a read's best {args.rescore} entries scored again with exact keys recomputed from the text"
+                if args.rescore
+                else "; no rescoring (every read scored by the index's codes)"
+            )
             + ". Same prompts for every variant: trained weights; the trained weights with the memory switched off "
             "(local window only); "
             f"the untrained network. Command: `{command.strip()}` "

@@ -37,7 +37,11 @@ def main() -> None:
     ap.add_argument("--context", default="all", help="'all' (the whole corpus) or the last N bytes of it")
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--variants", default="trained,memory off")
-    ap.add_argument("--rescores", default="0", help="rows of the memory's variants per rescore count (a read's best entries scored again with exact keys from the text), after one prefill")
+    ap.add_argument(
+        "--rescores", default="default",
+        help="rows of the memory's variants per rescore count (a read's best entries scored again with exact keys from the text; 'default': the "
+        "engine's, every entry of a read on the compact memory), after one prefill",
+    )
     ap.add_argument("--section", default="ltm2_signatures")
     args = ap.parse_args()
     rescores = parse_rescores(args.rescores)
@@ -63,7 +67,7 @@ def main() -> None:
             engine.rescore = rescore
             right, generated, decode_s = 0, 0, 0.0
             t1 = time.perf_counter()
-            for sig in tqdm(chosen, desc=f"{variant}, rescore {rescore}", leave=False):
+            for sig in tqdm(chosen, desc=f"{variant}, rescore {engine.rescore}", leave=False):
                 engine.restore(base)
                 engine.feed(prompt_suffix(sig))
                 t2 = time.perf_counter()
@@ -72,7 +76,7 @@ def main() -> None:
                 generated += len(out)
                 right += score_signature(out, sig)
             speed = (len(seen) / prefill_s, kept, generated / max(decode_s, 1e-9)) if engine.context_reach is None else None
-            label = f"{variant}, rescore {rescore}" if engine.context_reach is None and rescores != (0,) else variant
+            label = f"{variant}, rescore {engine.rescore}" if engine.context_reach is None else variant
             results[label] = (right, len(chosen), prefill_s, time.perf_counter() - t1, speed)
             print(label, results[label], flush=True)
     command = "python benchmarks/ltm2_signatures.py " + shlex.join(sys.argv[1:])
@@ -90,7 +94,8 @@ def main() -> None:
         "",
         "Memory off reads nothing, so it is run on the last bytes it can see (Engine.context_reach: the same output). "
         "Rows of one variant share its prefill; \"rescore K\": each read's K best entries by the index's codes scored "
-        "again with exact keys recomputed from the text (Engine(rescore=K); the memory kept is the same).",
+        "again with exact keys recomputed from the text (Engine(rescore=K); the memory kept is the same; the engine's "
+        "default on the compact memory rescores all of a read's entries).",
     ]
     print("\n".join(lines))
     if args.section:

@@ -6,9 +6,11 @@ tests against the dense forward: a read scores only the ``top_k`` best keys of e
 instead of every entry, and keys and values are stored in a few bits (``exact=True`` keeps float32 and a
 flat index, for checking the computation itself).
 
-What it keeps per context byte: the byte, plus below 1M bytes an 8-bit key per memory head (flat faiss scan)
-and an 8-bit value with its fp16 scale (155 B at the shipped sizes); from 1M bytes the compact memory
-(:class:`Memory`): product-quantised keys in inverted lists and 4-bit values (95 B at the shipped sizes).
+What it keeps per context byte: the byte, plus below 512K bytes an 8-bit key per memory head (flat faiss scan)
+and an 8-bit value with its fp16 scale (155 B at the shipped sizes); from 512K bytes the compact memory
+(:class:`Memory`): product-quantised keys in inverted lists and 4-bit values (63 B at the shipped sizes).
+On that compact memory a read's entries are by default scored again with exact keys recomputed from the text
+(``rescore``), so only the choice of the ``top_k`` entries comes from the codes.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from hashhop.lab.model import LM
 from hashhop.ltm2.model import LTM2, POINTER_GAIN, POINTER_OFFSETS, pointer_gain, read_gain
 
 PREFILL_CHUNK = 1 << 16  # bytes the encoder runs over at once
-IVF_MIN_BYTES = 1_000_000  # contexts this long get inverted-list indexes ("auto"); shorter ones a flat scan
+# contexts this long get inverted-list indexes and the compact memory ("auto"); shorter ones a flat 8-bit scan. Under
+# 1M, so that a 1M-character prompt (its cached prefix a little short of 1,000,000 bytes) keeps 63 B per byte too.
+IVF_MIN_BYTES = 1 << 19
 SAMPLE_WINDOWS, SAMPLE_WINDOW = 48, 8192  # where IVF lists are learnt from: 48 stretches of 8 KB over the context
 COMPACT_MIN_BYTES = 8192  # inverted lists over shorter contexts (tests) keep 8-bit keys: too few keys to learn PQ codes
 PQ_ROTATION = True  # compact keys: learn a rotation (OPQ) before the product quantiser
@@ -316,11 +320,13 @@ class Engine:
         index: str = "auto",
         nprobe: int = 32,
         scan_cap_lists: float = SCAN_CAP_LISTS,
-        rescore: int = 0,
+        rescore: int | None = None,
     ) -> None:
         """``top_k``: entries a read keeps per head; by default the k the network was trained with (``read_top_k``),
         else 64. ``rescore``: the best this many of a read's entries (by the index's scores) are scored again with
-        their exact keys, recomputed from the text (no memory kept for it; each costs an encoder window)."""
+        their exact keys, recomputed from the text (no memory kept for it; each costs an encoder window). By default
+        (None) all ``top_k`` of them on the compact memory (product-quantised keys: it lifted 2-hop HashHop at 1M
+        from 41 to 52 of 60 answers, benchmarks/RESULTS.md), none on 8-bit or exact keys."""
         if not isinstance(lm.blocks[0].mixer, LTM2) or len(lm.blocks) != 1 or lm.blocks[0].mlp is not None:
             raise HashHopError("the engine runs LTM-2 models: one lab block whose mixer is ltm2 and no block MLP")
         self.lm = lm.eval()
@@ -330,8 +336,6 @@ class Engine:
             raise HashHopError(f"index must be auto, flat or ivf, got {index!r}")
         if not 0 < scan_cap_lists < math.inf:
             raise HashHopError(f"scan_cap_lists must be positive, got {scan_cap_lists}")
-        if isinstance(rescore, bool) or not isinstance(rescore, int) or rescore < 0:
-            raise HashHopError(f"rescore must be a whole number >= 0 (entries per read scored again exactly), got {rescore!r}")
         self.rescore = rescore
         top_k = top_k or self.cfg.read_top_k or 64
         self.top_k, self.exact, self.index, self.nprobe, self.scan_cap_lists = top_k, exact, index, nprobe, scan_cap_lists
@@ -382,6 +386,20 @@ class Engine:
         """How many of the last context bytes the output can depend on: all (None) with the memory on; with it
         off (the ablation), the local windows of the deep blocks and the encoder's reach."""
         return None if self.net.memory_enabled else len(self.net.blocks) * self.cfg.window + self.reach
+
+    @property
+    def rescore(self) -> int:
+        """Entries per read scored again with exact keys: the setting, or by default all of a read's on the compact
+        memory and none otherwise (decided again by each :meth:`reset`, as the memory is)."""
+        if self._rescore_setting is not None:
+            return self._rescore_setting
+        return self.top_k if self.memory.compact else 0
+
+    @rescore.setter
+    def rescore(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise HashHopError(f"rescore must be a whole number >= 0 (entries per read scored again exactly) or None, got {value!r}")
+        self._rescore_setting = value
 
     @property
     def position(self) -> int:

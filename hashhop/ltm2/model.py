@@ -665,7 +665,7 @@ class LTM2(nn.Module):
             self.far_values = torch.cat([self.far_values, values.reshape(b * t, -1)[take]], dim=0)[-cap:]
 
     def state_bytes(self, length: int) -> int:
-        """What the engine keeps per context byte over a long context (>= 1M bytes): the byte, per head a
+        """What the engine keeps per context byte over a long context (>= 512K bytes): the byte, per head a
         product-quantised key (one byte per 4 rotated dimensions: the engine's ``PQ_DIMS_PER_BYTE``) and its inverted
         list's 8-byte id, a 4-bit value and its fp16 scale. (Shorter contexts keep 8-bit keys and values:
         ``1 + key_dim + value_dim + 2``.)"""

@@ -252,7 +252,7 @@ def test_compact_codes_under_inverted_lists():
     and their plumbing, not retrieval: retrieval is measured on the trained model)."""
     lm = small_lm(key_dim=32, value_dim=8)  # 16 key dimensions per head
     data = text(12000, seed=10)
-    flat, ivf = Engine(lm, index="flat"), Engine(lm, index="ivf", nprobe=100_000)
+    flat, ivf = Engine(lm, index="flat"), Engine(lm, index="ivf", nprobe=100_000, rescore=0)  # the codes' own reads
     a, b = flat.prefill(data), ivf.prefill(data)
     assert ivf.memory.compact and not flat.memory.compact
     # 4 key dimensions per 8-bit code move a random network's blurred reads by ~0.15 (2 per code: ~0.1); wrong ids or
@@ -480,3 +480,33 @@ def test_rescoring_gives_the_compact_memorys_best_entries_exact_scores():
     for bad in (-1, 1.5, True, "8"):
         with pytest.raises(HashHopError, match="rescore"):
             Engine(lm, rescore=bad)
+
+
+def test_reads_on_the_compact_memory_are_rescored_by_default(tmp_path):
+    """By default every entry of a read is rescored on the compact memory (product-quantised keys) and none on 8-bit
+    keys; the default follows the memory through reset and a memory-mapped load, a setting overrides it."""
+    lm = small_lm(key_dim=32, value_dim=8)
+    data, prompt = text(12000, seed=10), text(30, seed=3)
+    engine = Engine(lm, index="ivf", nprobe=100_000)
+    assert engine.rescore == 0  # nothing prefilled yet: no compact memory
+    engine.prefill(data)
+    assert engine.memory.compact and engine.rescore == engine.top_k
+    engine.save(str(tmp_path / "ctx"))
+    rescored = torch.log_softmax(engine.feed(prompt), -1)
+    engine.rescore = 0
+    engine.load(str(tmp_path / "ctx"))
+    assert engine.rescore == 0  # the setting stays through a load
+    codes = torch.log_softmax(engine.feed(prompt), -1)
+    default = Engine(lm, index="ivf", nprobe=100_000)
+    default.load(str(tmp_path / "ctx"))
+    assert default.rescore == default.top_k
+    explicit = Engine(lm, index="ivf", nprobe=100_000, rescore=default.top_k)
+    explicit.load(str(tmp_path / "ctx"))
+    assert torch.equal(torch.log_softmax(default.feed(prompt), -1), rescored)
+    assert torch.equal(torch.log_softmax(explicit.feed(prompt), -1), rescored)
+    assert (rescored - codes).abs().max() > 1e-4  # rescoring moved the reads: the default is not the codes
+    flat = Engine(lm, index="flat")
+    flat.prefill(data)
+    assert not flat.memory.compact and flat.rescore == 0
+    engine.rescore = None
+    assert engine.rescore == engine.top_k
