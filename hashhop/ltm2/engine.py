@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -43,7 +43,9 @@ SCAN_CAP_LISTS = 2  # ... and never more than this many times that (lists are un
 # bytes of code the lists a read probes hold 118K codes: cap 2 scans 61K and decodes 237 bytes/s (cap 4: 159), with
 # HashHop 1 hop at 1M unchanged (benchmarks/ltm2_code.py --scan-caps, ltm2_recall.py --scan-cap)
 THREADED_QUERIES = 16  # searches for fewer queries run on one OpenMP thread (a team's start-up costs more than the scan)
-RECOMPUTED_KEYS = 64  # pointer reads: exact keys recomputed from the text kept for later heads, blocks and steps
+# exact keys recomputed from the text (rescored reads, pointer reads) kept for later heads, blocks and steps: a greedy
+# decode's reads over 600K bytes of code rescore about 113 entries a read, half of them rescored at an earlier step
+EXACT_KEYS_CACHED = 4096
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
 
@@ -372,9 +374,9 @@ class Engine:
         # that weight. The bulk of a prefill runs no deep stack, so a chain starts again where the deep stack starts
         self.pointers = self._fresh_pointers()
         self._new_keys: tuple[int, torch.Tensor | None] = (0, None)  # during a chunk: its first new entry and their keys
-        # exact keys recomputed from the text for pointer reads (the blocks' and heads' pointers mostly name the same
-        # entry at a step): the newest few, valid while the text before the memory's base stays (until reset/restore)
-        self._recomputed_keys: dict[int, torch.Tensor] = {}
+        # exact keys recomputed from the text for rescored and pointer reads (heads, blocks and steps name the same
+        # entries): the newest EXACT_KEYS_CACHED, valid while the text before the memory's base stays (until reset/restore)
+        self._exact_key_cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def _fresh_pointers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per block: each head's pointer (-1: none) and its confidence, before any read."""
@@ -501,7 +503,7 @@ class Engine:
         self.logits = snap["logits"]
         self.last_state = snap["last_state"]
         self.pointers = [(p.copy(), c.copy()) for p, c in snap.get("pointers", self._fresh_pointers())]
-        self._recomputed_keys = {}
+        self._exact_key_cache = OrderedDict()
 
     def save(self, folder: str) -> None:
         """Write the prefilled state (at a snapshot point: call after prefill) to ``folder``: the index, values,
@@ -844,8 +846,22 @@ class Engine:
         return out
 
     def _exact_keys(self, entries: np.ndarray) -> np.ndarray:
-        """Entries' exact unit keys (n, heads, hk), recomputed from the text: the encoder over the ``reach`` bytes
-        ending at each (the padding symbol before the first byte), as :meth:`step` wrote them."""
+        """Indexed entries' exact unit keys (n, heads, hk), recomputed from the text: the encoder over the ``reach``
+        bytes ending at each (the padding symbol before the first byte), as :meth:`step` wrote them; the newest
+        ``EXACT_KEYS_CACHED`` are kept (the text before the memory's base does not change until reset/restore)."""
+        cache = self._exact_key_cache
+        listed = entries.tolist()
+        found = [cache.get(entry) for entry in listed]
+        missing = [i for i, key in enumerate(found) if key is None]
+        if missing:
+            for i, key in zip(missing, self._compute_exact_keys(entries[missing])):
+                found[i] = cache[listed[i]] = key
+            while len(cache) > EXACT_KEYS_CACHED:
+                cache.popitem(last=False)  # the oldest
+        return np.stack(found) if found else np.zeros((0, self.cfg.memory_heads, self.cfg.key_dim // self.cfg.memory_heads), np.float32)
+
+    def _compute_exact_keys(self, entries: np.ndarray) -> np.ndarray:
+        """:meth:`_exact_keys` without the cache: one batch of encoder windows."""
         text = np.frombuffer(self.text, np.uint8)
         offsets = entries[:, None] + np.arange(1 - self.reach, 1)  # (n, reach)
         ids = torch.from_numpy(np.where(offsets >= 0, text[np.maximum(offsets, 0)].astype(np.int64), 256))
@@ -861,16 +877,7 @@ class Engine:
             return new_keys[entry - first_new]
         if entry >= base and entry - base < len(self.memory.recent):
             return torch.from_numpy(self.memory.recent[entry - base])
-        cached = self._recomputed_keys.get(entry)
-        if cached is not None:
-            return cached
-        window = self.text[max(0, entry + 1 - self.reach) : entry + 1]
-        ids = torch.tensor([256] * (self.reach - len(window)) + list(window))
-        key = torch.from_numpy(self._keys(self.net.encoder.last_state(ids, self.padded_inputs[ids], self.tap_table))[0])
-        if len(self._recomputed_keys) >= RECOMPUTED_KEYS:
-            del self._recomputed_keys[next(iter(self._recomputed_keys))]  # the oldest
-        self._recomputed_keys[entry] = key
-        return key
+        return torch.from_numpy(self._exact_keys(np.array([entry]))[0])
 
 
 def _fingerprint(lm: LM) -> str:

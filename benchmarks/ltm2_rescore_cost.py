@@ -1,0 +1,106 @@
+"""What rescoring costs a decode step, with and without the engine's cache of exact keys.
+
+On the compact memory the engine's reads are rescored by default: each read's entries are scored again with exact
+keys recomputed from the text (an encoder window per entry). Greedy decodes after a context of held-out code (the
+last C bytes of ``ltm2_code.py``'s corpus) read many of the same entries at neighbouring steps, so the engine keeps
+the newest ``EXACT_KEYS_CACHED`` recomputed keys. This script decodes the same bytes from one prefilled state with
+the cache on, with it off (the same computation, every key recomputed), and without rescoring, the three taking
+turns ``--rounds`` times, and prints per row the encoder windows recomputed per decoded byte (machine-independent)
+and the median decode bytes/s, each beside the cache-off row.
+
+Usage: python benchmarks/ltm2_rescore_cost.py [--context 1M] [--decode 128] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import run_script, update_section  # noqa: E402
+from ltm2_code import context_of, held_out_corpus  # noqa: E402
+
+import hashhop.ltm2.engine as engine_module  # noqa: E402
+from hashhop.errors import HashHopError  # noqa: E402
+from hashhop.ltm2.config import WEIGHTS  # noqa: E402
+from hashhop.ltm2.engine import Engine  # noqa: E402
+from hashhop.ltm2.load import load_ltm2  # noqa: E402
+from hashhop.task.spec import parse_size  # noqa: E402
+
+VARIANTS = (("rescored, exact keys cached (the default)", None, None), ("rescored, nothing cached", None, 0), ("no rescoring", 0, None))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", default=WEIGHTS)
+    ap.add_argument("--context", default="1M", help="bytes of held-out code prefilled (the compact memory from 512K)")
+    ap.add_argument("--decode", type=int, default=128, help="bytes greedily decoded per run")
+    ap.add_argument("--rounds", type=int, default=5, help="runs per variant, the variants taking turns (rows: the median)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--section", default="ltm2_rescore_cost")
+    args = ap.parse_args()
+    if args.decode < 1 or args.rounds < 1:
+        raise HashHopError(f"--decode and --rounds must be >= 1, got {args.decode} and {args.rounds}")
+    context_n = parse_size(args.context)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    engine = Engine(load_ltm2(args.weights))
+    context = context_of(held_out_corpus(), context_n)
+    t0 = time.perf_counter()
+    engine.prefill(context, progress=True)
+    prefill_s = time.perf_counter() - t0
+    if not engine.memory.compact:
+        raise HashHopError(f"--context {args.context}: the engine keeps 8-bit keys below {engine_module.IVF_MIN_BYTES:,} bytes and rescores nothing there")
+    base = engine.snapshot()
+    engine.generate(4)  # warm
+    windows_of = engine._compute_exact_keys
+    counted = [0]
+
+    def counting(entries: np.ndarray) -> np.ndarray:
+        counted[0] += len(entries)
+        return windows_of(entries)
+
+    engine._compute_exact_keys = counting
+    cached = engine_module.EXACT_KEYS_CACHED
+    runs: dict[str, list[tuple[float, int, bytes]]] = {label: [] for label, _, _ in VARIANTS}
+    for _ in range(args.rounds):
+        for label, rescore, cache in VARIANTS:
+            engine.restore(base)  # also empties the cache
+            engine.rescore = rescore
+            engine_module.EXACT_KEYS_CACHED = cached if cache is None else cache
+            counted[0] = 0
+            t0 = time.perf_counter()
+            out = engine.generate(args.decode)
+            runs[label].append((time.perf_counter() - t0, counted[0], out))
+    engine_module.EXACT_KEYS_CACHED = cached
+    rows = {label: (args.decode / float(np.median([s for s, _, _ in done])), np.mean([w for _, w, _ in done]) / args.decode, done[0][2]) for label, done in runs.items()}
+    same = rows[VARIANTS[0][0]][2] == rows[VARIANTS[1][0]][2]
+    ref_bps, ref_windows, _ = rows[VARIANTS[1][0]]
+    command = "python benchmarks/ltm2_rescore_cost.py " + shlex.join(sys.argv[1:])
+    lines = [
+        f"What rescoring costs LTM-2's greedy decode after {context_n:,} bytes of held-out code (compact memory, "
+        f"{engine.bytes_per_context_byte():.1f} B per context byte; prefill {len(context) / prefill_s:,.0f} bytes/s). Command: `{command}`. "
+        f"Each row: the median of {args.rounds} decodes of {args.decode} bytes from the same prefilled state, the rows taking turns.",
+        "",
+        "| decode | encoder windows recomputed per decoded byte | vs nothing cached | greedy decode bytes/s | vs nothing cached |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {label} | {windows:.1f} | {windows / ref_windows if ref_windows else float('nan'):.2f}x | {bps:.1f} | {bps / ref_bps:.2f}x |"
+            for label, (bps, windows, _) in rows.items()
+        ],
+        "",
+        f"The cached and uncached decodes wrote {'the same' if same else 'different'} {args.decode} bytes.",
+    ]
+    print("\n".join(lines))
+    if args.section:
+        update_section(args.section, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    run_script(main)
