@@ -48,6 +48,8 @@ def main() -> None:
     if args.decode < 1 or args.rounds < 1:
         raise HashHopError(f"--decode and --rounds must be >= 1, got {args.decode} and {args.rounds}")
     context_n = parse_size(args.context)
+    if context_n < engine_module.IVF_MIN_BYTES:
+        raise HashHopError(f"--context {args.context}: the engine keeps 8-bit keys below {engine_module.IVF_MIN_BYTES:,} bytes and rescores nothing there")
     if args.threads:
         torch.set_num_threads(args.threads)
     engine = Engine(load_ltm2(args.weights))
@@ -55,8 +57,6 @@ def main() -> None:
     t0 = time.perf_counter()
     engine.prefill(context, progress=True)
     prefill_s = time.perf_counter() - t0
-    if not engine.memory.compact:
-        raise HashHopError(f"--context {args.context}: the engine keeps 8-bit keys below {engine_module.IVF_MIN_BYTES:,} bytes and rescores nothing there")
     base = engine.snapshot()
     engine.generate(4)  # warm
     windows_of = engine._compute_exact_keys
