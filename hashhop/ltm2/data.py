@@ -343,12 +343,14 @@ def build_hashhop(
     near_miss: float = 0.0,
     query_reads: bool = False,
     cot_reads: bool = False,
+    second_read_jumps: bool = False,
 ) -> Built:
     """:func:`hashhop_sample` with its parts: ``meta`` holds the prompt and completion exactly as written. With
     probability ``near_miss`` the row's hashes are rewritten so that many share a few first or last characters with
     another (:func:`near_miss_hashes`): the same format, with the crowd of near misses a long context holds.
     ``query_reads``: read targets in each question too; ``cot_reads``: at the space after each hash a chain-of-thought
-    answer writes too (:func:`hashhop_reads`); the text is the same."""
+    answer writes too; ``second_read_jumps``: an answer's jumps are targets of the second read too
+    (:func:`hashhop_reads`); the text is the same."""
     from hashhop.task.generator import plan
     from hashhop.task.grammar import completion_header, format_completion, query_line
     from hashhop.task.sample import Chain
@@ -418,14 +420,14 @@ def build_hashhop(
     for chain in queries:  # the completion, piece by piece: loss on each answer and its closing quote
         answer = chain.answer(cot)
         built.add(query_line(chain.query))
-        built.reads += hashhop_reads(chain, cot, prompt_at, len(built), query_reads, cot_reads)
+        built.reads += hashhop_reads(chain, cot, prompt_at, len(built), query_reads, cot_reads, second_read_jumps)
         built.add(answer + "'", trained=True)
         built.add("\n")
     return built
 
 
 def hashhop_reads(
-    chain, cot: bool, prompt_at: int, answer_at: int, query_reads: bool = False, cot_reads: bool = False
+    chain, cot: bool, prompt_at: int, answer_at: int, query_reads: bool = False, cot_reads: bool = False, second_read_jumps: bool = False
 ) -> list[tuple[int, int, tuple[int, ...], int]]:
     """Where each byte of a HashHop answer is read from, for :attr:`Built.reads`: ``chain`` a
     :class:`hashhop.task.formats.Chain` (hashes H1 .. Hk+1, its links' offsets in the prompt), ``prompt_at`` /
@@ -454,7 +456,14 @@ def hashhop_reads(
     came from, holds a newline. A content read cannot tell them apart: the pointer, on the link the hash was copied
     from, must let go (its learnt bonus from the hidden state; the second read's state holds what the first returned
     there, that link's newline), and the read then lands on the next link before ``= `` is written, so the pointer can
-    carry the jump. Tried once (seventeenth session), not shipped: 3 hops CoT at 1M fell (docs/ltm2.md)."""
+    carry the jump. Tried once (seventeenth session), not shipped: 3 hops CoT at 1M fell (docs/ltm2.md).
+
+    ``second_read_jumps``: a chain-of-thought answer's JUMPs (its first byte and, after each hash it writes, the ``=`` and
+    the next hash's first byte) are targets of the second read too, the same entries. Unsupervised, the second block's
+    read learnt to find a link by its hash's last few bytes and the ``= '`` after them, enough among a 16K row's links
+    and fooled at 1M+ by another link whose hash ends the same way; its read decides the answer's byte there
+    (benchmarks/ltm2_jump_reads.py). The near-miss rows (hashes sharing their last 1-8 characters) make that shortcut fail
+    in training too."""
     hashes, hops = chain.hashes, len(chain.hashes) - 1
     link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
     asked = []
@@ -488,6 +497,8 @@ def hashhop_reads(
         reads.append((at + 3, 0, (value_at(m),), JUMP))
         reads += copies(at + 3, m)
         at += 3 + len(hashes[m + 1])
+    if second_read_jumps and (cot or hops == 1):  # (without CoT the second read has a target of its own already)
+        reads += [(position, 1, targets, JUMP) for position, read, targets, kind in reads[len(asked) :] if read == 0 and kind == JUMP]
     return reads + [closing_quote(at)]
 
 
@@ -890,6 +901,9 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     cot_reads = cfg.extra.get("hashhop_cot_reads", False)
     if not isinstance(cot_reads, bool):
         raise HashHopError(f"task.extra.hashhop_cot_reads must be true or false, got {cot_reads!r}")
+    second_read_jumps = cfg.extra.get("hashhop_second_read_jumps", False)
+    if not isinstance(second_read_jumps, bool):
+        raise HashHopError(f"task.extra.hashhop_second_read_jumps must be true or false, got {second_read_jumps!r}")
     near_miss = cfg.extra.get("hashhop_near_miss", 0.0)
     if isinstance(near_miss, bool) or not isinstance(near_miss, (int, float)) or not 0 <= near_miss <= 1:
         raise HashHopError(f"task.extra.hashhop_near_miss must be a number from 0 to 1, got {near_miss!r}")
@@ -912,7 +926,7 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
         "needle": {"far_keys": float(far_keys), "max_asked": max_asked},
     }
     built_options = {  # read targets only: the same text
-        "hashhop": {**options["hashhop"], "query_reads": query_reads, **({"cot_reads": True} if cot_reads else {})},
+        "hashhop": {**options["hashhop"], "query_reads": query_reads, **({"cot_reads": True} if cot_reads else {}), **({"second_read_jumps": True} if second_read_jumps else {})},
         "needle": {**options["needle"], "reads": needle_reads, **({"hold": True} if needle_hold else {})},
     }
     # One seed per row from the torch generator: the rows are independent and reproducible.

@@ -342,6 +342,9 @@ class Engine:
         top_k = top_k or self.cfg.read_top_k or 64
         self.top_k, self.exact, self.index, self.nprobe, self.scan_cap_lists = top_k, exact, index, nprobe, scan_cap_lists
         self.pointer_bonus_scale = 1.0  # a diagnostic (benchmarks' "bonus xF" variants): the trained bonuses times this
+        # a diagnostic (benchmarks/ltm2_jump_reads.py): when a list, each decode step's read appends (block, ids (heads,
+        # K), logits (heads, K) with the pointer's bonuses, sink logits (heads,)); -inf logits for no entry
+        self.read_trace: list | None = None
         self.reach = self.net.encoder.reach
         with torch.inference_mode():  # every byte's input vector, and the encoder's first convolution of each
             self.byte_inputs = self._embed(torch.arange(256))
@@ -546,7 +549,7 @@ class Engine:
         embedded = self.lm.embed(torch.tensor([byte]))
         last = self.text[max(0, q + 1 - reach) :]
         ids = torch.tensor([256] * (reach - len(last)) + list(last))  # the encoder's reach, padded before byte 0
-        state = self.net.encoder.last_state(ids, self.padded_inputs[ids], self.tap_table)  # (1, d)
+        state = self.net.encoder.last_state(ids, self.padded_inputs, self.tap_table)  # (1, d)
         self.pending_keys[q] = self._keys(state)[0]
         if q - reach + 1 >= 0:  # entry q - reach + 1 is complete: its value and the input vector of the byte after it
             value = self.net.value(state) + self.net.next_value(self.padded_inputs[ids[1:2]])
@@ -599,8 +602,13 @@ class Engine:
         scale = read.log_scale.exp().clamp(max=100.0) * gain
         unit = read.unit_queries(x, self.net.key, previous)[0]  # (heads, hk)
         scores, ids = self.memory.search(unit.numpy(), self.top_k)  # (heads, k) each, ids -1 past the entries
+        # the pointer's candidates the search did not return are scored with exact keys: computed with the rescored
+        # entries' (or alone) in one batch of encoder windows, not one call each (a call's fixed cost is ~40 windows')
+        wanted = self._pointer_misses(block, ids, q) if read.pointer_gain is not None else None
         if self.rescore:
-            scores = self._rescore(np.arange(heads), unit.numpy(), scores, ids)
+            scores = self._rescore(np.arange(heads), unit.numpy(), scores, ids, also=wanted)
+        elif wanted is not None and len(wanted):
+            self._exact_keys(wanted)
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
         logits = (torch.from_numpy(scores) * scale[:, None]).masked_fill(torch.from_numpy(ids < 0), float("-inf"))
         if read.pointer_gain is not None:  # the entries near the last read's, with their bonuses, as more candidates
@@ -615,6 +623,8 @@ class Engine:
             if max(e.max() for e in extra_logits) > -np.inf:  # some head's candidate was not found by the search
                 logits = torch.cat([logits, torch.from_numpy(np.stack(extra_logits)).to(logits.dtype)], dim=1)
                 ids = np.concatenate([ids, np.stack(extra_ids)], axis=1)
+        if self.read_trace is not None:
+            self.read_trace.append((block, ids.copy(), logits.numpy().copy(), sink.numpy().copy()))
         weights = torch.softmax(torch.cat([logits, sink[:, None]], dim=1), dim=1)[:, :-1]  # (heads, k)
         # every head's entries through this read's value map, each head keeping its own slice of it
         vals = read.value(torch.from_numpy(self.memory.values(np.maximum(ids, 0))))  # (heads, k, value_dim)
@@ -825,22 +835,40 @@ class Engine:
         pointers[head], confidences[head] = pointer, confidence
         return extra_logit, extra_id
 
-    def _rescore(self, heads_of_rows: np.ndarray, unit: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    def _pointer_misses(self, block: int, ids: np.ndarray, q: int) -> np.ndarray:
+        """The indexed entries a decode step's pointer candidates (each head's, block ``block``) name that the
+        search (ids (heads, k)) did not return: :meth:`_follow` scores them with exact keys."""
+        pointers = self.pointers[block][0]
+        indexed = self.memory.count if self.memory.frozen is None else self.memory.frozen
+        offsets = np.array(POINTER_OFFSETS[: self.cfg.pointer_candidates])
+        wanted = pointers[:, None] + offsets  # (heads, m)
+        valid = (pointers[:, None] >= 0) & (wanted <= q - self.reach) & (wanted < indexed)
+        valid &= ~(wanted[:, :, None] == ids[:, None, :]).any(-1)
+        return np.unique(wanted[valid])
+
+    def _rescore(self, heads_of_rows: np.ndarray, unit: np.ndarray, scores: np.ndarray, ids: np.ndarray, also: np.ndarray | None = None) -> np.ndarray:
         """The index's scores (n, k) of each row's ``rescore`` best indexed entries (ids (n, k), -1: none) replaced by
         exact ones: unit (n, hk) the rows' queries, ``heads_of_rows`` (n,) whose keys each row reads. The index scores
-        codes (8-bit or product-quantised keys); a request's own entries (``recent``) are exact already."""
+        codes (8-bit or product-quantised keys); a request's own entries (``recent``) are exact already. ``also``:
+        more indexed entries whose exact keys are wanted soon, computed in the same batch (kept in the cache)."""
         indexed = self.memory.count if self.memory.frozen is None else self.memory.frozen
+        also = np.zeros(0, np.int64) if also is None else also
         k = min(self.rescore, scores.shape[1])
         if not k:
+            if len(also):
+                self._exact_keys(also)
             return scores
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.broadcast_to(np.arange(k), scores.shape)
         chosen = np.take_along_axis(ids, top, 1)
         coded = (chosen >= 0) & (chosen < indexed)
         if not coded.any():
+            if len(also):
+                self._exact_keys(also)
             return scores
         rows, at = np.nonzero(coded)
         entries, which = np.unique(chosen[rows, at], return_inverse=True)
-        keys = self._exact_keys(entries)  # (u, heads, hk)
+        also = np.setdiff1d(also, entries)
+        keys = self._exact_keys(np.concatenate([entries, also]))[: len(entries)]  # (u, heads, hk)
         out = scores.copy()
         out[rows, top[rows, at]] = np.einsum("nd,nd->n", unit[rows], keys[which, heads_of_rows[rows]])
         return out
@@ -866,7 +894,7 @@ class Engine:
         offsets = entries[:, None] + np.arange(1 - self.reach, 1)  # (n, reach)
         ids = torch.from_numpy(np.where(offsets >= 0, text[np.maximum(offsets, 0)].astype(np.int64), 256))
         del text  # a live view would stop the bytearray from growing
-        return self._keys(self.net.encoder.last_states(ids, self.padded_inputs[ids], self.tap_table))
+        return self._keys(self.net.encoder.last_states(ids, self.padded_inputs, self.tap_table))
 
     def _entry_key(self, entry: int) -> torch.Tensor:
         """Entry ``entry``'s exact unit keys (heads, hk): kept for a request's own bytes and a chunk's new entries,

@@ -108,27 +108,32 @@ class Encoder(nn.Module):
             h = h + F.gelu(conv(F.pad(h, (k - 1, 0))))
         return self.norm(h[0].T)
 
-    def last_state(self, ids: torch.Tensor, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    def last_state(self, ids: torch.Tensor, inputs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """:meth:`forward_symbols` at the last position only (a decode step): ids (reach,) the last ``reach`` symbols,
-        the padding symbol (:meth:`tap_table`'s last) where they are before the first position; x (reach, d) their
-        input vectors, zeros for padding -> (1, d)."""
-        return self.last_states(ids[None], x[None], table)
+        the padding symbol (:meth:`tap_table`'s last) where they are before the first position; inputs (S + 1, d) each
+        symbol's input vector, zeros for padding -> (1, d)."""
+        return self.last_states(ids[None], inputs, table)
 
-    def last_states(self, ids: torch.Tensor, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """:meth:`last_state` of b windows at once: ids (b, reach), x (b, reach, d) -> (b, d). Each layer runs at the
-        positions the next one needs (the first at (layers - 1) x (kernel - 1) + 1 of them, the last at one), as
-        matrix products, not full convolutions."""
+    def last_states(self, ids: torch.Tensor, inputs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """:meth:`last_state` of b windows at once: ids (b, reach) -> (b, d). Each layer runs at the positions the
+        next one needs (the first at (layers - 1) x (kernel - 1) + 1 of them, the last at one), as matrix products,
+        not full convolutions; only those positions' input vectors are gathered, and windows are masked for the
+        padding only when some hold it (a decode step's rescoring runs ~100 windows per call: these are most of
+        its fixed cost)."""
         k, b = self.kernel, len(ids)
         pad = len(table) // k - 1
         n = (len(self.convs) - 1) * (k - 1) + 1
         taps = ids.unfold(1, k, 1)[:, -n:] + torch.arange(k) * (pad + 1)  # (b, n, k)
-        h = x[:, -n:] + F.gelu(F.embedding_bag(taps.reshape(-1, k), table, mode="sum").view(b, n, -1) + self.convs[0].bias)
-        h = h * (ids[:, -n:] != pad)[..., None]  # positions before the first are zeros to the next layer, as in forward
+        h = F.embedding(ids[:, -n:], inputs) + F.gelu(F.embedding_bag(taps.reshape(-1, k), table, mode="sum").view(b, n, -1) + self.convs[0].bias)
+        padded = (ids[:, -n:] == pad).any().item()
+        if padded:  # positions before the first are zeros to the next layer, as in forward
+            h = h * (ids[:, -n:] != pad)[..., None]
         for conv in self.convs[1:]:
             n -= k - 1
             windows = h.unfold(1, k, 1).reshape(b, n, -1)  # (b, n, d * k): (channel, tap) order, conv.weight's
             h = h[:, -n:] + F.gelu(F.linear(windows, conv.weight.reshape(len(conv.weight), -1), conv.bias))
-            h = h * (ids[:, -n:] != pad)[..., None]
+            if padded:
+                h = h * (ids[:, -n:] != pad)[..., None]
         return self.norm(h[:, -1])
 
 

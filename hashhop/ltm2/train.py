@@ -39,6 +39,7 @@ from hashhop.ltm2.config import (
     READ_QUERIES,
     READ_QUERY_READS,
     READ_QUERY_SHIFT,
+    READ_SECOND_READ_JUMPS,
     READ_SEQ_LEN,
     READ_STEPS,
     READ_TOP_K,
@@ -98,6 +99,7 @@ def train_ltm2(
     needle_hold: bool = READ_NEEDLE_HOLD,
     cot_reads: bool = READ_COT_READS,
     conv_kernel: int | None = None,
+    second_read_jumps: bool = READ_SECOND_READ_JUMPS,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these.
@@ -129,7 +131,7 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + kernel_name + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "")
         name += "_plen" if pointer and pointer_length_gain else ""
         name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
@@ -138,6 +140,7 @@ def train_ltm2(
             read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
             pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
             needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
+            second_read_jumps=second_read_jumps,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -246,6 +249,11 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             " In a chain-of-thought answer, the space after each hash it writes (before the last) is a read target too"
             " (both reads), out of the link that hash starts: the pointer must let go of the link the hash was copied from, whose"
             " window ends the same way, so the read is on the next link before its `= ` is written."
+        )
+    if cfg["task"]["extra"].get("hashhop_second_read_jumps"):
+        second += (
+            " A chain-of-thought answer's jumps (its first byte; after each hash it writes, the `=` and the next hash's first"
+            " byte) are read targets of the second read too, the same entries as the first read's."
         )
     extra = cfg["task"]["extra"]
     needle = [
@@ -410,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage: a read target at the space after each hash a chain-of-thought answer writes (out of the link it starts)",
     )
     ap.add_argument(
+        "--second-read-jumps", action=argparse.BooleanOptionalAction, default=READ_SECOND_READ_JUMPS,
+        help="second stage: a chain-of-thought answer's jumps are read targets of the second block's read too",
+    )
+    ap.add_argument(
         "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
         help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
     )
@@ -505,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             needle_hold=args.needle_hold,
             cot_reads=args.cot_reads,
             conv_kernel=args.conv_kernel,
+            second_read_jumps=args.second_read_jumps,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

@@ -364,7 +364,7 @@ def test_encoder_last_state_is_the_forward_at_the_last_position():
             for q in range(len(data)):
                 last = list(data[max(0, q + 1 - encoder.reach) : q + 1])
                 ids = torch.tensor([256] * (encoder.reach - len(last)) + last)
-                got = encoder.last_state(ids, engine.padded_inputs[ids], engine.tap_table)
+                got = encoder.last_state(ids, engine.padded_inputs, engine.tap_table)
                 assert (got[0] - dense[q]).abs().max() < 1e-5, (layers, kernel, q)
 
 
@@ -415,6 +415,27 @@ def test_pointer_engine_top_k_is_the_trained_top_k_read(candidates):
     got = engine_logprobs(engine, data, 1)
     assert len(calls) > 20  # the exact-key path ran
     assert (got - dense_logprobs(lm, data)[:-1]).abs().max() < 1e-4
+
+
+def test_a_steps_pointer_candidates_cost_one_encoder_call_per_block():
+    """The pointer's candidates the search did not return are scored with exact keys recomputed from the text: a decode
+    step computes every head's in one batch of encoder windows per block (with the rescored entries' when rescoring),
+    not one call per candidate, and computes the same log-probabilities as the one-at-a-time path (1e-5)."""
+    lm = pointer_lm(3, read_top_k=8)
+    data = text(220, seed=12)
+
+    def run(batched: bool) -> tuple[torch.Tensor, list[int]]:
+        engine = Engine(lm, exact=True)
+        if not batched:  # the candidates computed one at a time, when _follow asks for each
+            engine._pointer_misses = lambda block, ids, q: np.zeros(0, np.int64)
+        calls, compute, step = [0], engine._compute_exact_keys, engine.step  # calls[0]: the prefill's
+        engine._compute_exact_keys = lambda entries: calls.__setitem__(-1, calls[-1] + 1) or compute(entries)
+        engine.step = lambda byte: calls.append(0) or step(byte)
+        return engine_logprobs(engine, data, 1), calls[1:]
+
+    (batched, per_step), (single, per_step_single) = run(True), run(False)
+    assert (batched - single).abs().max() < 1e-5
+    assert max(per_step) <= len(lm.blocks[0].mixer.blocks) < max(per_step_single) and sum(per_step) < sum(per_step_single)
 
 
 def test_pointer_gain_is_the_read_gain_within_its_reference():

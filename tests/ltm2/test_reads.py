@@ -119,6 +119,28 @@ def test_cot_reads_point_the_space_after_each_written_hash_at_the_link_it_starts
         assert not {b for b, _, _, _ in plain} & {b for b, _, _, _ in extra}
 
 
+@pytest.mark.parametrize("hops,cot", [(1, True), (2, True), (3, True), (4, True), (2, False), (3, False)])
+def test_second_read_jumps_give_the_second_read_the_first_reads_jumps(hops, cot):
+    """hashhop_reads(second_read_jumps=True): every earlier target kept, in order, plus the answer's JUMPs of the first
+    read (not the question's) for the second read, the same bytes and entries; without chain of thought (hops > 1,
+    where the second read has a target of its own) nothing added."""
+    problem = plan(HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 17))
+    text = problem.prompt + "\n\n"
+    for chain in problem.queries:
+        start = len(text) + len(chain.query) + 4  # after `Q = '`
+        text += f"{chain.query} = '{chain.answer(cot)}'\n"
+        plain = d.hashhop_reads(chain, cot, 0, start, query_reads=True)
+        added = d.hashhop_reads(chain, cot, 0, start, query_reads=True, second_read_jumps=True)
+        extra = [r for r in added if r not in plain]
+        assert [r for r in added if r in plain] == plain
+        if not cot and hops > 1:
+            assert extra == []
+            continue
+        answer_jumps = [(b, 1, s, k) for b, read, s, k in plain if read == 0 and k == d.JUMP and b >= start]
+        assert sorted(extra) == sorted(answer_jumps) and len(extra) == 1 + 2 * (hops - 1)
+        assert all(s[0] < start for _, _, s, _ in extra)  # out of the prompt's links
+
+
 def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n\n" * 2000)
@@ -167,6 +189,15 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     assert (first4[spaces] <= p.expand_as(first4)[spaces] - 15).all()
     with pytest.raises(HashHopError, match="hashhop_cot_reads"):
         d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_cot_reads": "yes"}), 1, torch.Generator())
+    # hashhop_second_read_jumps: the same rows and first-read targets; the second read gets the first's jumps where it had none
+    x5, y5, r5 = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_jumps": True}), 16, torch.Generator().manual_seed(2))
+    second3, second5 = r3[:, :, 1, d.JUMP, 0], r5[:, :, 1, d.JUMP, 0]
+    new = (second5 >= 0) & (second3 < 0)
+    assert torch.equal(x5, x) and torch.equal(y5, y) and torch.equal(r5[:, :, 0], r3[:, :, 0]) and torch.equal(r5[:, :, :, d.COPY], r3[:, :, :, d.COPY])
+    assert torch.equal(second5[second3 >= 0], second3[second3 >= 0]) and int(new.sum()) > 10
+    assert torch.equal(second5[new], first3[new])  # the first read's own targets there
+    with pytest.raises(HashHopError, match="hashhop_second_read_jumps"):
+        d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_jumps": 1}), 1, torch.Generator())
 
 
 def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
@@ -721,6 +752,8 @@ def test_needle_options_are_stage_two_task_extras():
     assert not names & set(extra(stage=1, needle_far_keys=0.5, needle_reads=True, needle_share=0.2, needle_hold=True))
     assert "hashhop_cot_reads" not in extra() and extra(cot_reads=True)["hashhop_cot_reads"] is True
     assert "hashhop_cot_reads" not in extra(stage=1, cot_reads=True)
+    assert "hashhop_second_read_jumps" not in extra() and extra(second_read_jumps=True)["hashhop_second_read_jumps"] is True
+    assert "hashhop_second_read_jumps" not in extra(stage=1, second_read_jumps=True)
 
 
 def test_shipped_stage_one_is_the_recipe_stage_one_and_carries_its_card():

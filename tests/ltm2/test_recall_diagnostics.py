@@ -35,3 +35,26 @@ def test_each_table_says_which_memory_its_variants_kept():
     assert notes["auto"].startswith("8-bit keys, flat scan, 155 B")
     assert notes["ivf"].startswith("product-quantised keys in inverted lists")
     assert int(notes["ivf"].split(", ")[1].split()[0]) <= 64  # the issue's bound, which the flat memory exceeds
+
+
+def test_jump_reads_trace_each_heads_read_at_a_cot_answers_jumps():
+    """benchmarks/ltm2_jump_reads.py: the link's separator is found for middle and last (quoted) links, and the engine's
+    trace gives every block and head one read per jump, with weights that are shares of a read; off after the step."""
+    from ltm2_jump_reads import jump_reads, link_span
+
+    problem = plan(HashHopSpec(context_tokens=6000, tokenizer="chars", hops=3, chain_of_thought=True, hash_length=16, num_queries=2, seed=5))
+    for chain in problem.queries:
+        h1, h2, h3, h4 = chain.hashes
+        first, end = link_span(problem.prompt, h2)  # middle link `H2 = H3`: from H2's last byte to the space after =
+        assert problem.prompt[first:end] == h2[-1] + " = " and problem.prompt[end : end + 16] == h3
+        first, end = link_span(problem.prompt, h3)  # last link `H3 = 'H4'`: up to its quote
+        assert problem.prompt[first:end] == h3[-1] + " = '" and problem.prompt[end : end + 16] == h4
+    runner = make_variant("trained", None)
+    cells = jump_reads(runner, 6000, 3, 2, 5)
+    assert set(cells) == {"middle link", "last link (quoted)"} and runner.engine.read_trace is None
+    blocks, heads = len(runner.engine.net.blocks), runner.engine.cfg.memory_heads
+    for cell in cells.values():
+        assert cell["asked"] == 2 and 0 <= cell["right"] <= 2
+        reads = {key: got for key, got in cell.items() if isinstance(key, tuple)}
+        assert set(reads) == {(b, h) for b in range(blocks) for h in range(heads)}
+        assert all(len(got) == 2 and all(0 <= w <= 1 + 1e-6 for w, _, _ in got) for got in reads.values())

@@ -1,0 +1,145 @@
+"""Where LTM-2's reads go at the jumps of a chain-of-thought HashHop answer, per block and head.
+
+A CoT answer ``H2 = H3 = ... = Hk+1`` jumps after each ``= `` it writes: the next hash is the value of the link
+that starts with the hash just written (``H2 = H3`` in the middle of a chain, ``Hk = 'Hk+1'`` at its end, a quote
+the answer does not write). Each answer here is given (teacher-forced) up to a jump's ``= ``; the engine's decode
+step at that space is traced, and for every block and head of the network the table gives how much of the read's
+weight lands on the link's separator (the entries from the hash's last byte to the quote: each one's value holds
+the next hash), how often the heaviest entry is there, and the median margin of the read's logits (the best entry
+there minus the best elsewhere, the sink included; negative: another entry outranks the link). Beside them: how
+often the greedy next byte is the next hash's first byte. The same engine and defaults as every other row.
+
+Usage: python benchmarks/ltm2_jump_reads.py [--lengths 1M,10M] [--hops 2,3] [--queries 30] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import run_script, update_section  # noqa: E402
+from ltm2_recall import make_variant, memory_note  # noqa: E402
+
+from hashhop.errors import HashHopError  # noqa: E402
+from hashhop.ltm2.config import WEIGHTS  # noqa: E402
+from hashhop.task.generator import plan  # noqa: E402
+from hashhop.task.grammar import native_request  # noqa: E402
+from hashhop.task.spec import HashHopSpec, parse_size  # noqa: E402
+
+HASH_LENGTH = 16
+
+
+def link_span(prompt: str, key: str) -> tuple[int, int]:
+    """[first, end) of the entries of the link ``key = ...`` from the key's last byte to the byte before its value
+    (the space after ``=``, or the quote of a chain's last link)."""
+    at = prompt.find("\n" + key + " = ") + 1 if not prompt.startswith(key + " = ") else 0
+    if at <= 0 and not prompt.startswith(key + " = "):
+        raise HashHopError(f"no link starts with {key!r} in the prompt")
+    end = at + len(key) + 3 + (prompt[at + len(key) + 3] == "'")
+    return at + len(key) - 1, end
+
+
+def jump_reads(runner, length: int, hops: int, queries: int, seed: int) -> dict:
+    """{jump label: {"right": n, "asked": n, (block, head): [(weight on the link, heaviest there, margin), ...]}}."""
+    problem = plan(
+        HashHopSpec(context_tokens=length, tokenizer="chars", hops=hops, chain_of_thought=True, hash_length=HASH_LENGTH, num_queries=queries, seed=seed)
+    )
+    engine, out = runner.engine, {}
+    for chain in problem.queries:
+        request = native_request(problem.prompt, hops, True, chain.query)
+        for m in range(1, hops):  # after writing H(m+1) = , the link H(m+1) = H(m+2) (quoted when it is the last)
+            label = "last link (quoted)" if m == hops - 1 else "middle link"
+            given = " = ".join(chain.hashes[1 : m + 1]) + " ="
+            runner.continue_text((request + given).encode())
+            engine.read_trace = []
+            try:
+                logits = engine.step(ord(" "))
+                trace = engine.read_trace
+            finally:
+                engine.read_trace = None
+            first, end = link_span(problem.prompt, chain.hashes[m])
+            cell = out.setdefault(label, {"right": 0, "asked": 0})
+            cell["asked"] += 1
+            cell["right"] += int(logits.argmax()) == ord(chain.hashes[m + 1][0])
+            for block, ids, read_logits, sink in trace:
+                for head in range(len(ids)):
+                    on = (ids[head] >= first) & (ids[head] < end)
+                    row = np.append(read_logits[head], sink[head])
+                    weights = np.exp(row - row.max())
+                    weights /= weights.sum()
+                    best_on = read_logits[head][on].max() if on.any() else -np.inf
+                    best_off = max(read_logits[head][~on].max() if (~on).any() else -np.inf, sink[head])
+                    heaviest = int(np.argmax(row))
+                    cell.setdefault((block, head), []).append((float(weights[:-1][on].sum()), heaviest < len(on) and bool(on[heaviest]), best_on - best_off))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", default=WEIGHTS)
+    ap.add_argument("--lengths", default="1M,10M", help="context lengths in characters")
+    ap.add_argument("--hops", default="2,3", help="chain lengths (CoT answers; each jump after the first hash is traced)")
+    ap.add_argument("--queries", type=int, default=30, help="chains asked per prompt")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rescore", type=int, default=None, help="the engine's rescore setting (default: the engine's)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--section", default="ltm2_jump_reads", help="RESULTS.md section to write ('' for none)")
+    args = ap.parse_args()
+    try:
+        lengths = [parse_size(x) for x in args.lengths.split(",") if x.strip()]
+        hops = [int(x) for x in args.hops.split(",") if x.strip()]
+    except ValueError as e:
+        raise HashHopError(f"--lengths / --hops: {e}") from None
+    if not lengths or not hops or any(h < 2 for h in hops) or args.queries < 1:
+        raise HashHopError("give at least one length, hop counts >= 2 (a 1-hop answer makes no jump after its first hash) and --queries >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    runner = make_variant("trained", args.weights, rescore=args.rescore)
+    heads = [(b, h) for b in range(len(runner.engine.net.blocks)) for h in range(runner.engine.cfg.memory_heads)]
+    header = (
+        "| context chars | hops | jump | next byte right | "
+        + " | ".join(f"block {b} head {h}: weight on the link; heaviest there; median margin" for b, h in heads)
+        + " |\n|"
+        + "---|" * (4 + len(heads))
+    )
+    rows, memory = [], ""
+    for length in lengths:
+        for hop in hops:
+            cells = jump_reads(runner, length, hop, args.queries, args.seed)
+            memory = memory_note(runner)
+            for label, cell in cells.items():
+                parts = []
+                for key in heads:
+                    got = cell.get(key, [])
+                    if not got:
+                        parts.append("-")
+                        continue
+                    weights, heaviest, margins = zip(*got)
+                    parts.append(f"{np.mean(weights):.2f}; {sum(heaviest)}/{len(got)}; {np.median(margins):+.1f}")
+                row = f"| {length:,} | {hop} | {label} | {cell['right']}/{cell['asked']} | " + " | ".join(parts) + " |"
+                rows.append(row)
+                print(row, flush=True)
+    table = header + "\n" + "\n".join(rows)
+    if args.section:
+        command = "python benchmarks/ltm2_jump_reads.py " + shlex.join(sys.argv[1:])
+        intro = (
+            "LTM-2's reads at the jumps of CoT HashHop answers given up to each jump's `= ` (Magic's format, prompts of seed"
+            f" {args.seed}, {args.queries} chains a prompt), traced in the engine's decode step ({memory} at the last length)."
+            " Per block and head: the mean share of the read's weight on the link's separator (the entries from the hash's"
+            " last byte to the quote), how often the heaviest entry is there, and the median margin in logits (the best"
+            " entry there minus the best elsewhere, the sink included). Next byte right: the greedy byte is the next hash's"
+            f" first. Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s).\n"
+        )
+        update_section(args.section, intro + "\n" + table)
+
+
+if __name__ == "__main__":
+    run_script(main)
