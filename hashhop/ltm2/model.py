@@ -181,11 +181,12 @@ class MemoryRead(nn.Module):
 
     def __init__(
         self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False, pointer: bool = False, pointer_candidates: int = 1,
-        pointer_length_ref: int = 0,
+        pointer_length_ref: int = 0, pointer_jitter: float = 1.0,
     ) -> None:
         super().__init__()
         self.heads = heads
         self.pointer_length_ref = pointer_length_ref  # beyond this many entries a bonus grows once more (pointer_gain)
+        self.pointer_jitter = pointer_jitter  # training only: each row's bonuses times a factor in [1, this] (MixerConfig)
         # pointer: per head, the entry after the one the previous position's read landed on is always a candidate, its
         # logit raised by a learnt bonus (the previous read's confidence times a learnt gain, plus a learnt function of
         # the hidden state): a read that landed on a link can follow it forward byte by byte (a copy), even where the
@@ -281,6 +282,8 @@ class MemoryRead(nn.Module):
         if self.pointer_gain is not None and t > delay:  # a pointer's candidates are per query: the gathered read
             gain = pointer_gain(entries, log_length, self.pointer_length_ref)
             gain = (gain if torch.is_tensor(gain) else torch.full((b, t), gain, device=h.device))[:, None, :, None]
+            if self.training and self.pointer_jitter > 1:  # as if the row stood for a longer memory (MixerConfig)
+                gain = gain * torch.exp(torch.rand(b, 1, 1, 1, device=h.device) * math.log(self.pointer_jitter))
             gated, per_confidence = self.pointer_bonus_parts(h)
             # (b, heads, t, candidates) each: the bonus's part from the hidden state, its part per unit of confidence
             pointer = (gated.permute(0, 2, 1, 3) * gain, (per_confidence * POINTER_GAIN)[None, :, None, :] * gain)
@@ -575,7 +578,7 @@ class Block(nn.Module):
         d = cfg.d_model
         self.norm_local, self.norm_read, self.norm_mlp = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.local = LocalAttention(d, cfg.n_heads, cfg.window)
-        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer, cfg.pointer_candidates, cfg.pointer_length_ref)
+        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer, cfg.pointer_candidates, cfg.pointer_length_ref, cfg.pointer_jitter)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
 

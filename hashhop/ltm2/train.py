@@ -35,6 +35,7 @@ from hashhop.ltm2.config import (
     READ_NEGATIVES,
     READ_POINTER,
     READ_POINTER_CANDIDATES,
+    READ_POINTER_JITTER,
     READ_POINTER_LENGTH_GAIN,
     READ_QUERIES,
     READ_QUERY_READS,
@@ -100,6 +101,7 @@ def train_ltm2(
     cot_reads: bool = READ_COT_READS,
     conv_kernel: int | None = None,
     second_read_jumps: bool = READ_SECOND_READ_JUMPS,
+    pointer_jitter: float = READ_POINTER_JITTER,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these.
@@ -132,7 +134,7 @@ def train_ltm2(
     if read_steps:
         name = "ltm2_reads" + kernel_name + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
         name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "")
-        name += "_plen" if pointer and pointer_length_gain else ""
+        name += ("_plen" if pointer and pointer_length_gain else "") + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "")
         name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
@@ -140,7 +142,7 @@ def train_ltm2(
             read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
             pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
             needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
-            second_read_jumps=second_read_jumps,
+            second_read_jumps=second_read_jumps, pointer_jitter=pointer_jitter,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -223,6 +225,12 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             f" Beyond {mixer['pointer_length_ref']:,} entries (the stage's rows) a pointer's bonus grows by the read's length"
             " gain once more (ln-length, as the reads' sharpness): inactive in training, it extends the bonus learnt against"
             " a row's few near matches to a long memory's many."
+        )
+    if mixer.get("pointer_jitter", 1) > 1:
+        second += (
+            f" In training each row's pointer bonuses are multiplied by a factor drawn log-uniformly from [1,"
+            f" {mixer['pointer_jitter']:g}], as the length gain multiplies them beyond the stage's rows (1.42x at 1M entries,"
+            " 1.90x at 100M): the reads after a pointer are also trained where it is stronger than a 16K row makes it."
         )
     if mixer.get("read_far"):
         second += (
@@ -422,6 +430,10 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage: a chain-of-thought answer's jumps are read targets of the second block's read too",
     )
     ap.add_argument(
+        "--pointer-jitter", type=float, default=READ_POINTER_JITTER,
+        help="second stage, with --pointer: each row's pointer bonuses times a factor drawn log-uniformly from [1, this] in training (1: off)",
+    )
+    ap.add_argument(
         "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
         help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
     )
@@ -518,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             cot_reads=args.cot_reads,
             conv_kernel=args.conv_kernel,
             second_read_jumps=args.second_read_jumps,
+            pointer_jitter=args.pointer_jitter,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

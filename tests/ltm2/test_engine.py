@@ -540,3 +540,31 @@ def test_reads_on_the_compact_memory_are_rescored_by_default(tmp_path, monkeypat
     assert not flat.memory.compact and flat.rescore == 0
     engine.rescore = None
     assert engine.rescore == engine.top_k
+
+
+def test_pointer_jitter_scales_training_bonuses_only(monkeypatch):
+    """MixerConfig.pointer_jitter (training only): in train mode a row's pointer bonuses are multiplied by
+    exp(u ln jitter), u uniform in [0, 1) per row; u -> 1 is the same network with every pointer parameter doubled
+    (jitter 2), u -> 0 the network without jitter; in eval mode (what the engine computes) it changes nothing."""
+    data = torch.tensor(list(text(120, seed=5)))[None].repeat(2, 1)
+
+    def lm(jitter: float, doubled: bool = False) -> LM:
+        net = pointer_lm(3, log_length_reads=True, pointer_length_ref=16, pointer_jitter=jitter)
+        if doubled:
+            for block in net.blocks[0].mixer.blocks:
+                for name, p in block.read.named_parameters():
+                    if name.startswith("pointer_"):
+                        p.data *= 2
+        return net
+
+    plain, jittered, doubled = lm(1.0), lm(2.0), lm(1.0, doubled=True)
+    with torch.no_grad():
+        assert torch.equal(jittered(data), plain(data))  # eval mode: no jitter
+        plain.train(), jittered.train(), doubled.train()
+        monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(*shape))
+        top = jittered(data)
+        assert (top - doubled(data)).abs().max() < 1e-4 and (top - plain(data)).abs().max() > 1e-2
+        monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.zeros(*shape))
+        assert (jittered(data) - plain(data)).abs().max() < 1e-5
+    with pytest.raises(HashHopError, match="pointer_jitter"):
+        MixerConfig(name="ltm2", pointer_jitter=0.5)

@@ -732,6 +732,8 @@ def test_pointer_length_gain_reference_is_the_stage_rows():
     assert mixer().pointer_length_ref == 16384 and mixer(seq_len=4096).pointer_length_ref == 4096
     assert mixer(pointer_length_gain=False).pointer_length_ref == 0 and mixer(pointer=False).pointer_length_ref == 0
     assert ltm2_config("c.bin").model.mixer.pointer_length_ref == 0  # stage 1: no pointer
+    assert mixer().pointer_jitter == 1.0 and mixer(pointer_jitter=2.0).pointer_jitter == 2.0  # (--pointer-jitter)
+    assert mixer(pointer=False, pointer_jitter=2.0).pointer_jitter == 1.0
 
 
 def test_needle_options_are_stage_two_task_extras():
