@@ -9,6 +9,12 @@ the next hash), how often the heaviest entry is there, and the median margin of 
 there minus the best elsewhere, the sink included; negative: another entry outranks the link). Beside them: how
 often the greedy next byte is the next hash's first byte. The same engine and defaults as every other row.
 
+A second kind of row traces the step before: the answer given up to the end of a hash it copied (``H2`` of ``H2 =
+H3``), where the next byte is the space of `` = ``. There the link that hash starts is the one to read (the same
+separator span: its first entry's value is `` = H3``), while the link it was copied from (``H1 = H2``) ends with a
+newline: the row adds the share of the read on that link's last two entries (its hash's last byte and the newline,
+where a pointer that kept copying lands) and counts the greedy bytes that are a newline.
+
 Usage: python benchmarks/ltm2_jump_reads.py [--lengths 1M,10M] [--hops 2,3] [--queries 30] [--seed 0]
 """
 
@@ -46,28 +52,46 @@ def link_span(prompt: str, key: str) -> tuple[int, int]:
     return at + len(key) - 1, end
 
 
+def copied_from(prompt: str, value: str) -> tuple[int, int]:
+    """[first, end) of the last two entries of the link whose value is ``value`` (its last byte and the byte after)."""
+    at = prompt.find(" = " + value)
+    if at < 0:
+        at = prompt.find(" = '" + value)
+        if at < 0:
+            raise HashHopError(f"no link has the value {value!r} in the prompt")
+        at += 1
+    last = at + 3 + len(value) - 1
+    return last, last + 2
+
+
 def jump_reads(runner, length: int, hops: int, queries: int, seed: int) -> dict:
-    """{jump label: {"right": n, "asked": n, (block, head): [(weight on the link, heaviest there, margin), ...]}}."""
+    """{row label: {"right": n, "asked": n, "newline": n, (block, head): [(weight on the link, heaviest there, margin,
+    weight on the link the hash was copied from (NaN at a jump)), ...]}}."""
     problem = plan(
         HashHopSpec(context_tokens=length, tokenizer="chars", hops=hops, chain_of_thought=True, hash_length=HASH_LENGTH, num_queries=queries, seed=seed)
     )
     engine, out = runner.engine, {}
     for chain in problem.queries:
         request = native_request(problem.prompt, hops, True, chain.query)
-        for m in range(1, hops):  # after writing H(m+1) = , the link H(m+1) = H(m+2) (quoted when it is the last)
-            label = "last link (quoted)" if m == hops - 1 else "middle link"
-            given = " = ".join(chain.hashes[1 : m + 1]) + " ="
-            runner.continue_text((request + given).encode())
+        # at each jump (after writing H(m+1) = , the link H(m+1) = H(m+2), quoted when it is the last), and a step
+        # before, at the end of the copied hash H(m+1) (the same link to read; the space of ` = ` to write)
+        for m, at_jump in [(m, j) for m in range(1, hops) for j in (False, True)]:
+            which = "last link (quoted)" if m == hops - 1 else "middle link"
+            label = which if at_jump else f"end of the copied hash, {which} next"
+            given = " = ".join(chain.hashes[1 : m + 1]) + (" = " if at_jump else "")
+            runner.continue_text((request + given[:-1]).encode())
             engine.read_trace = []
             try:
-                logits = engine.step(ord(" "))
+                logits = engine.step(ord(given[-1]))
                 trace = engine.read_trace
             finally:
                 engine.read_trace = None
             first, end = link_span(problem.prompt, chain.hashes[m])
-            cell = out.setdefault(label, {"right": 0, "asked": 0})
+            source = None if at_jump else copied_from(problem.prompt, chain.hashes[m])
+            cell = out.setdefault(label, {"right": 0, "asked": 0, "newline": 0})
             cell["asked"] += 1
-            cell["right"] += int(logits.argmax()) == ord(chain.hashes[m + 1][0])
+            cell["right"] += int(logits.argmax()) == (ord(chain.hashes[m + 1][0]) if at_jump else ord(" "))
+            cell["newline"] += int(logits.argmax()) == ord("\n")
             for block, ids, read_logits, sink in trace:
                 for head in range(len(ids)):
                     on = (ids[head] >= first) & (ids[head] < end)
@@ -77,7 +101,8 @@ def jump_reads(runner, length: int, hops: int, queries: int, seed: int) -> dict:
                     best_on = read_logits[head][on].max() if on.any() else -np.inf
                     best_off = max(read_logits[head][~on].max() if (~on).any() else -np.inf, sink[head])
                     heaviest = int(np.argmax(row))
-                    cell.setdefault((block, head), []).append((float(weights[:-1][on].sum()), heaviest < len(on) and bool(on[heaviest]), best_on - best_off))
+                    there = np.nan if source is None else float(weights[:-1][(ids[head] >= source[0]) & (ids[head] < source[1])].sum())
+                    cell.setdefault((block, head), []).append((float(weights[:-1][on].sum()), heaviest < len(on) and bool(on[heaviest]), best_on - best_off, there))
     return out
 
 
@@ -105,8 +130,8 @@ def main() -> None:
     runner = make_variant("trained", args.weights, rescore=args.rescore)
     heads = [(b, h) for b in range(len(runner.engine.net.blocks)) for h in range(runner.engine.cfg.memory_heads)]
     header = (
-        "| context chars | hops | jump | next byte right | "
-        + " | ".join(f"block {b} head {h}: weight on the link; heaviest there; median margin" for b, h in heads)
+        "| context chars | hops | step | next byte right (newlines) | "
+        + " | ".join(f"block {b} head {h}: weight on the link; heaviest there; median margin; weight on the link copied from" for b, h in heads)
         + " |\n|"
         + "---|" * (4 + len(heads))
     )
@@ -122,9 +147,10 @@ def main() -> None:
                     if not got:
                         parts.append("-")
                         continue
-                    weights, heaviest, margins = zip(*got)
-                    parts.append(f"{np.mean(weights):.2f}; {sum(heaviest)}/{len(got)}; {np.median(margins):+.1f}")
-                row = f"| {length:,} | {hop} | {label} | {cell['right']}/{cell['asked']} | " + " | ".join(parts) + " |"
+                    weights, heaviest, margins, there = zip(*got)
+                    source = "-" if np.isnan(there).all() else f"{np.mean(there):.2f}"
+                    parts.append(f"{np.mean(weights):.2f}; {sum(heaviest)}/{len(got)}; {np.median(margins):+.1f}; {source}")
+                row = f"| {length:,} | {hop} | {label} | {cell['right']}/{cell['asked']} ({cell['newline']}) | " + " | ".join(parts) + " |"
                 rows.append(row)
                 print(row, flush=True)
     table = header + "\n" + "\n".join(rows)
@@ -135,8 +161,10 @@ def main() -> None:
             f" {args.seed}, {args.queries} chains a prompt), traced in the engine's decode step ({memory} at the last length)."
             " Per block and head: the mean share of the read's weight on the link's separator (the entries from the hash's"
             " last byte to the quote), how often the heaviest entry is there, and the median margin in logits (the best"
-            " entry there minus the best elsewhere, the sink included). Next byte right: the greedy byte is the next hash's"
-            f" first. Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s).\n"
+            " entry there minus the best elsewhere, the sink included), and at the end of a copied hash the share on the"
+            " last two entries of the link it was copied from (its last byte and newline). Next byte right: the greedy byte"
+            " is the next hash's first (at a jump) or the space of ` = ` (at the end of a copied hash); in brackets how many"
+            f" greedy bytes were a newline. Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s).\n"
         )
         update_section(args.section, intro + "\n" + table)
 

@@ -3,6 +3,8 @@
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
 
 from ltm2_recall import first_hash_source, hashhop_rows, make_variant  # noqa: E402
@@ -40,7 +42,7 @@ def test_each_table_says_which_memory_its_variants_kept():
 def test_jump_reads_trace_each_heads_read_at_a_cot_answers_jumps():
     """benchmarks/ltm2_jump_reads.py: the link's separator is found for middle and last (quoted) links, and the engine's
     trace gives every block and head one read per jump, with weights that are shares of a read; off after the step."""
-    from ltm2_jump_reads import jump_reads, link_span
+    from ltm2_jump_reads import copied_from, jump_reads, link_span
 
     problem = plan(HashHopSpec(context_tokens=6000, tokenizer="chars", hops=3, chain_of_thought=True, hash_length=16, num_queries=2, seed=5))
     for chain in problem.queries:
@@ -49,12 +51,18 @@ def test_jump_reads_trace_each_heads_read_at_a_cot_answers_jumps():
         assert problem.prompt[first:end] == h2[-1] + " = " and problem.prompt[end : end + 16] == h3
         first, end = link_span(problem.prompt, h3)  # last link `H3 = 'H4'`: up to its quote
         assert problem.prompt[first:end] == h3[-1] + " = '" and problem.prompt[end : end + 16] == h4
+        first, end = copied_from(problem.prompt, h2)  # the link H2 was copied from, `H1 = H2`: H2's last byte, newline
+        assert problem.prompt[first:end] == h2[-1] + "\n" and problem.prompt[first - 34 : first - 15] == h1 + " = "
     runner = make_variant("trained", None)
     cells = jump_reads(runner, 6000, 3, 2, 5)
-    assert set(cells) == {"middle link", "last link (quoted)"} and runner.engine.read_trace is None
+    assert set(cells) == {
+        "middle link", "last link (quoted)", "end of the copied hash, middle link next", "end of the copied hash, last link (quoted) next"
+    } and runner.engine.read_trace is None
     blocks, heads = len(runner.engine.net.blocks), runner.engine.cfg.memory_heads
-    for cell in cells.values():
-        assert cell["asked"] == 2 and 0 <= cell["right"] <= 2
+    for label, cell in cells.items():
+        assert cell["asked"] == 2 and 0 <= cell["right"] + cell["newline"] <= 2
         reads = {key: got for key, got in cell.items() if isinstance(key, tuple)}
         assert set(reads) == {(b, h) for b in range(blocks) for h in range(heads)}
-        assert all(len(got) == 2 and all(0 <= w <= 1 + 1e-6 for w, _, _ in got) for got in reads.values())
+        assert all(len(got) == 2 and all(0 <= w <= 1 + 1e-6 for w, _, _, _ in got) for got in reads.values())
+        there = [t for got in reads.values() for _, _, _, t in got]  # the copied-from link's share: only at hash ends
+        assert all(np.isnan(t) for t in there) if not label.startswith("end") else all(0 <= t <= 1 + 1e-6 for t in there)
