@@ -605,10 +605,7 @@ class Engine:
         # the pointer's candidates the search did not return are scored with exact keys: computed with the rescored
         # entries' (or alone) in one batch of encoder windows, not one call each (a call's fixed cost is ~40 windows')
         wanted = self._pointer_misses(block, ids, q) if read.pointer_gain is not None else None
-        if self.rescore:
-            scores = self._rescore(np.arange(heads), unit.numpy(), scores, ids, also=wanted)
-        elif wanted is not None and len(wanted):
-            self._exact_keys(wanted)
+        scores = self._rescore(np.arange(heads), unit.numpy(), scores, ids, also=wanted)  # (rescore 0: `wanted` alone)
         sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
         logits = (torch.from_numpy(scores) * scale[:, None]).masked_fill(torch.from_numpy(ids < 0), float("-inf"))
         if read.pointer_gain is not None:  # the entries near the last read's, with their bonuses, as more candidates
