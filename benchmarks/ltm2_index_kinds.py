@@ -153,7 +153,7 @@ def main() -> None:
             per_head.append(measure(index, np.ascontiguousarray(queries[:, head]), truth))
         ms, top1, top5, top10, code = np.mean(per_head, axis=0)
         rows.append((kind, nprobe, int(code), ms, top1, top5, top10))
-        print(rows[-1], flush=True)
+        print(f"{kind} (nprobe {nprobe}): {ms:.3f} ms a search, exact best found {top1:.3f}, top 10 {top10:.3f}", flush=True)
     base = rows[0][3]
     table = (
         "| index | nprobe | code bytes per key and head | ms per search | vs the engine's | exact best found | exact top 5 found | exact top 10 found |\n"
