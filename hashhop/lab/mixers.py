@@ -20,6 +20,7 @@ from hashhop.errors import HashHopError
 from hashhop.lab import checks
 
 FP32 = 4
+POINTER_READ_LOSSES = ("off", "bonus", "gated")  # MixerConfig.pointer_read_loss
 POSITIONS = ("rope", "alibi", "none")
 
 
@@ -58,6 +59,12 @@ class MixerConfig:
     # (1: off), as the length gain above multiplies them past pointer_length_ref (1.42x at 1M, 1.66x at 10M, 1.90x at
     # 100M): a row of 16K entries then also trains the reads after a pointer stronger than it ever is there
     pointer_jitter: float = 1.0
+    # pointer, training only: "bonus": the auxiliary read loss scores each supervised read as the read computes it,
+    # each pointer candidate's logit with its bonus; "gated": the same, its gradients reaching only the bonus's part
+    # from the hidden state; "off": content logits alone (only the language-model loss trains the bonuses). Where a
+    # target lies off the entry a pointer follows (a copied hash's end: its link's next byte is a newline), the loss
+    # pushes that bonus down where the hidden state says so
+    pointer_read_loss: str = "off"
     # training only: keys kept from earlier batches that each supervised read must also beat (its softmax then spans
     # the row plus these, sharpened for that many entries): reads trained as over a long memory at a short row's cost
     read_negatives: int = 0
@@ -102,6 +109,7 @@ class MixerConfig:
         checks.whole("pointer_candidates", self.pointer_candidates, 1, 3)
         checks.whole("pointer_length_ref", self.pointer_length_ref, 0, 1 << 40)
         checks.number("pointer_jitter", self.pointer_jitter, 1.0, 16.0)
+        checks.choice("pointer_read_loss", self.pointer_read_loss, POINTER_READ_LOSSES, "pointer read loss")
         checks.whole("read_negatives", self.read_negatives, 0, 1 << 24)
         checks.whole("read_far", self.read_far, 0, 1 << 24)
         checks.whole("read_far_span", self.read_far_span, 1, 1 << 40)

@@ -181,12 +181,13 @@ class MemoryRead(nn.Module):
 
     def __init__(
         self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False, pointer: bool = False, pointer_candidates: int = 1,
-        pointer_length_ref: int = 0, pointer_jitter: float = 1.0,
+        pointer_length_ref: int = 0, pointer_jitter: float = 1.0, pointer_read_loss: str = "off",
     ) -> None:
         super().__init__()
         self.heads = heads
         self.pointer_length_ref = pointer_length_ref  # beyond this many entries a bonus grows once more (pointer_gain)
         self.pointer_jitter = pointer_jitter  # training only: each row's bonuses times a factor in [1, this] (MixerConfig)
+        self.pointer_read_loss = pointer_read_loss  # training only: the read loss scores the read with its bonuses (MixerConfig)
         # pointer: per head, the entry after the one the previous position's read landed on is always a candidate, its
         # logit raised by a learnt bonus (the previous read's confidence times a learnt gain, plus a learnt function of
         # the hidden state): a read that landed on a link can follow it forward byte by byte (a copy), even where the
@@ -278,7 +279,7 @@ class MemoryRead(nn.Module):
         # Shift memory right by `delay` slots filled with the sink, then an ordinary causal read does it.
         sink_k = self.sink_keys()[None, :, None, :].expand(b, -1, delay, -1)
         k = torch.cat([sink_k, keys], dim=2)[:, :, :t]
-        pointer = None
+        pointer = followed = None
         if self.pointer_gain is not None and t > delay:  # a pointer's candidates are per query: the gathered read
             gain = pointer_gain(entries, log_length, self.pointer_length_ref)
             gain = (gain if torch.is_tensor(gain) else torch.full((b, t), gain, device=h.device))[:, None, :, None]
@@ -289,7 +290,12 @@ class MemoryRead(nn.Module):
             pointer = (gated.permute(0, 2, 1, 3) * gain, (per_confidence * POINTER_GAIN)[None, :, None, :] * gain)
         if t > delay and (pointer is not None or far_read is not None or (top_k and t - delay > top_k)):
             # some query sees more than top_k entries, follows a pointer or sees far entries: the gathered read
-            y = self.top_k_read(q, keys, v, delay, min(top_k or t, t - delay), pointer=pointer, far=far_read)
+            y = self.top_k_read(q, keys, v, delay, min(top_k or t, t - delay), pointer=pointer, far=far_read, keep_pointer=self.pointer_read_loss != "off" and targets is not None)
+            if isinstance(y, tuple):
+                y, (ids, gated_part, confidence_part) = y
+                # "gated": the read loss moves the bonus's part from the hidden state only (its part per unit of the
+                # previous read's confidence, a constant per head and candidate, stays the language-model loss's)
+                followed = (ids, gated_part + (confidence_part.detach() if self.pointer_read_loss == "gated" else confidence_part))
         else:
             v = torch.cat([v.new_zeros(b, self.heads, delay, v.shape[-1]), v], dim=2)[:, :, :t]
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
@@ -297,8 +303,8 @@ class MemoryRead(nn.Module):
         if targets is None:
             return out
         if far_read is not None:
-            return out, *self.target_loss(q, k, targets, delay, far_read[0], log_length, far_offset=far_read[3])
-        return out, *self.target_loss(q, k, targets, delay, far, log_length)
+            return out, *self.target_loss(q, k, targets, delay, far_read[0], log_length, far_offset=far_read[3], followed=followed)
+        return out, *self.target_loss(q, k, targets, delay, far, log_length, followed=followed)
 
     def pointer_bonus_parts(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(..., d) hidden states -> the pointer candidates' bonus parts before the length gain: from the hidden state
@@ -320,7 +326,8 @@ class MemoryRead(nn.Module):
         chunk: int = 1024,
         pointer: tuple | None = None,
         far: tuple | None = None,
-    ) -> torch.Tensor:
+        keep_pointer: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The read over each query's ``top_k`` best visible entries and the sink: what the engine computes over an
         exact index. q (b, heads, t, hk) scaled queries, keys (b, heads, t, hk) unit keys of entries 0 .. t - 1, v (b,
         heads, t, vh) their values as this read sees them -> (b, heads, t, vh). The best entries are found without
@@ -329,7 +336,10 @@ class MemoryRead(nn.Module):
         ``pointer`` (gated, per_confidence: (b, heads, t, candidates), or (b, heads, t) for one): :func:`follow_pointers`'s
         bonus parts. ``far``
         (keys (heads, n, hk), values (heads, n, vh), at (b, t) bool, offset (b,)): at positions ``at`` the best
-        entries are chosen among the row's and these (their logits + offset), as if the memory held them too."""
+        entries are chosen among the row's and these (their logits + offset), as if the memory held them too. With
+        ``keep_pointer`` (and a pointer) it also returns the candidates followed: (ids, the bonus's part from the hidden
+        state, its part from the previous read's confidence), each (b, heads, t, m), the parts 0 where a candidate is
+        none (its id then 0), for :meth:`target_loss`."""
         b, heads, t, hk = q.shape
         pos = torch.arange(t, device=q.device)
         chosen = torch.zeros(b, heads, t, top_k, dtype=torch.long, device=q.device)
@@ -353,10 +363,13 @@ class MemoryRead(nn.Module):
             follow, follow_logits, confidence = follow_pointers(q, keys, chosen, logits, sink, gated, per_confidence, delay)
             bonus = gated + per_confidence * confidence[..., None]  # (b, heads, t, m): learnt; the choices above are not
             chosen, logits = torch.cat([chosen, follow], dim=-1), torch.cat([logits, follow_logits], dim=-1)
+            none = torch.isinf(follow_logits)
+            followed = (follow, gated.expand_as(bonus).masked_fill(none, 0.0), (per_confidence * confidence[..., None]).expand_as(bonus).masked_fill(none, 0.0))
         if far is not None:  # far entry j is entry t + j of the read's keys and values
             keys = torch.cat([keys, far_keys[None].expand(b, -1, -1, -1)], dim=2)
             v = torch.cat([v, far_values[None].expand(b, -1, -1, -1)], dim=2)
-        return GatheredRead.apply(q, keys, v, sink, chosen, logits, chunk, bonus)
+        y = GatheredRead.apply(q, keys, v, sink, chosen, logits, chunk, bonus)
+        return (y, followed) if keep_pointer and pointer is not None else y
 
     @staticmethod
     def _choose_far(
@@ -386,6 +399,7 @@ class MemoryRead(nn.Module):
         far: torch.Tensor | None = None,
         log_length: bool = False,
         far_offset: torch.Tensor | None = None,
+        followed: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The auxiliary read loss: at each position with targets, -log of the share of the read (averaged over
         heads, so one head may do it) that lands on any of its target entries. q (b, heads, t, hk) the scaled
@@ -394,7 +408,10 @@ class MemoryRead(nn.Module):
         apart by the trainer). ``far`` (heads, n_far, hk): unit keys from other contexts (earlier batches) that every
         targeted read must also beat, as if the memory held them too; with ``log_length`` the logits are then sharpened
         for the larger count (the rule the engine applies at length); with ``far_offset`` (b,) instead, the queries are
-        already as sharp as over the longer memory and each far logit gets the row's offset. Returns (summed loss per kind, positions per
+        already as sharp as over the longer memory and each far logit gets the row's offset. ``followed`` (ids, bonuses,
+        each (b, heads, t, m): :meth:`top_k_read`'s pointer candidates; MixerConfig.pointer_read_loss): each candidate's
+        logit gets its bonus, as in the read itself, so the loss trains the bonuses too (where a target lies elsewhere,
+        the bonus on the entry a pointer would follow is pushed down). Returns (summed loss per kind, positions per
         kind), each (kinds,)."""
         kinds = targets.shape[2]
         n_far = 0 if far is None else far.shape[1]
@@ -417,6 +434,8 @@ class MemoryRead(nn.Module):
                         entries = at - delay + 1
                         ratio = read_gain(entries + n_far, True) / read_gain(entries, True).clamp(min=1e-6)
                         logits = logits * ratio[None, :, None]
+                if followed is not None:  # candidate ids are the row's entries: slot id + delay (none: 0 at slot delay)
+                    logits = logits.scatter_add(2, followed[0][row][:, at] + delay, followed[1][row][:, at])
                 slots = wanted_at[at] + delay  # (n, k)
                 wanted = torch.gather(logits, 2, slots.clamp(min=0)[None].expand(len(logits), -1, -1))
                 wanted = wanted.masked_fill((wanted_at[at] < 0)[None], float("-inf"))
@@ -578,7 +597,10 @@ class Block(nn.Module):
         d = cfg.d_model
         self.norm_local, self.norm_read, self.norm_mlp = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.local = LocalAttention(d, cfg.n_heads, cfg.window)
-        self.read = MemoryRead(d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer, cfg.pointer_candidates, cfg.pointer_length_ref, cfg.pointer_jitter)
+        self.read = MemoryRead(
+            d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer, cfg.pointer_candidates, cfg.pointer_length_ref,
+            cfg.pointer_jitter, cfg.pointer_read_loss,
+        )
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
 

@@ -780,3 +780,73 @@ def test_shipped_stage_one_is_the_recipe_stage_one_and_carries_its_card():
     assert sum(p.numel() for p in load_ltm2(stage1).parameters()) == meta["params"]
     card = open(card_path(stage1)).read()
     assert "stage 1 of the shipped weights" in card and "`hashhop train --model ltm2`" in card and "| seed | 0 |" in card
+
+
+@pytest.mark.parametrize("candidates", [1, 3])
+def test_pointer_read_loss_is_minus_log_of_the_reads_own_share(candidates):
+    """MixerConfig.pointer_read_loss: with the candidates top_k_read followed (``keep_pointer``), target_loss scores
+    the read as it was computed, bonuses included. Values one-hot per entry make the read's output its weights, so
+    the loss must be -log of the (head-averaged) weight the read put on each target; without the candidates it is
+    not (the bonuses matter), and only with them do the bonuses get gradients."""
+    from hashhop.ltm2.model import MemoryRead
+
+    torch.manual_seed(7)
+    read = MemoryRead(d_model=16, key_dim=16, value_dim=8, heads=2, pointer=True, pointer_candidates=candidates)
+    b, heads, t, hk, delay = 2, 2, 36, 8, 4
+    q, keys, _, gated, per_confidence = pointer_leaves(b, heads, t, hk, 1, candidates if candidates > 1 else 0)
+    gated = (gated + 3).requires_grad_()  # strong bonuses: the pointer's candidates carry much of each read
+    v = torch.eye(t).expand(b, heads, t, t)  # entry j's value is e_j: the read's output is its weight per entry
+    y, (ids, gated_part, confidence_part) = read.top_k_read(q, keys, v, delay, t - delay, pointer=(gated, per_confidence), keep_pointer=True)
+    assert ids.shape == gated_part.shape == confidence_part.shape == (b, heads, t, candidates)
+    followed = (ids, gated_part + confidence_part)
+    targets = torch.full((b, t, 1, 2), -1, dtype=torch.long)
+    asked = [(0, 12, (3,)), (0, 20, (5, 9)), (1, 30, (25,)), (1, 35, (0, 31))]
+    for row, pos, entries in asked:
+        targets[row, pos, 0, : len(entries)] = torch.tensor(entries)
+    k = torch.cat([read.sink_keys()[None, :, None, :].expand(b, -1, delay, -1), keys], dim=2)[:, :, :t]
+    loss, count = read.target_loss(q, k, targets, delay, followed=followed)
+    want = -sum(torch.log(y[row, :, pos][:, list(entries)].sum(-1).mean()) for row, pos, entries in asked)
+    assert count.tolist() == [len(asked)] and abs(loss.item() - want.item()) < 1e-4
+    content_only, _ = read.target_loss(q, k, targets, delay)
+    assert abs(content_only.item() - want.item()) > 1e-2  # without the bonuses it scores another read
+    loss.sum().backward()
+    assert gated.grad.abs().max() > 0  # the read loss now reaches the bonuses
+    assert read.top_k_read(q, keys, v, delay, t - delay, pointer=(gated, per_confidence)).shape == y.shape  # (one tensor without keep_pointer)
+
+
+@pytest.mark.parametrize("mode", ["off", "bonus", "gated"])
+def test_pointer_read_loss_modes_reach_the_bonus_parts_they_name(mode):
+    """Through the whole network: the read loss alone gives the last read's pointer gradients in its hidden-state part (its gate)
+    with "bonus" and "gated", to its part per unit of confidence (pointer_gain) with "bonus" only, and to neither
+    with "off"; the loss itself is the same with "bonus" and "gated" and differs from "off"."""
+    def loss_of(mode: str):
+        lm = small_lm(pointer=True, pointer_candidates=3, pointer_read_loss=mode)
+        for block in lm.blocks[0].mixer.blocks:
+            block.read.pointer_gain.data.fill_(0.2)
+            block.read.pointer_gate.bias.data.fill_(1.0)
+        x = torch.tensor(list(b"k1 = v1\nab = cd\nk1 = v1\nab = cd\nk1 = v1\nab = cd\nk1 = v"))[None]
+        targets = torch.full((1, x.shape[1], 2, 1, 1), -1)
+        for pos in range(40, x.shape[1]):
+            targets[0, pos, :, 0, 0] = pos - 16  # the same byte one repeat earlier
+        _, loss, _ = lm(x, read_targets=targets)
+        loss.sum().backward()
+        read = lm.blocks[0].mixer.blocks[-1].read  # the last read: its bonuses reach no later read's loss
+        grads = [0.0 if p.grad is None else p.grad.abs().sum().item() for p in (read.pointer_gate.weight, read.pointer_gain)]
+        return loss.sum().item(), *grads
+
+    loss, gate_grad, gain_grad = loss_of(mode)
+    assert (gate_grad > 0) == (mode != "off") and (gain_grad > 0) == (mode == "bonus")
+    if mode != "off":
+        assert abs(loss - loss_of("off")[0]) > 1e-3 and abs(loss - loss_of("bonus" if mode == "gated" else "gated")[0]) < 1e-5
+
+
+def test_pointer_read_loss_is_a_stage_two_pointer_option():
+    from hashhop.ltm2.config import ltm2_config
+
+    def mixer(**options) -> dict:
+        return ltm2_config("corpus.bin", steps=1, stage=2, init_from="w", **options).model.mixer
+
+    assert mixer().pointer_read_loss == "off" and mixer(pointer_read_loss="gated").pointer_read_loss == "gated"
+    assert mixer(pointer=False, pointer_read_loss="bonus").pointer_read_loss == "off"
+    with pytest.raises(HashHopError, match="pointer_read_loss"):
+        MixerConfig(name="ltm2", pointer_read_loss=True)
