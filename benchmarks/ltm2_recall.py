@@ -155,6 +155,32 @@ def first_hash_source(prompt: str, got: str, hash_length: int) -> str:
     return "no link"
 
 
+FIRST_WRONG_STEPS = ("jump", "early copy", "copy", "hash end", "separator", "closing quote")
+
+
+def first_wrong_step(hops: int, cot: bool, hash_length: int, right_prefix_bytes: int) -> str:
+    """Which step of a HashHop answer (``H2 = H3 = ... = Hk+1'`` with chain of thought, else ``Hk+1'``) its first
+    wrong byte is, from the count of right bytes before it: a hash's first byte (a *jump* to a link), its bytes 1-3
+    (*early copy*: the copy out of the link before the pointer holds it) or later (*copy*), the space right after a
+    hash that ` = ` follows (*hash end*: the link the hash was copied from holds a newline there), the ``= `` after that
+    space (*separator*), or the closing quote."""
+    hashes = hops if cot else 1
+    step, at = divmod(right_prefix_bytes, hash_length + 3)
+    if step >= hashes or (step == hashes - 1 and at >= hash_length):
+        return "closing quote"
+    if at == 0:
+        return "jump"
+    if at < hash_length:
+        return "early copy" if at <= 3 else "copy"
+    return "hash end" if at == hash_length else "separator"
+
+
+def step_counts(hops: int, cot: bool, hash_length: int, right_prefix_bytes: list[int]) -> dict[str, int]:
+    """:func:`first_wrong_step` counted over wrong answers, every step named (0 where none)."""
+    counted = Counter(first_wrong_step(hops, cot, hash_length, prefix) for prefix in right_prefix_bytes)
+    return {step: counted[step] for step in FIRST_WRONG_STEPS}
+
+
 def ruler_rows(runners: dict, length: int, samples: int, seed: int) -> dict:
     out = {}
     for task in RULER_TASKS:
@@ -324,11 +350,15 @@ def main() -> None:
                 f"right in {sum(f['first_hash_right'] for f in wrong)}; right bytes before the first wrong one: "
                 f"{', '.join(str(f['right_prefix_bytes']) for f in wrong)}; wrong first hashes by where they stand: "
                 + (", ".join(f"{where} {n}" for where, n in sorted(Counter(f["first_hash_from"] for f in wrong if not f["first_hash_right"]).items())) or "none")
+                + "; first wrong byte at a step: "
+                + ", ".join(f"{step} {n}" for step, n in step_counts(key[2], key[3], key[4], [f["right_prefix_bytes"] for f in wrong]).items() if n)
             )
         parts.append(
             "**Wrong answers** (all of them in the `--failures` file). Where a wrong first hash stands in the prompt: the value"
             " of a *quoted link* (a chain's last link, `K = 'V'`, whose text before the value ends `= '` as the query does),"
-            " of an *unquoted link* (`K = V`), or of *no link*.\n\n" + "\n".join(summary)
+            " of an *unquoted link* (`K = V`), or of *no link*. The step of the answer its first wrong byte is"
+            " (`first_wrong_step`): a hash's first byte (*jump*), its bytes 1-3 (*early copy*) or later (*copy*), the space"
+            " after a hash that ` = ` follows (*hash end*), the `= ` after it (*separator*), the closing quote.\n\n" + "\n".join(summary)
         )
         print(parts[-1], flush=True)
     if args.section:

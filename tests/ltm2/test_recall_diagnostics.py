@@ -66,3 +66,29 @@ def test_jump_reads_trace_each_heads_read_at_a_cot_answers_jumps():
         assert all(len(got) == 2 and all(0 <= w <= 1 + 1e-6 for w, _, _, _ in got) for got in reads.values())
         there = [t for got in reads.values() for _, _, _, t in got]  # the copied-from link's share: only at hash ends
         assert all(np.isnan(t) for t in there) if not label.startswith("end") else all(0 <= t <= 1 + 1e-6 for t in there)
+
+
+def test_first_wrong_step_names_each_byte_of_real_answers():
+    """first_wrong_step against real answers (the generator's chains) read byte by byte: a hash's first byte is a
+    jump, its next three an early copy, the rest a copy, the space before ` = ` the hash end, `= ` the separator and
+    the byte after the answer the closing quote; the step counts of ltm2_failure_steps.py name every step."""
+    from ltm2_failure_steps import section_failures
+    from ltm2_recall import FIRST_WRONG_STEPS, first_wrong_step, step_counts
+
+    for hops, cot, hash_length in ((3, True, 16), (2, True, 8), (2, False, 16), (1, True, 12)):
+        problem = plan(HashHopSpec(context_tokens=3000, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=hash_length, num_queries=2, seed=1))
+        expected = problem.queries[0].answer(cot) + "'"
+        hashes = set(problem.queries[0].hashes)
+        for at in range(len(expected)):
+            start = max((i for i in range(at + 1) if expected[i : i + hash_length] in hashes and (i == 0 or expected[i - 1] == " ")), default=None)
+            if at == len(expected) - 1:
+                want = "closing quote"
+            elif start is not None and at - start < hash_length:
+                want = "jump" if at == start else "early copy" if at - start <= 3 else "copy"
+            else:
+                want = "hash end" if expected[at : at + 2] == " =" else "separator"
+            assert first_wrong_step(hops, cot, hash_length, at) == want, (hops, cot, at, expected)
+    assert list(step_counts(2, True, 16, [0, 2, 16, 16, 35])) == list(FIRST_WRONG_STEPS)
+    assert step_counts(2, True, 16, [0, 2, 16, 16, 35]) == {"jump": 1, "early copy": 1, "copy": 0, "hash end": 2, "separator": 0, "closing quote": 1}
+    text = "<!-- s:begin -->\n- trained, 1,000 chars, 2 hops CoT, 16 letters: 2 wrong; x; right bytes before the first wrong one: 0, 16; y\n<!-- s:end -->"
+    assert section_failures(text, "s") == [("trained", 1000, 2, True, 16, [0, 16])]
