@@ -327,7 +327,7 @@ class MemoryRead(nn.Module):
         pointer: tuple | None = None,
         far: tuple | None = None,
         keep_pointer: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """The read over each query's ``top_k`` best visible entries and the sink: what the engine computes over an
         exact index. q (b, heads, t, hk) scaled queries, keys (b, heads, t, hk) unit keys of entries 0 .. t - 1, v (b,
         heads, t, vh) their values as this read sees them -> (b, heads, t, vh). The best entries are found without
@@ -363,8 +363,10 @@ class MemoryRead(nn.Module):
             follow, follow_logits, confidence = follow_pointers(q, keys, chosen, logits, sink, gated, per_confidence, delay)
             bonus = gated + per_confidence * confidence[..., None]  # (b, heads, t, m): learnt; the choices above are not
             chosen, logits = torch.cat([chosen, follow], dim=-1), torch.cat([logits, follow_logits], dim=-1)
-            none = torch.isinf(follow_logits)
-            followed = (follow, gated.expand_as(bonus).masked_fill(none, 0.0), (per_confidence * confidence[..., None]).expand_as(bonus).masked_fill(none, 0.0))
+            if keep_pointer:
+                none = torch.isinf(follow_logits)
+                parts = (gated, per_confidence * confidence[..., None])
+                followed = (follow, *(part.expand_as(bonus).masked_fill(none, 0.0) for part in parts))
         if far is not None:  # far entry j is entry t + j of the read's keys and values
             keys = torch.cat([keys, far_keys[None].expand(b, -1, -1, -1)], dim=2)
             v = torch.cat([v, far_values[None].expand(b, -1, -1, -1)], dim=2)
