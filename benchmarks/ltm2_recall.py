@@ -27,6 +27,8 @@ import sys
 import time
 from collections import Counter
 
+import torch
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import run_script, update_section  # noqa: E402
 
@@ -78,8 +80,13 @@ def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float |
                 runner.engine.pointer_bonus_scale = float(name[len("bonus x") :])
             except ValueError:
                 raise HashHopError(f"variant {name!r}: bonus x takes a number, e.g. 'bonus x2'") from None
+    elif name.startswith("beam "):  # the trained weights, answers by a beam search of that width, not greedy
+        try:
+            runner.engine.beams = int(name[len("beam ") :])
+        except ValueError:
+            raise HashHopError(f"variant {name!r}: beam takes a whole number >= 1, e.g. 'beam 4'") from None
     elif name != "trained":
-        raise HashHopError(f"unknown variant {name!r}: use trained, memory off, random init, no length gain or bonus xF")
+        raise HashHopError(f"unknown variant {name!r}: use trained, memory off, random init, no length gain, bonus xF or beam N")
     runner.engine.index = index  # "auto": flat 8-bit keys below 512K bytes, the compact inverted lists from there
     if scan_cap is not None:  # compact lists: codes a read scans at most, in lists' worth (the engine's SCAN_CAP_LISTS)
         runner.engine.scan_cap_lists = scan_cap
@@ -89,12 +96,27 @@ def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float |
     return runner
 
 
-def complete(runner: LTM2Runner, prompt: str, max_bytes: int, stops: tuple[bytes, ...]) -> str:
+def continue_prompt(runner: LTM2Runner, prompt: str) -> None:
     data = prompt.encode()
     if runner.engine.context_reach is not None:  # memory off: the same output from the bytes it can see, no 10M prefill
         data = data[-runner.engine.context_reach :]
     runner.continue_text(data)
+
+
+def complete(runner: LTM2Runner, prompt: str, max_bytes: int, stops: tuple[bytes, ...]) -> str:
+    continue_prompt(runner, prompt)
     return runner.engine.generate(max_bytes, stops).decode("utf-8", errors="replace")
+
+
+def first_wrong_logprobs(runner: LTM2Runner, prompt: str, right: str, written: str, at: int) -> list[float] | None:
+    """The network's log-probabilities of the right byte and of the one written at an answer's first wrong byte
+    (``at``: how many bytes were right), given the prompt and the right bytes before it: how near a tie the first
+    wrong byte was. None where nothing was written there."""
+    if at >= len(written) or at >= len(right):
+        return None
+    continue_prompt(runner, prompt + right[:at])
+    logprobs = torch.log_softmax(runner.engine.logits.float(), -1)
+    return [round(float(logprobs[right.encode()[at]]), 2), round(float(logprobs[written.encode()[at]]), 2)]
 
 
 def memory_note(runner: LTM2Runner) -> str:
@@ -132,7 +154,8 @@ def hashhop_rows(
                         {"variant": name, "context_chars": length, "hops": hops, "cot": cot, "hash_length": hash_length, "alphabet": alphabet,
                          "query": chain.query, "expected": expected, "got": got, "right_prefix_bytes": prefix,
                          "first_hash_right": got.startswith(chain.hashes[1 if cot or hops == 1 else -1]),
-                         "first_hash_from": first_hash_source(problem.prompt, got, hash_length)}
+                         "first_hash_from": first_hash_source(problem.prompt, got, hash_length),
+                         "first_wrong_logprobs": first_wrong_logprobs(runner, native_request(problem.prompt, hops, cot, chain.query), expected + "'", got, prefix)}
                     )
             cell[name] = (right, len(problem.queries))
             if memory is not None and runner.engine.context_reach is None:
@@ -262,7 +285,10 @@ def main() -> None:
     ap.add_argument("--shapes-length", default="100k", help="context length of the hash length / alphabet rows")
     ap.add_argument("--ruler-lengths", default="100k", help="RULER-style context lengths")
     ap.add_argument("--ruler-samples", type=int, default=10)
-    ap.add_argument("--variants", default="trained,memory off,random init", help="for the HashHop rows")
+    ap.add_argument(
+        "--variants", default="trained,memory off,random init",
+        help="for the HashHop rows: trained, memory off, random init, no length gain, bonus xF (diagnostic), beam N (beam search of width N)",
+    )
     ap.add_argument("--other-variants", default="trained,memory off", help="for the other rows")
     ap.add_argument("--skip", default="", help="sections to skip: hashhop,shapes,ruler,asides,formats (asides: the needle-with-aside row of the RULER tables)")
     ap.add_argument("--seed", type=int, default=0)
@@ -352,13 +378,17 @@ def main() -> None:
                 + (", ".join(f"{where} {n}" for where, n in sorted(Counter(f["first_hash_from"] for f in wrong if not f["first_hash_right"]).items())) or "none")
                 + "; first wrong byte at a step: "
                 + ", ".join(f"{step} {n}" for step, n in step_counts(key[2], key[3], key[4], [f["right_prefix_bytes"] for f in wrong]).items() if n)
+                + "; log-probabilities there, right byte / written byte: "
+                + ", ".join("-" if f.get("first_wrong_logprobs") is None else "{:.2f} / {:.2f}".format(*f["first_wrong_logprobs"]) for f in wrong)
             )
         parts.append(
             "**Wrong answers** (all of them in the `--failures` file). Where a wrong first hash stands in the prompt: the value"
             " of a *quoted link* (a chain's last link, `K = 'V'`, whose text before the value ends `= '` as the query does),"
             " of an *unquoted link* (`K = V`), or of *no link*. The step of the answer its first wrong byte is"
             " (`first_wrong_step`): a hash's first byte (*jump*), its bytes 1-3 (*early copy*) or later (*copy*), the space"
-            " after a hash that ` = ` follows (*hash end*), the `= ` after it (*separator*), the closing quote.\n\n" + "\n".join(summary)
+            " after a hash that ` = ` follows (*hash end*), the `= ` after it (*separator*), the closing quote. At that byte, the"
+            " network's log-probabilities of the right byte and of the one written, given the prompt and the right bytes"
+            " before it (`first_wrong_logprobs`: how near a tie it was).\n\n" + "\n".join(summary)
         )
         print(parts[-1], flush=True)
     if args.section:
@@ -381,7 +411,14 @@ def main() -> None:
             )
             + ". Same prompts for every variant: trained weights; the trained weights with the memory switched off "
             "(local window only); "
-            f"the untrained network. Command: `{command.strip()}` "
+            "the untrained network"
+            + (
+                "; *beam N*: the trained weights answering by a beam search of width N (the answer of highest log-probability"
+                " among the N the search keeps at each byte), the other variants greedily"
+                if any(v.startswith("beam ") for v in variants + others)
+                else ""
+            )
+            + f". Command: `{command.strip()}` "
             f"({elapsed:.0f} s).\n"
         )
         update_section(args.section, intro + "\n" + "\n".join(parts))

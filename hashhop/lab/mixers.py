@@ -75,6 +75,12 @@ class MixerConfig:
     # pointer) is trained where it matters. 0: off
     read_far: int = 0
     read_far_span: int = 100_000_000
+    # training only: confusers, made fresh each step: windows copied from the supervised reads' target entries with
+    # their letters and digits replaced by random ones of the same kind (other links of the same shape, as a long
+    # memory holds by the hundred thousand), encoded in the same pass; every supervised read must also beat their
+    # keys (its softmax spans the row plus these, sharpened for that many entries), and the gradients reach the
+    # encoder and key map through them, so the keys learn to tell such windows apart. 0: off
+    read_confusers: int = 0
     # reads keep the read_top_k best entries per query and head (found without autograd, a chunk of queries at a time,
     # then scored exactly with it) and the sink, as the engine's reads do: long rows at a fraction of the dense read's
     # time and memory. 0: every visible entry (dense)
@@ -113,8 +119,9 @@ class MixerConfig:
         checks.whole("read_negatives", self.read_negatives, 0, 1 << 24)
         checks.whole("read_far", self.read_far, 0, 1 << 24)
         checks.whole("read_far_span", self.read_far_span, 1, 1 << 40)
-        if self.read_far and self.read_negatives:
-            raise HashHopError("read_far and read_negatives both keep far keys: pick one")
+        checks.whole("read_confusers", self.read_confusers, 0, 1 << 20)
+        if sum(map(bool, (self.read_far, self.read_negatives, self.read_confusers))) > 1:
+            raise HashHopError("read_far, read_negatives and read_confusers each add keys to the supervised reads: pick one")
         checks.whole("read_top_k", self.read_top_k, 0, 1 << 16)
         checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")
 

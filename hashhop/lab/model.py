@@ -51,16 +51,20 @@ class Block(nn.Module):
             self.norm2 = nn.LayerNorm(d)
             self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d))
 
-    def forward(self, x: torch.Tensor, read_targets: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, read_targets: torch.Tensor | None = None, ids: torch.Tensor | None = None, embed: nn.Module | None = None):
         """(b, t, d) -> (b, t, d); with ``read_targets`` (a mixer with memory reads: ltm2) also its auxiliary read
-        loss and how many reads it covers, per kind of target."""
+        loss and how many reads it covers, per kind of target. ``ids`` / ``embed``: the token ids and the embedding,
+        for a mixer that builds inputs of its own from tokens in training (``mixer.inputs_from_ids``: ltm2's confusers)."""
         aux = None
         if read_targets is None:
             x = x + self.mixer(self.norm1(x))
         else:
             if not getattr(self.mixer, "supervised_reads", False):
                 raise HashHopError(f"mixer {self.mixer.__class__.__name__} has no memory reads to supervise: read_loss / copy_read_loss need ltm2")
-            y, *aux = self.mixer(self.norm1(x), read_targets=read_targets)
+            extra = {}
+            if ids is not None and embed is not None and getattr(self.mixer, "inputs_from_ids", False):
+                extra = {"ids": ids, "inputs_of": lambda tokens: self.norm1(embed(tokens))}
+            y, *aux = self.mixer(self.norm1(x), read_targets=read_targets, **extra)
             x = x + y
         if self.mlp is not None:
             x = x + self.mlp(self.norm2(x))
@@ -104,7 +108,7 @@ class LM(nn.Module):
             return self.head(self.norm(x))
         aux, count = 0, 0
         for block in self.blocks:
-            x, loss, covered = block(x, read_targets)
+            x, loss, covered = block(x, read_targets, ids=idx if self.positions is None else None, embed=self.embed)
             aux, count = aux + loss, count + covered
         return self.head(self.norm(x)), aux, count
 

@@ -323,12 +323,14 @@ class Engine:
         nprobe: int = 32,
         scan_cap_lists: float = SCAN_CAP_LISTS,
         rescore: int | None = None,
+        beams: int = 1,
     ) -> None:
         """``top_k``: entries a read keeps per head; by default the k the network was trained with (``read_top_k``),
         else 64. ``rescore``: the best this many of a read's entries (by the index's scores) are scored again with
         their exact keys, recomputed from the text (no memory kept for it; each costs an encoder window). By default
         (None) all ``top_k`` of them on the compact memory (product-quantised keys: it lifted 2-hop HashHop at 1M
-        from 41 to 52 of 60 answers, benchmarks/RESULTS.md), none on 8-bit or exact keys."""
+        from 41 to 52 of 60 answers, benchmarks/RESULTS.md), none on 8-bit or exact keys. ``beams``: :meth:`generate`'s
+        beam width (1: greedy)."""
         if not isinstance(lm.blocks[0].mixer, LTM2) or len(lm.blocks) != 1 or lm.blocks[0].mlp is not None:
             raise HashHopError("the engine runs LTM-2 models: one lab block whose mixer is ltm2 and no block MLP")
         self.lm = lm.eval()
@@ -339,6 +341,7 @@ class Engine:
         if not 0 < scan_cap_lists < math.inf:
             raise HashHopError(f"scan_cap_lists must be positive, got {scan_cap_lists}")
         self.rescore = rescore
+        self.beams = beams
         top_k = top_k or self.cfg.read_top_k or 64
         self.top_k, self.exact, self.index, self.nprobe, self.scan_cap_lists = top_k, exact, index, nprobe, scan_cap_lists
         self.pointer_bonus_scale = 1.0  # a diagnostic (benchmarks' "bonus xF" variants): the trained bonuses times this
@@ -405,6 +408,14 @@ class Engine:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise HashHopError(f"rescore must be a whole number >= 0 (entries per read scored again exactly) or None, got {value!r}")
         self._rescore_setting = value
+
+    @property
+    def beams(self) -> int:
+        return self._beams
+
+    @beams.setter
+    def beams(self, value: int) -> None:
+        self._beams = _beam_width(value)
 
     @property
     def position(self) -> int:
@@ -497,7 +508,9 @@ class Engine:
             "pointers": [(p.copy(), c.copy()) for p, c in self.pointers],
         }
 
-    def restore(self, snap: dict) -> None:
+    def restore(self, snap: dict, keep_exact_keys: bool = False) -> None:
+        """Back to a :meth:`snapshot`. ``keep_exact_keys``: keep the cache of recomputed exact keys (valid while the
+        text before the memory's frozen base is the same: a beam's own bytes come after it)."""
         self.memory.restore(snap["memory"])
         del self.text[snap["length"] :]
         self.pending_keys, self.pending_values = dict(snap["pending_keys"]), dict(snap["pending_values"])
@@ -506,7 +519,8 @@ class Engine:
         self.logits = snap["logits"]
         self.last_state = snap["last_state"]
         self.pointers = [(p.copy(), c.copy()) for p, c in snap.get("pointers", self._fresh_pointers())]
-        self._exact_key_cache = OrderedDict()
+        if not keep_exact_keys:
+            self._exact_key_cache = OrderedDict()
 
     def save(self, folder: str) -> None:
         """Write the prefilled state (at a snapshot point: call after prefill) to ``folder``: the index, values,
@@ -629,11 +643,15 @@ class Engine:
         return read.out(torch.einsum("hk,hkd->hd", weights, per_head).reshape(1, -1))
 
     @torch.inference_mode()
-    def generate(self, max_bytes: int, stop: bytes | tuple[bytes, ...] = ()) -> bytes:
-        """Greedy bytes after what was fed, until one of ``stop`` ends the output (kept) or ``max_bytes``."""
+    def generate(self, max_bytes: int, stop: bytes | tuple[bytes, ...] = (), beams: int | None = None) -> bytes:
+        """Greedy bytes after what was fed, until one of ``stop`` ends the output (kept) or ``max_bytes``. ``beams`` >
+        1 (default: the engine's ``beams``): the most probable output a beam search of that width finds instead."""
         if self.logits is None:
             raise HashHopError("nothing to continue: prefill a context first")
         stops = (stop,) if isinstance(stop, bytes) else tuple(stop)
+        beams = self.beams if beams is None else _beam_width(beams)
+        if beams > 1:
+            return self._beam_search(max_bytes, stops, beams)
         out = bytearray()
         for _ in range(max_bytes):
             byte = int(self.logits.argmax())
@@ -642,6 +660,50 @@ class Engine:
                 break
             self.step(byte)
         return bytes(out)
+
+    def _beam_search(self, max_bytes: int, stops: tuple[bytes, ...], width: int) -> bytes:
+        """The output of highest log-probability (the sum over its bytes) among those a beam of ``width`` keeps: at each
+        byte every live output's ``width`` likeliest next bytes, the ``width`` best of them kept; an output ending with
+        a stop (or at ``max_bytes``) is finished. Log-probabilities only fall as an output grows, so the search stops
+        once a finished output scores at least as well as every live one. Each output runs on its own copy of the
+        decode state (:meth:`snapshot` plus its own bytes since the start); the memory is frozen first, so each
+        output's own entries go to its recent part and the index is shared. The engine ends in the chosen output's
+        state, as after a greedy :meth:`generate` (its last byte not fed)."""
+        start = self.snapshot()  # freezes the memory
+        base = start["length"]
+
+        def fork() -> dict:
+            state = self.snapshot()
+            state["own"], state["rotated"] = bytes(self.text[base:]), list(self.rotated)
+            return state
+
+        def resume(state: dict) -> None:
+            del self.text[base:]
+            self.text += state["own"]
+            self.restore(state, keep_exact_keys=True)
+            self.rotated = list(state["rotated"])
+
+        live = [(0.0, b"", fork())]
+        finished: list[tuple[float, bytes, dict]] = []
+        for _ in range(max_bytes):
+            grown = []
+            for score, out, state in live:
+                top = torch.log_softmax(state["logits"].float(), -1).topk(width)
+                grown += [(score + lp, out + bytes([byte]), state) for lp, byte in zip(top.values.tolist(), top.indices.tolist())]
+            grown.sort(key=lambda c: -c[0])  # stable: ties keep the earlier output's and the likelier byte's order
+            live = []
+            for score, out, state in grown[:width]:
+                if len(out) == max_bytes or any(s and out.endswith(s) for s in stops):
+                    finished.append((score, out, state))
+                    continue
+                resume(state)
+                self.step(out[-1])
+                live.append((score, out, fork()))
+            if not live or (finished and max(f[0] for f in finished) >= live[0][0]):
+                break
+        score, out, state = max(finished + live, key=lambda c: c[0]) if finished or live else (0.0, b"", start)
+        resume(state)
+        return out
 
     def feed(self, data: bytes) -> torch.Tensor:
         """Continue the context with ``data`` (a prompt after a prefilled corpus); the logits after it."""
@@ -903,6 +965,12 @@ class Engine:
         if entry >= base and entry - base < len(self.memory.recent):
             return torch.from_numpy(self.memory.recent[entry - base])
         return torch.from_numpy(self._exact_keys(np.array([entry]))[0])
+
+
+def _beam_width(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise HashHopError(f"beams must be a whole number >= 1, got {value!r}")
+    return value
 
 
 def _fingerprint(lm: LM) -> str:

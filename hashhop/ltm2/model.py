@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hashhop.errors import HashHopError
 from hashhop.lab.mixers import MixerConfig, register_mixer, rotary
 
 # a query shift's share is this times its parameter: under Adam a parameter moves about lr a step, so a share that
@@ -39,6 +40,11 @@ POINTER_GAIN = 20.0
 # pointer candidates' offsets from the entry the previous position read most: the next one, the same one (the query
 # has a byte its link lacks), the one after the next (the link has one more); MixerConfig.pointer_candidates of them
 POINTER_OFFSETS = (1, 0, 2)
+# MixerConfig.read_confusers: each byte's class for the random replacement (first byte, class size; 0: kept as it is)
+_CHAR_CLASS_FIRST = torch.arange(257)
+_CHAR_CLASS_SIZE = torch.zeros(257, dtype=torch.long)
+for _first, _size in ((ord("A"), 26), (ord("a"), 26), (ord("0"), 10)):
+    _CHAR_CLASS_FIRST[_first : _first + _size], _CHAR_CLASS_SIZE[_first : _first + _size] = _first, _size
 LENGTH_REF = 2048  # log_length_reads: a read over this many entries has exactly its learnt sharpness
 
 
@@ -611,6 +617,7 @@ class LTM2(nn.Module):
     """Encoder writes keys and values; ``cfg.layers`` blocks of local attention, a memory read and an MLP."""
 
     supervised_reads = True  # forward takes read_targets (the lab's auxiliary read loss)
+    inputs_from_ids = True  # in training, forward takes the byte ids and the input map too (cfg.read_confusers)
 
     def __init__(self, cfg: MixerConfig) -> None:
         super().__init__()
@@ -641,11 +648,14 @@ class LTM2(nn.Module):
         values = F.pad(self.value(states)[:, ahead:], (0, 0, 0, min(ahead, t))) + F.pad(self.next_value(x)[:, 1:], (0, 0, 0, 1))
         return keys, values
 
-    def forward(self, x: torch.Tensor, read_targets: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, read_targets: torch.Tensor | None = None, ids: torch.Tensor | None = None, inputs_of=None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(b, t, d) -> (b, t, d). With ``read_targets`` (b, t, reads, kinds, k): entry ids (-1: none) that block i's
         read should find at each position, per kind of target (the training data's
         :meth:`hashhop.ltm2.data.Built.read_sources`), it also returns the auxiliary read loss summed over the
-        targeted (position, read) pairs of each kind and their number per kind, each (kinds,)."""
+        targeted (position, read) pairs of each kind and their number per kind, each (kinds,). ``ids`` (b, t) the
+        bytes and ``inputs_of`` (bytes -> input vectors, as x was made): for ``cfg.read_confusers`` in training."""
         states = self.encoder(x)
         keys, values = self.write(x, states)
         previous = F.pad(states, (0, 0, 1, 0))[:, :-1] if self.cfg.query_shift else None
@@ -653,13 +663,18 @@ class LTM2(nn.Module):
         far_entries = self.far_entries(read_targets) if read_targets is not None and self.cfg.read_far and self.training else None
         kinds = 1 if read_targets is None else read_targets.shape[3]
         aux, count = h.new_zeros(kinds), torch.zeros(kinds, dtype=torch.long)
+        confusers = None
+        if read_targets is not None and self.cfg.read_confusers and self.training:
+            if ids is None or inputs_of is None:
+                raise HashHopError("read_confusers builds windows from the row's bytes: call the mixer through the lab's LM (ids and inputs_of)")
+            confusers = self.confuser_keys(ids, read_targets, inputs_of)
         for i, block in enumerate(self.blocks):
             h = h + block.local(block.norm_local(h))
             if self.memory_enabled:
                 args = (block.norm_read(h), self.key, keys, values, self.delay, self.cfg.log_length_reads, previous)
                 top_k = self.cfg.read_top_k
                 if read_targets is not None and i < read_targets.shape[2]:
-                    far = self.far_keys if self.far_keys.shape[1] else None
+                    far = self.far_keys if self.far_keys.shape[1] else confusers
                     read, loss, covered = block.read(*args, targets=read_targets[:, :, i], far=far, top_k=top_k, far_entries=far_entries)
                     aux, count = aux + loss, count + covered
                 else:
@@ -671,6 +686,35 @@ class LTM2(nn.Module):
             if recall_rows.any():
                 self.remember_keys(keys[recall_rows].detach(), values[recall_rows].detach())
         return h if read_targets is None else (h, aux, count)
+
+    def confuser_keys(self, ids: torch.Tensor, read_targets: torch.Tensor, inputs_of) -> torch.Tensor | None:
+        """``cfg.read_confusers`` keys (heads, n, hk), with gradients: each the key of a window of ``reach`` bytes copied
+        from a supervised read's target entry (the bytes its key summarises), its letters and digits replaced by random
+        ones of the same kind (upper case, lower case, digit), the rest (separators, quotes, newlines) kept: the key of
+        another link of the same shape, as a long memory holds by the hundred thousand. None without targets."""
+        windows = self.confuser_windows(ids, read_targets)
+        if windows is None:
+            return None
+        inputs = inputs_of(torch.arange(256, device=ids.device))
+        padded = F.pad(inputs, (0, 0, 0, 1))  # symbol 256: before the first byte (zeros)
+        states = self.encoder.last_states(windows, padded, self.encoder.tap_table(inputs))
+        return F.normalize(self.key(states).view(len(states), self.cfg.memory_heads, -1), dim=-1).transpose(0, 1)
+
+    def confuser_windows(self, ids: torch.Tensor, read_targets: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`confuser_keys`' windows (n, reach) of byte ids (256: before the row's first byte), each drawn from the
+        target entries of ``read_targets`` (b, t, ...) in the rows of ``ids`` (b, t)."""
+        wanted = read_targets >= 0
+        if not wanted.any():
+            return None
+        rows = wanted.nonzero()[:, 0]
+        entries = read_targets[wanted]
+        pick = torch.randint(len(entries), (self.cfg.read_confusers,), device=ids.device)
+        reach = self.encoder.reach
+        offsets = entries[pick][:, None] + torch.arange(1 - reach, 1, device=ids.device)  # (n, reach)
+        windows = torch.where(offsets >= 0, ids[rows[pick][:, None], offsets.clamp(min=0)], 256)
+        first, size = _CHAR_CLASS_FIRST.to(ids.device)[windows], _CHAR_CLASS_SIZE.to(ids.device)[windows]
+        fresh = first + (torch.rand(windows.shape, device=ids.device) * size).long()
+        return torch.where(size > 0, fresh, windows)
 
     def far_entries(self, read_targets: torch.Tensor) -> tuple | None:
         """``cfg.read_far``: the far entries this batch's answer positions (those with read targets) also read, and how

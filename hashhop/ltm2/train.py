@@ -23,6 +23,7 @@ from hashhop.ltm2.config import (
     BATCH,
     CARD,
     MIXER,
+    READ_CONFUSERS,
     READ_COT_READS,
     READ_FAR,
     READ_FAR_SPAN,
@@ -104,6 +105,7 @@ def train_ltm2(
     second_read_jumps: bool = READ_SECOND_READ_JUMPS,
     pointer_jitter: float = READ_POINTER_JITTER,
     pointer_read_loss: str = READ_POINTER_READ_LOSS,
+    read_confusers: int = READ_CONFUSERS,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these.
@@ -136,7 +138,7 @@ def train_ltm2(
     if read_steps:
         name = "ltm2_reads" + kernel_name + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
         name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "")
-        name += ("_plen" if pointer and pointer_length_gain else "") + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "") + (f"_ploss{pointer_read_loss}" if pointer and pointer_read_loss != "off" else "")
+        name += ("_plen" if pointer and pointer_length_gain else "") + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "") + (f"_ploss{pointer_read_loss}" if pointer and pointer_read_loss != "off" else "") + (f"_conf{read_confusers}" if read_confusers else "")
         name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
@@ -145,6 +147,7 @@ def train_ltm2(
             pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
             needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
             second_read_jumps=second_read_jumps, pointer_jitter=pointer_jitter, pointer_read_loss=pointer_read_loss,
+            read_confusers=read_confusers,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -240,6 +243,13 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             " with its bonus, so the targets train the bonuses too (and push a bonus down where the target lies off the"
             " entry the pointer follows)"
             + (": only the bonus's part from the hidden state, its part per unit of confidence left to the language-model loss." if mixer["pointer_read_loss"] == "gated" else ".")
+        )
+    if mixer.get("read_confusers"):
+        second += (
+            f" Each step, {mixer['read_confusers']:,} confusers join every supervised read's softmax (the loss's, not the"
+            " forward read's): windows copied from the reads' target entries with their letters and digits replaced by random"
+            " ones of the same kind (other links of the same shape, as a long memory holds by the hundred thousand), encoded"
+            " in the same pass, so the keys learn to tell such windows apart."
         )
     if mixer.get("read_far"):
         second += (
@@ -447,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage, with --pointer: the read loss scores reads with the pointer's bonuses, so its targets train them too (gated: only their part from the hidden state)",
     )
     ap.add_argument(
+        "--read-confusers", type=int, default=READ_CONFUSERS,
+        help="second stage: per step, this many windows like the read targets' with fresh random hash characters, whose keys (same pass) every supervised read must also beat (0: none)",
+    )
+    ap.add_argument(
         "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
         help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
     )
@@ -545,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
             second_read_jumps=args.second_read_jumps,
             pointer_jitter=args.pointer_jitter,
             pointer_read_loss=args.pointer_read_loss,
+            read_confusers=args.read_confusers,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

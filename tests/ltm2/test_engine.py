@@ -568,3 +568,75 @@ def test_pointer_jitter_scales_training_bonuses_only(monkeypatch):
         assert (jittered(data) - plain(data)).abs().max() < 1e-5
     with pytest.raises(HashHopError, match="pointer_jitter"):
         MixerConfig(name="ltm2", pointer_jitter=0.5)
+
+
+def dense_beam_search(lm: LM, prompt: bytes, max_bytes: int, width: int, stops: tuple[bytes, ...] = ()) -> bytes:
+    """The beam search Engine.generate(beams=width) documents, written over the dense forward: the reference."""
+    live, finished = [(0.0, b"")], []
+    for _ in range(max_bytes):
+        grown = []
+        for score, out in live:
+            top = dense_logprobs(lm, prompt + out)[-1].topk(width)
+            grown += [(score + lp, out + bytes([b])) for lp, b in zip(top.values.tolist(), top.indices.tolist())]
+        grown.sort(key=lambda c: -c[0])
+        live = []
+        for score, out in grown[:width]:
+            (finished if len(out) == max_bytes or any(out.endswith(s) for s in stops) else live).append((score, out))
+        if not live or (finished and max(f[0] for f in finished) >= live[0][0]):
+            break
+    return max(finished + live, key=lambda c: c[0])[1]
+
+
+@pytest.mark.parametrize("pointer,width", [(False, 3), (True, 2), (True, 4)])
+def test_beam_search_is_the_dense_forwards_beam_search(pointer, width):
+    """generate(beams=W) returns what a beam search of width W over the dense forward returns (each output on its own
+    copy of the decode state), leaves the engine in the chosen output's state, and keeps the index untouched."""
+    lm = small_lm(pointer=pointer, log_length_reads=True)
+    prompt = text(150, seed=12)  # a text where every width here finds another output than greedy decoding's
+    engine = Engine(lm, top_k=10**6, exact=True)
+    engine.prefill(prompt)
+    snap = engine.snapshot()
+    greedy = engine.generate(10)
+    engine.restore(snap)
+    assert engine._beam_search(10, (), 1) == greedy  # width 1 is greedy decoding
+    engine.restore(snap)
+    indexed = engine.memory.count
+    out = engine.generate(10, beams=width)
+    assert out == dense_beam_search(lm, prompt, 10, width)
+    assert out != greedy
+    assert engine.memory.frozen == indexed and len(engine.memory.recent) == len(out) - 1
+    # the engine continues from the chosen output (its last byte not fed yet, as after greedy decoding)
+    after = engine.step(out[-1])
+    assert (torch.log_softmax(after, -1) - dense_logprobs(lm, prompt + out)[-1]).abs().max() < 1e-4
+    engine.restore(snap)
+    stops = (out[3:5],)  # a stop the search meets: the output ends with it
+    stopped = engine.generate(10, stops, beams=width)
+    assert stopped == dense_beam_search(lm, prompt, 10, width, stops) and stopped.endswith(stops[0])
+
+
+def test_beam_search_on_the_compact_memory_keeps_the_exact_keys_it_recomputed(monkeypatch):
+    """On the compact memory (reads rescored with exact keys recomputed from the text), the beams share the cache of
+    recomputed keys: the same output as recomputing every key, and the engine's width is the default of generate."""
+    lm = small_lm(key_dim=32, value_dim=8, pointer=True)
+    data = text(12000, seed=12)
+    engine = Engine(lm, index="ivf", nprobe=100_000, beams=3)
+    engine.prefill(data)
+    assert engine.memory.compact and engine.rescore
+    snap = engine.snapshot()
+    cached = engine.generate(12)
+    assert engine._exact_key_cache
+    engine.restore(snap)
+    assert engine.generate(12, beams=3) == cached
+    monkeypatch.setattr(engine_module, "EXACT_KEYS_CACHED", 0)
+    engine.restore(snap)
+    assert engine.generate(12) == cached and not engine._exact_key_cache
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "2", True])
+def test_beam_width_errors(bad):
+    with pytest.raises(HashHopError, match="beams must be a whole number"):
+        Engine(small_lm(), beams=bad)
+    engine = Engine(small_lm())
+    engine.prefill(text(50))
+    with pytest.raises(HashHopError, match="beams must be a whole number"):
+        engine.generate(3, beams=bad)

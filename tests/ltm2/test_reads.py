@@ -850,3 +850,60 @@ def test_pointer_read_loss_is_a_stage_two_pointer_option():
     assert mixer(pointer=False, pointer_read_loss="bonus").pointer_read_loss == "off"
     with pytest.raises(HashHopError, match="pointer_read_loss"):
         MixerConfig(name="ltm2", pointer_read_loss=True)
+
+
+def test_confusers_are_target_windows_with_fresh_letters_and_digits():
+    """read_confusers: windows copied from the target entries' (the reach bytes ending at each), letters and digits
+    replaced by random ones of the same kind, the rest kept; their keys join every supervised read's softmax (the
+    loss's), with gradients, in training only."""
+    lm = small_lm(log_length_reads=True, read_confusers=300).train()
+    net = lm.blocks[0].mixer
+    reach = net.encoder.reach
+    row = b"xx\nQwerTy19 = 'ab7Z'\nKLm3 = nOp9\n" * 3
+    ids = torch.tensor([list(row)])
+    targets = torch.full((1, len(row), 2, 2, 2), -1)
+    targets[0, 60, 0, 0, 0] = 14  # entry 14: its window is the bytes reach - 1 before it up to it
+    windows = net.confuser_windows(ids, targets)
+    source = ids[0, 14 - reach + 1 : 15]
+    assert windows.shape == (300, reach)
+    for src, column in zip(source.tolist(), windows.T):
+        kind = next((k for k in ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "0123456789") if chr(src) in k), None)
+        if kind is None:
+            assert (column == src).all()  # separators, quotes and newlines kept
+        else:
+            assert all(chr(c) in kind for c in column.tolist()) and len(set(column.tolist())) > len(kind) // 2  # fresh, same kind
+    targets[0, 60, 0, 0, 0] = 1  # an entry whose window starts before the row: padding kept there
+    assert (net.confuser_windows(ids, targets)[:, : reach - 2] == 256).all()
+    targets[0, 60, 0, 0, 0] = 14
+    inputs_of = lambda tokens: lm.blocks[0].norm1(lm.embed(tokens))  # noqa: E731
+    torch.manual_seed(3)
+    keys = net.confuser_keys(ids, targets, inputs_of)
+    assert keys.shape == (net.cfg.memory_heads, 300, net.cfg.key_dim // net.cfg.memory_heads) and keys.requires_grad
+    torch.manual_seed(3)
+    _, loss, count = lm(ids, read_targets=targets)  # the lab's LM passes the ids and input map through
+    want = written_out_far_loss(lm, ids, 0, keys.detach(), pos=60, target=14)
+    assert count.tolist() == [1, 0] and abs(float(loss[0].detach()) - want) < 1e-4
+    lm.eval()
+    _, plain, _ = lm(ids, read_targets=targets)  # outside training: no confusers
+    assert float(loss[0].detach()) > float(plain[0].detach()) + 1e-3
+    lm.train()
+    torch.manual_seed(3)
+    _, loss, _ = lm(ids, read_targets=targets)
+    loss[0].backward()
+    assert lm.blocks[0].mixer.encoder.convs[0].weight.grad.abs().sum() > 0
+    with pytest.raises(HashHopError, match="read_confusers builds windows"):
+        net(lm.blocks[0].norm1(lm.embed(ids)), read_targets=targets)
+    with pytest.raises(HashHopError, match="pick one"):
+        MixerConfig(name="ltm2", read_confusers=10, read_negatives=10)
+
+
+def test_read_confusers_is_a_stage_two_option():
+    from hashhop.ltm2.config import ltm2_config
+
+    def mixer(**options) -> MixerConfig:
+        return ltm2_config("corpus.bin", steps=1, stage=2, init_from="w", **options).model.mixer
+
+    assert mixer().read_confusers == 0 and mixer(read_confusers=4096).read_confusers == 4096
+    assert ltm2_config("corpus.bin", steps=1, read_confusers=4096).model.mixer.read_confusers == 0  # stage 1: none
+    with pytest.raises(HashHopError, match="read_confusers"):
+        MixerConfig(name="ltm2", read_confusers=-1)

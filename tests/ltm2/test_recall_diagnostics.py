@@ -92,3 +92,22 @@ def test_first_wrong_step_names_each_byte_of_real_answers():
     assert step_counts(2, True, 16, [0, 2, 16, 16, 35]) == {"jump": 1, "early copy": 1, "copy": 0, "hash end": 2, "separator": 0, "closing quote": 1}
     text = "<!-- s:begin -->\n- trained, 1,000 chars, 2 hops CoT, 16 letters: 2 wrong; x; right bytes before the first wrong one: 0, 16; y\n<!-- s:end -->"
     assert section_failures(text, "s") == [("trained", 1000, 2, True, 16, [0, 16])]
+
+
+def test_failures_carry_the_log_probabilities_at_their_first_wrong_byte():
+    """Each wrong answer records the network's log-probabilities of the right byte and of the one it wrote at its first
+    wrong byte; greedy decoding wrote the likeliest byte, so the written one is never the less likely of the two."""
+    import pytest
+
+    from hashhop.errors import HashHopError
+
+    failures = []
+    runner = make_variant("memory off", None)  # (the local window alone: quick, and it cannot answer)
+    assert runner.engine.beams == 1 and make_variant("beam 2", None).engine.beams == 2
+    hashhop_rows({"memory off": runner}, 9_000, [(2, True)], 16, "letters", 3, 0, failures)
+    assert len(failures) == 3
+    for f in failures:
+        right, written = f["first_wrong_logprobs"]
+        assert written >= right and -np.log(256) - 30 < right <= 0 and written > -np.log(256)
+    with pytest.raises(HashHopError, match="beam takes a whole number"):
+        make_variant("beam x", None)
