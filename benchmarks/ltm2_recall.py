@@ -80,13 +80,21 @@ def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float |
                 runner.engine.pointer_bonus_scale = float(name[len("bonus x") :])
             except ValueError:
                 raise HashHopError(f"variant {name!r}: bonus x takes a number, e.g. 'bonus x2'") from None
+    elif name.startswith("no read in block "):  # a diagnostic: the trained weights with that block's memory read skipped
+        try:
+            block = int(name[len("no read in block ") :])
+        except ValueError:
+            block = -1
+        if not 0 <= block < len(runner.engine.net.blocks):
+            raise HashHopError(f"variant {name!r}: name a block from 0 to {len(runner.engine.net.blocks) - 1}")
+        runner.engine.reads_off = frozenset({block})
     elif name.startswith("beam "):  # the trained weights, answers by a beam search of that width, not greedy
         try:
             runner.engine.beams = int(name[len("beam ") :])
         except ValueError:
             raise HashHopError(f"variant {name!r}: beam takes a whole number >= 1, e.g. 'beam 4'") from None
     elif name != "trained":
-        raise HashHopError(f"unknown variant {name!r}: use trained, memory off, random init, no length gain, bonus xF or beam N")
+        raise HashHopError(f"unknown variant {name!r}: use trained, memory off, random init, no length gain, bonus xF, beam N or no read in block B")
     runner.engine.index = index  # "auto": flat 8-bit keys below 512K bytes, the compact inverted lists from there
     if scan_cap is not None:  # compact lists: codes a read scans at most, in lists' worth (the engine's SCAN_CAP_LISTS)
         runner.engine.scan_cap_lists = scan_cap
@@ -287,7 +295,7 @@ def main() -> None:
     ap.add_argument("--ruler-samples", type=int, default=10)
     ap.add_argument(
         "--variants", default="trained,memory off,random init",
-        help="for the HashHop rows: trained, memory off, random init, no length gain, bonus xF (diagnostic), beam N (beam search of width N)",
+        help="for the HashHop rows: trained, memory off, random init, no length gain, bonus xF (diagnostic), beam N (beam search of width N), no read in block B (diagnostic)",
     )
     ap.add_argument("--other-variants", default="trained,memory off", help="for the other rows")
     ap.add_argument("--skip", default="", help="sections to skip: hashhop,shapes,ruler,asides,formats (asides: the needle-with-aside row of the RULER tables)")

@@ -345,6 +345,7 @@ class Engine:
         top_k = top_k or self.cfg.read_top_k or 64
         self.top_k, self.exact, self.index, self.nprobe, self.scan_cap_lists = top_k, exact, index, nprobe, scan_cap_lists
         self.pointer_bonus_scale = 1.0  # a diagnostic (benchmarks' "bonus xF" variants): the trained bonuses times this
+        self.reads_off: frozenset[int] = frozenset()  # a diagnostic (benchmarks' "no read in block B"): blocks that skip their read
         # a diagnostic (benchmarks/ltm2_jump_reads.py): when a list, each decode step's read appends (block, ids (heads,
         # K), logits (heads, K) with the pointer's bonuses, sink logits (heads,)); -inf logits for no entry
         self.read_trace: list | None = None
@@ -575,7 +576,7 @@ class Engine:
         h = state
         for i, block in enumerate(self.net.blocks):
             h = h + self._local(i, block.local, block.norm_local(h), q)
-            if self.net.memory_enabled:
+            if self.net.memory_enabled and i not in self.reads_off:
                 h = h + self._read(block.read, block.norm_read(h), q, previous, i)
             h = h + block.mlp(block.norm_mlp(h))
         out = embedded + h
@@ -758,7 +759,7 @@ class Engine:
         self._new_keys = (first_new, new_keys)  # the chunk's own entries, for pointer candidates among them
         for index, (block, cache) in enumerate(zip(self.net.blocks, self.caches)):
             h = h + self._local_chunk(block.local, block.norm_local(h), cache, c0)
-            if self.net.memory_enabled:
+            if self.net.memory_enabled and index not in self.reads_off:
                 h = h + self._read_chunk(block.read, block.norm_read(h), previous, q_pos, new_keys, new_values, visible_new, index)
             h = h + block.mlp(block.norm_mlp(h))
         self._new_keys = (0, None)  # these entries' ids may hold other bytes after a restore

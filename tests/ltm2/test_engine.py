@@ -640,3 +640,27 @@ def test_beam_width_errors(bad):
     engine.prefill(text(50))
     with pytest.raises(HashHopError, match="beams must be a whole number"):
         engine.generate(3, beams=bad)
+
+
+def test_reads_off_skips_the_named_blocks_reads_in_steps_and_chunks():
+    """The diagnostic ``reads_off``: every block's read skipped is the memory-off network, decode steps and chunked
+    feeds alike; one block's skipped is neither that nor the whole network."""
+    lm = small_lm(pointer=True)
+    data = text(400, seed=13)
+
+    def run(reads_off=frozenset(), memory=True) -> torch.Tensor:
+        engine = Engine(lm, top_k=10**6, exact=True)
+        engine.reads_off = frozenset(reads_off)
+        engine.net.memory_enabled = memory
+        try:
+            engine.prefill(data[:200])
+            chunked = engine.feed_chunks(data[200:300], chunk=37)
+            stepped = torch.stack([engine.step(b) for b in data[300:340]])
+            return torch.cat([chunked, stepped])
+        finally:
+            engine.net.memory_enabled = True
+
+    whole, off, none = run(), run(memory=False), run({0, 1})
+    second = run({1})
+    assert (none - off).abs().max() < 1e-5
+    assert (second - whole).abs().max() > 1e-3 and (second - off).abs().max() > 1e-3
