@@ -46,6 +46,9 @@ THREADED_QUERIES = 16  # searches for fewer queries run on one OpenMP thread (a 
 # exact keys recomputed from the text (rescored reads, pointer reads) kept for later heads, blocks and steps: a greedy
 # decode's reads over 600K bytes of code rescore about 113 entries a read, half of them rescored at an earlier step
 EXACT_KEYS_CACHED = 4096
+# a decode step searches its heads' indexes side by side (faiss runs outside the GIL) once they hold this many entries;
+# below it a scan is shorter than handing it to another thread
+PARALLEL_HEADS_MIN = 16384
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
 
@@ -240,7 +243,13 @@ class Memory:
 
     def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries."""
-        found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
+        indexed = self.count if self.frozen is None else self.frozen
+        if self.heads > 1 and indexed >= PARALLEL_HEADS_MIN:
+            pool = _search_pool()
+            later = [pool.submit(self.search_batch, h, queries[h : h + 1], top_k) for h in range(1, self.heads)]
+            found = [self.search_batch(0, queries[:1], top_k)] + [f.result() for f in later]
+        else:
+            found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
         return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def search_batch(self, head: int, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -282,6 +291,17 @@ def _inverted(index):
         return _faiss().extract_index_ivf(index)
     except RuntimeError:
         return None
+
+
+_SEARCH_POOL: ThreadPoolExecutor | None = None
+
+
+def _search_pool() -> ThreadPoolExecutor:
+    """The threads that search a decode step's other heads beside the first (one fewer than the cores, at least one)."""
+    global _SEARCH_POOL
+    if _SEARCH_POOL is None:
+        _SEARCH_POOL = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="ltm2-search")
+    return _SEARCH_POOL
 
 
 def _one_thread(call, *args):
@@ -383,7 +403,9 @@ class Engine:
         self._new_keys: tuple[int, torch.Tensor | None] = (0, None)  # during a chunk: its first new entry and their keys
         # exact keys recomputed from the text for rescored and pointer reads (heads, blocks and steps name the same
         # entries): the newest EXACT_KEYS_CACHED, valid while the text before the memory's base stays (until reset/restore)
-        self._exact_key_cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        # entry -> its row of a preallocated slab (a read's keys come back in one gather, not a stack of arrays)
+        self._exact_key_cache: OrderedDict[int, int] = OrderedDict()
+        self._exact_key_slab = np.zeros((EXACT_KEYS_CACHED, cfg.memory_heads, cfg.key_dim // cfg.memory_heads), np.float32)
 
     def _fresh_pointers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per block: each head's pointer (-1: none) and its confidence, before any read."""
@@ -927,7 +949,9 @@ class Engine:
             return scores
         rows, at = np.nonzero(coded)
         entries, which = np.unique(chosen[rows, at], return_inverse=True)
-        also = np.setdiff1d(also, entries)
+        if len(also):  # (a set: np.setdiff1d costs more than the rest of a decode step's rescoring)
+            seen = set(entries.tolist())
+            also = np.array([entry for entry in also.tolist() if entry not in seen], np.int64)
         keys = self._exact_keys(np.concatenate([entries, also]))[: len(entries)]  # (u, heads, hk)
         out = scores.copy()
         out[rows, top[rows, at]] = np.einsum("nd,nd->n", unit[rows], keys[which, heads_of_rows[rows]])
@@ -937,16 +961,28 @@ class Engine:
         """Indexed entries' exact unit keys (n, heads, hk), recomputed from the text: the encoder over the ``reach``
         bytes ending at each (the padding symbol before the first byte), as :meth:`step` wrote them; the newest
         ``EXACT_KEYS_CACHED`` are kept (the text before the memory's base does not change until reset/restore)."""
-        cache = self._exact_key_cache
+        cache, slab = self._exact_key_cache, self._exact_key_slab
         listed = entries.tolist()
-        found = [cache.get(entry) for entry in listed]
-        missing = [i for i, key in enumerate(found) if key is None]
-        if missing:
-            for i, key in zip(missing, self._compute_exact_keys(entries[missing])):
-                found[i] = cache[listed[i]] = key
-            while len(cache) > EXACT_KEYS_CACHED:
-                cache.popitem(last=False)  # the oldest
-        return np.stack(found) if found else np.zeros((0, self.cfg.memory_heads, self.cfg.key_dim // self.cfg.memory_heads), np.float32)
+        slots = [cache.get(entry, -1) for entry in listed]
+        if -1 not in slots:
+            return slab[slots]
+        out = np.empty((len(listed), *slab.shape[1:]), np.float32)
+        hits = [i for i, slot in enumerate(slots) if slot >= 0]
+        missing = [i for i, slot in enumerate(slots) if slot < 0]
+        if hits:  # gathered before the new keys below may take the oldest rows
+            out[hits] = slab[[slots[i] for i in hits]]
+        out[missing] = self._compute_exact_keys(entries[missing])
+        cap = EXACT_KEYS_CACHED
+        if len(slab) != cap:  # the setting changed (tests): start a slab of the new size
+            cache.clear()
+            slab = self._exact_key_slab = np.zeros((cap, *slab.shape[1:]), np.float32)
+        for i in missing[-cap:] if cap else ():
+            if listed[i] not in cache:  # (an entry named twice in one call)
+                # rows 0 .. len - 1 are in use until the cache is full; then the oldest entry gives up its row
+                slot = len(cache) if len(cache) < cap else cache.popitem(last=False)[1]
+                slab[slot] = out[i]
+                cache[listed[i]] = slot
+        return out
 
     def _compute_exact_keys(self, entries: np.ndarray) -> np.ndarray:
         """:meth:`_exact_keys` without the cache: one batch of encoder windows."""

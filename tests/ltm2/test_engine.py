@@ -614,6 +614,40 @@ def test_beam_search_is_the_dense_forwards_beam_search(pointer, width):
     assert stopped == dense_beam_search(lm, prompt, 10, width, stops) and stopped.endswith(stops[0])
 
 
+def test_exact_keys_evicted_from_a_full_cache_stay_right(monkeypatch):
+    """The cache of recomputed exact keys keeps the newest EXACT_KEYS_CACHED in a fixed slab: once full, each new key
+    takes the oldest one's row, and every key it returns (hits, new ones, one named twice) is the recomputed one."""
+    monkeypatch.setattr(engine_module, "EXACT_KEYS_CACHED", 5)
+    lm = small_lm(key_dim=32, value_dim=8)
+    engine = Engine(lm, index="ivf", nprobe=100_000)
+    engine.prefill(text(12000, seed=10))
+    engine._exact_key_cache.clear()
+    with torch.no_grad():
+        truth = engine._compute_exact_keys(np.arange(40))
+        for entries in ([3, 4, 5], [5, 6, 7, 8], [3, 9, 9, 10], [4, 11, 3], list(range(20, 32)), [31, 30, 2]):
+            got = engine._exact_keys(np.array(entries))
+            assert np.abs(got - truth[entries]).max() < 1e-5  # (batched differently, rounded differently)
+            assert len(engine._exact_key_cache) <= 5 and set(engine._exact_key_cache.values()) <= set(range(5))
+            assert len(set(engine._exact_key_cache.values())) == len(engine._exact_key_cache)
+            assert all(np.abs(engine._exact_key_slab[slot] - truth[entry]).max() < 1e-5 for entry, slot in engine._exact_key_cache.items())
+    assert list(engine._exact_key_cache) == [28, 29, 30, 31, 2]  # first in, first out (a hit does not refresh)
+
+
+def test_heads_searched_side_by_side_give_the_same_decode(monkeypatch):
+    """A decode step searches its heads' indexes on two threads once they hold PARALLEL_HEADS_MIN entries: the same
+    bytes and logits as one after the other."""
+    lm = small_lm(key_dim=32, value_dim=8, pointer=True)
+    data = text(12000, seed=12)
+    outputs = []
+    for threshold in (10**9, 0):
+        monkeypatch.setattr(engine_module, "PARALLEL_HEADS_MIN", threshold)
+        engine = Engine(lm, index="ivf", nprobe=100_000)
+        engine.prefill(data)
+        outputs.append((engine.generate(16), engine.logits.clone()))
+    assert outputs[0][0] == outputs[1][0]
+    assert torch.equal(outputs[0][1], outputs[1][1])
+
+
 def test_beam_search_on_the_compact_memory_keeps_the_exact_keys_it_recomputed(monkeypatch):
     """On the compact memory (reads rescored with exact keys recomputed from the text), the beams share the cache of
     recomputed keys: the same output as recomputing every key, and the engine's width is the default of generate."""
