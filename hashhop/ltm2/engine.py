@@ -46,9 +46,6 @@ THREADED_QUERIES = 16  # searches for fewer queries run on one OpenMP thread (a 
 # exact keys recomputed from the text (rescored reads, pointer reads) kept for later heads, blocks and steps: a greedy
 # decode's reads over 600K bytes of code rescore about 113 entries a read, half of them rescored at an earlier step
 EXACT_KEYS_CACHED = 4096
-# a decode step searches its heads' indexes side by side (faiss runs outside the GIL) once they hold this many entries;
-# below it a scan is shorter than handing it to another thread
-PARALLEL_HEADS_MIN = 16384
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
 
@@ -243,13 +240,7 @@ class Memory:
 
     def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries."""
-        indexed = self.count if self.frozen is None else self.frozen
-        if self.heads > 1 and indexed >= PARALLEL_HEADS_MIN:
-            pool = _search_pool()
-            later = [pool.submit(self.search_batch, h, queries[h : h + 1], top_k) for h in range(1, self.heads)]
-            found = [self.search_batch(0, queries[:1], top_k)] + [f.result() for f in later]
-        else:
-            found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
+        found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
         return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def search_batch(self, head: int, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -291,17 +282,6 @@ def _inverted(index):
         return _faiss().extract_index_ivf(index)
     except RuntimeError:
         return None
-
-
-_SEARCH_POOL: ThreadPoolExecutor | None = None
-
-
-def _search_pool() -> ThreadPoolExecutor:
-    """The threads that search a decode step's other heads beside the first (one fewer than the cores, at least one)."""
-    global _SEARCH_POOL
-    if _SEARCH_POOL is None:
-        _SEARCH_POOL = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="ltm2-search")
-    return _SEARCH_POOL
 
 
 def _one_thread(call, *args):

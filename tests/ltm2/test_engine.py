@@ -633,21 +633,6 @@ def test_exact_keys_evicted_from_a_full_cache_stay_right(monkeypatch):
     assert list(engine._exact_key_cache) == [28, 29, 30, 31, 2]  # first in, first out (a hit does not refresh)
 
 
-def test_heads_searched_side_by_side_give_the_same_decode(monkeypatch):
-    """A decode step searches its heads' indexes on two threads once they hold PARALLEL_HEADS_MIN entries: the same
-    bytes and logits as one after the other."""
-    lm = small_lm(key_dim=32, value_dim=8, pointer=True)
-    data = text(12000, seed=12)
-    outputs = []
-    for threshold in (10**9, 0):
-        monkeypatch.setattr(engine_module, "PARALLEL_HEADS_MIN", threshold)
-        engine = Engine(lm, index="ivf", nprobe=100_000)
-        engine.prefill(data)
-        outputs.append((engine.generate(16), engine.logits.clone()))
-    assert outputs[0][0] == outputs[1][0]
-    assert torch.equal(outputs[0][1], outputs[1][1])
-
-
 def test_beam_search_on_the_compact_memory_keeps_the_exact_keys_it_recomputed(monkeypatch):
     """On the compact memory (reads rescored with exact keys recomputed from the text), the beams share the cache of
     recomputed keys: the same output as recomputing every key, and the engine's width is the default of generate."""
