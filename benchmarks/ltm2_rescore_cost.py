@@ -7,9 +7,8 @@ the newest ``EXACT_KEYS_CACHED`` recomputed keys, and computes a step's keys in 
 entries' and the pointer candidates' the search did not return (an encoder call's fixed cost is that of ~40
 windows). This script decodes the same bytes from one prefilled state with the cache on, with it off (the same
 computation, every key recomputed), with the pointer's candidates computed one call each (as before the
-twenty-second session), without rescoring (with and without that batching), and with each step's heads searched one
-after the other (the engine searches them side by side from ``PARALLEL_HEADS_MIN`` entries: faiss runs outside the GIL,
-so a second core scans the second head's lists), the rows taking turns ``--rounds`` times, and prints per row the encoder windows recomputed and the encoder calls per decoded byte (both
+twenty-second session), and without rescoring (with and without that batching), the rows taking turns ``--rounds``
+times, and prints per row the encoder windows recomputed and the encoder calls per decoded byte (both
 machine-independent) and the median decode bytes/s, each beside the cache-off row.
 
 Usage: python benchmarks/ltm2_rescore_cost.py [--context 1M] [--decode 128] [--rounds 5]
@@ -37,14 +36,12 @@ from hashhop.ltm2.engine import Engine  # noqa: E402
 from hashhop.ltm2.load import load_ltm2  # noqa: E402
 from hashhop.task.spec import parse_size  # noqa: E402
 
-VARIANTS = (  # (label, rescore, exact keys cached (None: the engine's), the pointer's candidates batched per block,
-    # the heads searched side by side)
-    ("rescored, exact keys cached (the default)", None, None, True, True),
-    ("rescored, nothing cached", None, 0, True, True),
-    ("rescored, cached, pointer candidates one call each", None, None, False, True),
-    ("rescored, cached, heads searched one after the other", None, None, True, False),
-    ("no rescoring", 0, None, True, True),
-    ("no rescoring, pointer candidates one call each", 0, None, False, True),
+VARIANTS = (  # (label, rescore, exact keys cached (None: the engine's), the pointer's candidates batched per block)
+    ("rescored, exact keys cached (the default)", None, None, True),
+    ("rescored, nothing cached", None, 0, True),
+    ("rescored, cached, pointer candidates one call each", None, None, False),
+    ("no rescoring", 0, None, True),
+    ("no rescoring, pointer candidates one call each", 0, None, False),
 )
 
 
@@ -83,26 +80,25 @@ def main() -> None:
         return np.zeros(0, np.int64)
 
     engine._compute_exact_keys = counting
-    cached, side_by_side = engine_module.EXACT_KEYS_CACHED, engine_module.PARALLEL_HEADS_MIN
+    cached = engine_module.EXACT_KEYS_CACHED
     runs: dict[str, list[tuple[float, int, int, bytes]]] = {label: [] for label, *_ in VARIANTS}
     for _ in range(args.rounds):
-        for label, rescore, cache, batch, parallel in VARIANTS:
+        for label, rescore, cache, batch in VARIANTS:
             engine.restore(base)  # also empties the cache
             engine.rescore = rescore
             engine._pointer_misses = batched if batch else one_call_each
             engine_module.EXACT_KEYS_CACHED = cached if cache is None else cache
-            engine_module.PARALLEL_HEADS_MIN = side_by_side if parallel else sys.maxsize
             counted[:] = [0, 0]
             t0 = time.perf_counter()
             out = engine.generate(args.decode)
             runs[label].append((time.perf_counter() - t0, counted[0], counted[1], out))
-    engine_module.EXACT_KEYS_CACHED, engine_module.PARALLEL_HEADS_MIN = cached, side_by_side
+    engine_module.EXACT_KEYS_CACHED = cached
     engine._pointer_misses = batched
     rows = {
         label: (args.decode / float(np.median([s for s, *_ in done])), np.mean([w for _, w, _, _ in done]) / args.decode, np.mean([c for _, _, c, _ in done]) / args.decode, done[0][3])
         for label, done in runs.items()
     }
-    same = rows[VARIANTS[0][0]][3] == rows[VARIANTS[1][0]][3] == rows[VARIANTS[3][0]][3]
+    same = rows[VARIANTS[0][0]][3] == rows[VARIANTS[1][0]][3]
     ref_bps, ref_windows, _, _ = rows[VARIANTS[1][0]]
     command = "python benchmarks/ltm2_rescore_cost.py " + shlex.join(sys.argv[1:])
     lines = [
@@ -117,7 +113,7 @@ def main() -> None:
             for label, (bps, windows, calls, _) in rows.items()
         ],
         "",
-        f"The cached, uncached and one-head-after-the-other decodes wrote {'the same' if same else 'different'} {args.decode} bytes.",
+        f"The cached and uncached decodes wrote {'the same' if same else 'different'} {args.decode} bytes.",
     ]
     print("\n".join(lines))
     if args.section:
