@@ -298,6 +298,7 @@ def main() -> None:
         help="for the HashHop rows: trained, memory off, random init, no length gain, bonus xF (diagnostic), beam N (beam search of width N), no read in block B (diagnostic)",
     )
     ap.add_argument("--other-variants", default="trained,memory off", help="for the other rows")
+    ap.add_argument("--shapes", default="", help="the hash-shape rows to run, by label, comma-separated (e.g. '4 letters,16 hex'; default: all)")
     ap.add_argument("--skip", default="", help="sections to skip: hashhop,shapes,ruler,asides,formats (asides: the needle-with-aside row of the RULER tables)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--section", default="ltm2_recall", help="RESULTS.md section to write ('' for none)")
@@ -319,6 +320,11 @@ def main() -> None:
     if not picked or any(t not in long_tasks for t in picked):
         ap.error(f"--long-tasks takes 1, 2cot and 3cot (comma-separated), got {args.long_tasks!r}")
     long_tasks = [long_tasks[t] for t in dict.fromkeys(picked)]
+    shape_labels = [label for label, _, _ in SHAPES]
+    wanted = [t.strip() for t in args.shapes.split(",") if t.strip()]
+    if any(t not in shape_labels for t in wanted):
+        ap.error(f"--shapes takes labels among {', '.join(shape_labels)} (comma-separated), got {args.shapes!r}")
+    shapes = [shape for shape in SHAPES if not wanted or shape[0] in wanted]
     variants = [v.strip() for v in args.variants.split(",")]
     others = [v.strip() for v in args.other_variants.split(",")]
     skip = set(filter(None, args.skip.split(",")))
@@ -350,7 +356,7 @@ def main() -> None:
     if "shapes" not in skip:
         length = parse_size(args.shapes_length)
         rows, memory = {}, {}
-        for label, hash_length, alphabet in SHAPES:
+        for label, hash_length, alphabet in shapes:
             got = hashhop_rows(other_runners, length, [(1, False), (2, True)], hash_length, alphabet, args.queries, args.seed, failures, memory)
             rows[f"{label}, 1 hop"] = got[(1, False)]
             rows[f"{label}, 2 hops CoT"] = got[(2, True)]

@@ -61,15 +61,18 @@ READ_QUERY_READS = True  # stage 2: read targets inside each HashHop question to
 READ_COT_READS = False  # stage 2: read targets (both reads) at the space after each hash a CoT answer writes (before the last),
 # out of the link that hash starts (task.extra.hashhop_cot_reads): the pointer lets go of the link the hash came from.
 # Tried (seventeenth session): 1M 2 / 3 hops CoT 75 / 68 of 90 against the control's 78 / 79 (docs/ltm2.md)
-READ_SECOND_READ_JUMPS = False  # stage 2: a CoT answer's jumps are targets of the second read too
-# (task.extra.hashhop_second_read_jumps; hashhop.ltm2.data.hashhop_reads): tried in the twenty-second session (docs/ltm2.md)
+READ_SECOND_READ_JUMPS = True  # stage 2: a CoT answer's jumps are targets of the second read too
+# (task.extra.hashhop_second_read_jumps; hashhop.ltm2.data.hashhop_reads). Alone (twenty-second session) no gain; with
+# READ_CONFUSERS the shipped recipe since the twenty-seventh session: two training seeds answer 109 and 110 of 120 two-
+# and three-hop CoT questions at 1M against the earlier recipe's 102 (RESULTS.md, ltm2_recall_1m_30q_r1jcf, _r1jcf2)
 READ_POINTER_JITTER = 1.0  # stage 2, with pointer: each row's pointer bonuses times a factor drawn log-uniformly from
 # [1, this] in training (MixerConfig.pointer_jitter; 1: off): tried in the twenty-third session (docs/ltm2.md)
 READ_POINTER_READ_LOSS = "off"  # stage 2, with pointer: the read loss scores reads with the pointer's bonuses ("bonus";
 # "gated": reaching their hidden-state part only; MixerConfig.pointer_read_loss): tried in the twenty-fourth session (docs/ltm2.md)
-READ_CONFUSERS = 0  # stage 2: per step, this many windows like the read targets' entries with fresh random hash
-# characters, whose keys (encoded in the same pass) every supervised read must also beat (MixerConfig.read_confusers):
-# tried in the twenty-fifth session (docs/ltm2.md); 0: off
+READ_CONFUSERS = 8192  # stage 2: per step, this many windows like the read targets' entries with fresh random hash
+# characters, whose keys (encoded in the same pass) every supervised read must also beat (MixerConfig.read_confusers;
+# 0: off; excludes READ_NEGATIVES and READ_FAR). Alone (twenty-fifth session) no gain at 10M; with READ_SECOND_READ_JUMPS
+# the shipped recipe (above; docs/ltm2.md)
 READ_NEEDLE_FAR_KEYS = 0.0  # stage 2: the share of needle rows whose questions put an aside between the key and the
 # answer (task.extra.needle_far_keys; hashhop.ltm2.data.NEEDLE_ASIDES): the query must come from the key 15-50 bytes back
 READ_NEEDLE_ASKED = 2  # stage 2: a needle row asks up to this many questions (task.extra.needle_max_asked; 2: the first stage's)

@@ -522,6 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--read-queries must be a whole number from 2 to 4096, got {args.read_queries}")
     if args.conv_kernel is not None and not 2 <= args.conv_kernel <= 64:
         ap.error(f"--conv-kernel must be a whole number from 2 to 64, got {args.conv_kernel}")
+    if (args.read_negatives or args.read_far) and args.read_confusers:
+        ap.error(
+            f"--read-confusers ({args.read_confusers}; the read stage's default is {READ_CONFUSERS}) and --read-negatives / --read-far each add"
+            " keys to the supervised reads: pass --read-confusers 0 with them"
+        )
     from hashhop.ltm2.data import MIN_SEQ_LEN
 
     if not MIN_SEQ_LEN <= args.read_seq_len <= BATCH * SEQ_LEN or BATCH * SEQ_LEN % args.read_seq_len:

@@ -396,14 +396,14 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out = tmp_path / "w.safetensors"
-    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-top-k", "16", "--pointer", "--pointer-candidates", "3"]
+    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-confusers", "0", "--read-top-k", "16", "--pointer", "--pointer-candidates", "3"]
     args += ["--needle-far-keys", "0.5", "--needle-asked", "16", "--needle-reads", "--needle-hold", "--needle-share", "0.2", "--cot-reads"]
     assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
     from hashhop.ltm2.load import load_ltm2
 
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
-    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_creads_plen_nfar0.5_nq16_nreads_nhold_ns0.2").is_dir()
+    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_creads_r1jumps_plen_nfar0.5_nq16_nreads_nhold_ns0.2").is_dir()
     assert trained.blocks[0].mixer.cfg.pointer_candidates == 3 and trained.blocks[0].mixer.cfg.pointer_length_ref == 16384
     card = (tmp_path / "w.card.md").read_text()
     assert "follow a pointer" in card and "3 candidates" in card
@@ -419,7 +419,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
     assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle); where a question's text" in card and "step along the needle to the value." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"]):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
@@ -754,7 +754,7 @@ def test_needle_options_are_stage_two_task_extras():
     assert not names & set(extra(stage=1, needle_far_keys=0.5, needle_reads=True, needle_share=0.2, needle_hold=True))
     assert "hashhop_cot_reads" not in extra() and extra(cot_reads=True)["hashhop_cot_reads"] is True
     assert "hashhop_cot_reads" not in extra(stage=1, cot_reads=True)
-    assert "hashhop_second_read_jumps" not in extra() and extra(second_read_jumps=True)["hashhop_second_read_jumps"] is True
+    assert extra()["hashhop_second_read_jumps"] is True and "hashhop_second_read_jumps" not in extra(second_read_jumps=False)  # the default
     assert "hashhop_second_read_jumps" not in extra(stage=1, second_read_jumps=True)
 
 
@@ -903,7 +903,7 @@ def test_read_confusers_is_a_stage_two_option():
     def mixer(**options) -> MixerConfig:
         return ltm2_config("corpus.bin", steps=1, stage=2, init_from="w", **options).model.mixer
 
-    assert mixer().read_confusers == 0 and mixer(read_confusers=4096).read_confusers == 4096
+    assert mixer().read_confusers == 8192 and mixer(read_confusers=0).read_confusers == 0  # the read stage's default
     assert ltm2_config("corpus.bin", steps=1, read_confusers=4096).model.mixer.read_confusers == 0  # stage 1: none
     with pytest.raises(HashHopError, match="read_confusers"):
         MixerConfig(name="ltm2", read_confusers=-1)
