@@ -81,6 +81,12 @@ class MixerConfig:
     # keys (its softmax spans the row plus these, sharpened for that many entries), and the gradients reach the
     # encoder and key map through them, so the keys learn to tell such windows apart. 0: off
     read_confusers: int = 0
+    # training only, with read_confusers: this share of them drawn instead from the reading positions' own windows
+    # (the reach bytes ending where a supervised read queries), letters and digits replaced as above except the
+    # trailing run being written (a copied hash's first bytes): the keys of other links laid out as the question is
+    # (`Y = 'AB` against the question's `X = 'AB`), which a long memory holds by the thousand for a copy's first bytes
+    # while the link to copy from differs from the question by a quote. 0: none
+    read_query_confusers: float = 0.0
     # reads keep the read_top_k best entries per query and head (found without autograd, a chunk of queries at a time,
     # then scored exactly with it) and the sink, as the engine's reads do: long rows at a fraction of the dense read's
     # time and memory. 0: every visible entry (dense)
@@ -122,6 +128,9 @@ class MixerConfig:
         checks.whole("read_confusers", self.read_confusers, 0, 1 << 20)
         if sum(map(bool, (self.read_far, self.read_negatives, self.read_confusers))) > 1:
             raise HashHopError("read_far, read_negatives and read_confusers each add keys to the supervised reads: pick one")
+        checks.number("read_query_confusers", self.read_query_confusers, 0.0, 1.0)
+        if self.read_query_confusers and not self.read_confusers:
+            raise HashHopError("read_query_confusers is a share of read_confusers: set read_confusers too")
         checks.whole("read_top_k", self.read_top_k, 0, 1 << 16)
         checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")
 

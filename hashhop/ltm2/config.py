@@ -73,6 +73,8 @@ READ_CONFUSERS = 8192  # stage 2: per step, this many windows like the read targ
 # characters, whose keys (encoded in the same pass) every supervised read must also beat (MixerConfig.read_confusers;
 # 0: off; excludes READ_NEGATIVES and READ_FAR). Alone (twenty-fifth session) no gain at 10M; with READ_SECOND_READ_JUMPS
 # the shipped recipe (above; docs/ltm2.md)
+READ_QUERY_CONFUSERS = 0.0  # stage 2: this share of the confusers drawn from the reading positions' own windows,
+# the trailing run kept (MixerConfig.read_query_confusers): tried in the twenty-eighth session (docs/ltm2.md)
 READ_NEEDLE_FAR_KEYS = 0.0  # stage 2: the share of needle rows whose questions put an aside between the key and the
 # answer (task.extra.needle_far_keys; hashhop.ltm2.data.NEEDLE_ASIDES): the query must come from the key 15-50 bytes back
 READ_NEEDLE_ASKED = 2  # stage 2: a needle row asks up to this many questions (task.extra.needle_max_asked; 2: the first stage's)
@@ -117,6 +119,7 @@ def ltm2_config(
     pointer_jitter: float = READ_POINTER_JITTER,
     pointer_read_loss: str = READ_POINTER_READ_LOSS,
     read_confusers: int = READ_CONFUSERS,
+    read_query_confusers: float = READ_QUERY_CONFUSERS,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -134,7 +137,7 @@ def ltm2_config(
     jumps are targets of the second read too (task.extra.hashhop_second_read_jumps); ``pointer_length_gain`` (stage 2, with ``pointer``):
     beyond the row length a pointer's bonus grows by the read's length gain once more (MixerConfig.pointer_length_ref);
     ``pointer_jitter`` / ``pointer_read_loss`` (stage 2, with ``pointer``): MixerConfig.pointer_jitter / pointer_read_loss;
-    ``read_confusers`` (stage 2): MixerConfig.read_confusers;
+    ``read_confusers`` / ``read_query_confusers`` (stage 2): MixerConfig.read_confusers / read_query_confusers;
     ``needle_far_keys`` / ``needle_asked`` / ``needle_reads`` / ``needle_hold`` (stage 2): task.extra.needle_far_keys /
     needle_max_asked / needle_reads / needle_hold (hashhop.ltm2.data.build_needle); ``needle_share`` (stage 2): the needle rows' share of the mixture,
     the code rows' share moving by as much. ``conv_kernel`` (both stages): the encoder's convolution width, so each key
@@ -148,7 +151,7 @@ def ltm2_config(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **({"hashhop_cot_reads": True} if stage == 2 and cot_reads else {}), **({"hashhop_second_read_jumps": True} if stage == 2 and second_read_jumps else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {})}},
-            "model": {"mixer": mixer if stage == 1 else {**mixer, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {}), **({"pointer_jitter": pointer_jitter} if pointer_jitter != 1 else {}), **({"pointer_read_loss": pointer_read_loss} if pointer_read_loss != "off" else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {}), **({"read_confusers": read_confusers} if read_confusers else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
+            "model": {"mixer": mixer if stage == 1 else {**mixer, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {}), **({"pointer_jitter": pointer_jitter} if pointer_jitter != 1 else {}), **({"pointer_read_loss": pointer_read_loss} if pointer_read_loss != "off" else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {}), **({"read_confusers": read_confusers, **({"read_query_confusers": read_query_confusers} if read_query_confusers else {})} if read_confusers else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),

@@ -701,20 +701,43 @@ class LTM2(nn.Module):
         return F.normalize(self.key(states).view(len(states), self.cfg.memory_heads, -1), dim=-1).transpose(0, 1)
 
     def confuser_windows(self, ids: torch.Tensor, read_targets: torch.Tensor) -> torch.Tensor | None:
-        """:meth:`confuser_keys`' windows (n, reach) of byte ids (256: before the row's first byte), each drawn from the
-        target entries of ``read_targets`` (b, t, ...) in the rows of ``ids`` (b, t)."""
+        """:meth:`confuser_keys`' windows (n, reach) of byte ids (256: before the row's first byte): ``cfg.read_confusers``
+        of them, each drawn from the target entries of ``read_targets`` (b, t, ...) in the rows of ``ids`` (b, t), all
+        its letters and digits fresh; the ``cfg.read_query_confusers`` share of them instead drawn from the positions
+        that read (the query's own bytes), keeping the trailing run of letters and digits (what a copy wrote so far)."""
         wanted = read_targets >= 0
         if not wanted.any():
             return None
-        rows = wanted.nonzero()[:, 0]
-        entries = read_targets[wanted]
-        pick = torch.randint(len(entries), (self.cfg.read_confusers,), device=ids.device)
-        reach = self.encoder.reach
-        offsets = entries[pick][:, None] + torch.arange(1 - reach, 1, device=ids.device)  # (n, reach)
-        windows = torch.where(offsets >= 0, ids[rows[pick][:, None], offsets.clamp(min=0)], 256)
-        first, size = _CHAR_CLASS_FIRST.to(ids.device)[windows], _CHAR_CLASS_SIZE.to(ids.device)[windows]
-        fresh = first + (torch.rand(windows.shape, device=ids.device) * size).long()
-        return torch.where(size > 0, fresh, windows)
+        total = self.cfg.read_confusers
+        from_queries = round(total * self.cfg.read_query_confusers)
+        parts = []
+        if total - from_queries:
+            rows = wanted.nonzero()[:, 0]
+            entries = read_targets[wanted]
+            pick = torch.randint(len(entries), (total - from_queries,), device=ids.device)
+            parts.append(self._fresh_letters(self._windows(ids, rows[pick], entries[pick]), keep_trailing_run=False))
+        if from_queries:
+            at = wanted.flatten(2).any(-1).nonzero()  # (m, 2): row, reading position
+            pick = torch.randint(len(at), (from_queries,), device=ids.device)
+            parts.append(self._fresh_letters(self._windows(ids, at[pick, 0], at[pick, 1]), keep_trailing_run=True))
+        return torch.cat(parts)
+
+    def _windows(self, ids: torch.Tensor, rows: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """(n, reach) byte ids: the ``reach`` bytes of ``ids`` row ``rows[i]`` ending at ``ends[i]`` (256 before the row)."""
+        offsets = ends[:, None] + torch.arange(1 - self.encoder.reach, 1, device=ids.device)
+        return torch.where(offsets >= 0, ids[rows[:, None], offsets.clamp(min=0)], 256)
+
+    @staticmethod
+    def _fresh_letters(windows: torch.Tensor, keep_trailing_run: bool) -> torch.Tensor:
+        """``windows`` with each letter and digit replaced by a random one of its kind (upper, lower, digit); with
+        ``keep_trailing_run`` the run of them that ends a window is kept."""
+        first, size = _CHAR_CLASS_FIRST.to(windows.device)[windows], _CHAR_CLASS_SIZE.to(windows.device)[windows]
+        fresh = first + (torch.rand(windows.shape, device=windows.device) * size).long()
+        replace = size > 0
+        if keep_trailing_run:
+            trailing = torch.cumprod(replace.flip(1).long(), 1).flip(1).bool()
+            replace = replace & ~trailing
+        return torch.where(replace, fresh, windows)
 
     def far_entries(self, read_targets: torch.Tensor) -> tuple | None:
         """``cfg.read_far``: the far entries this batch's answer positions (those with read targets) also read, and how

@@ -40,6 +40,7 @@ from hashhop.ltm2.config import (
     READ_POINTER_LENGTH_GAIN,
     READ_POINTER_READ_LOSS,
     READ_QUERIES,
+    READ_QUERY_CONFUSERS,
     READ_QUERY_READS,
     READ_QUERY_SHIFT,
     READ_SECOND_READ_JUMPS,
@@ -106,6 +107,7 @@ def train_ltm2(
     pointer_jitter: float = READ_POINTER_JITTER,
     pointer_read_loss: str = READ_POINTER_READ_LOSS,
     read_confusers: int = READ_CONFUSERS,
+    read_query_confusers: float = READ_QUERY_CONFUSERS,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these.
@@ -138,7 +140,7 @@ def train_ltm2(
     if read_steps:
         name = "ltm2_reads" + kernel_name + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
         name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "")
-        name += ("_plen" if pointer and pointer_length_gain else "") + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "") + (f"_ploss{pointer_read_loss}" if pointer and pointer_read_loss != "off" else "") + (f"_conf{read_confusers}" if read_confusers else "")
+        name += ("_plen" if pointer and pointer_length_gain else "") + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "") + (f"_ploss{pointer_read_loss}" if pointer and pointer_read_loss != "off" else "") + (f"_conf{read_confusers}" if read_confusers else "") + (f"_qconf{read_query_confusers:g}" if read_confusers and read_query_confusers else "")
         name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
             corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
@@ -147,7 +149,7 @@ def train_ltm2(
             pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
             needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
             second_read_jumps=second_read_jumps, pointer_jitter=pointer_jitter, pointer_read_loss=pointer_read_loss,
-            read_confusers=read_confusers,
+            read_confusers=read_confusers, read_query_confusers=read_query_confusers,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -250,6 +252,13 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             " forward read's): windows copied from the reads' target entries with their letters and digits replaced by random"
             " ones of the same kind (other links of the same shape, as a long memory holds by the hundred thousand), encoded"
             " in the same pass, so the keys learn to tell such windows apart."
+            + (
+                f" {mixer['read_query_confusers']:.0%} of them are drawn instead from the reading positions' own windows, the"
+                " trailing run of letters and digits kept (other links laid out as the question is, whose hash starts as the"
+                " copy so far)."
+                if mixer.get("read_query_confusers")
+                else ""
+            )
         )
     if mixer.get("read_far"):
         second += (
@@ -461,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage: per step, this many windows like the read targets' with fresh random hash characters, whose keys (same pass) every supervised read must also beat (0: none)",
     )
     ap.add_argument(
+        "--read-query-confusers", type=float, default=READ_QUERY_CONFUSERS, metavar="SHARE",
+        help="second stage, with --read-confusers: this share of them drawn from the reading positions' own windows, the trailing run of letters and digits kept (0: none)",
+    )
+    ap.add_argument(
         "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
         help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
     )
@@ -527,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
             f"--read-confusers ({args.read_confusers}; the read stage's default is {READ_CONFUSERS}) and --read-negatives / --read-far each add"
             " keys to the supervised reads: pass --read-confusers 0 with them"
         )
+    if not 0 <= args.read_query_confusers <= 1:
+        ap.error(f"--read-query-confusers is a share from 0 to 1, got {args.read_query_confusers:g}")
+    if args.read_query_confusers and not args.read_confusers:
+        ap.error("--read-query-confusers is a share of --read-confusers: give --read-confusers N > 0 too")
     from hashhop.ltm2.data import MIN_SEQ_LEN
 
     if not MIN_SEQ_LEN <= args.read_seq_len <= BATCH * SEQ_LEN or BATCH * SEQ_LEN % args.read_seq_len:
@@ -565,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             pointer_jitter=args.pointer_jitter,
             pointer_read_loss=args.pointer_read_loss,
             read_confusers=args.read_confusers,
+            read_query_confusers=args.read_query_confusers,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

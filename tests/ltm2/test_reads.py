@@ -419,7 +419,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
     assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle); where a question's text" in card and "step along the needle to the value." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"]):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
@@ -897,6 +897,37 @@ def test_confusers_are_target_windows_with_fresh_letters_and_digits():
         MixerConfig(name="ltm2", read_confusers=10, read_negatives=10)
 
 
+def test_query_confusers_are_the_reading_positions_windows_with_the_written_run_kept():
+    """read_query_confusers: that share of the confusers comes from the windows ending where a supervised read
+    queries (the question's own bytes), letters and digits fresh except the run a copy has written so far."""
+    lm = small_lm(log_length_reads=True, read_confusers=200, read_query_confusers=0.25).train()
+    net = lm.blocks[0].mixer
+    reach = net.encoder.reach
+    row = b"xx\nQwerTy19 = ab7Z\nKLm3 = nOp9\n" * 3 + b"QwerTy19 = 'ab"
+    ids = torch.tensor([list(row)])
+    at = len(row) - 1  # the read that writes the hash's third byte, after `= 'ab`
+    targets = torch.full((1, len(row), 2, 2, 2), -1)
+    targets[0, at, 0, 1, 0] = 15  # the link's entry before `7`
+    torch.manual_seed(5)
+    windows = net.confuser_windows(ids, targets)
+    assert windows.shape == (200, reach)
+    from_targets, from_queries = windows[:150], windows[150:]
+    assert not (from_targets[:, -2:] == ids[0, 14:16]).all(1).all()  # a target window's own hash bytes are fresh
+    query = ids[0, at - reach + 1 : at + 1]
+    assert (from_queries[:, -2:] == query[-2:]).all()  # `ab`, written so far, kept
+    for src, column in zip(query[:-2].tolist(), from_queries[:, :-2].T):
+        kind = next((k for k in ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz", "0123456789") if chr(src) in k), None)
+        if kind is None:
+            assert (column == src).all()  # the quote, spaces, `=` and newlines kept
+        else:
+            assert all(chr(c) in kind for c in column.tolist()) and len(set(column.tolist())) > 1  # fresh, same kind
+    assert float(lm(ids, read_targets=targets)[1][1].detach()) > 0  # their keys join the copy read's loss
+    with pytest.raises(HashHopError, match="share of read_confusers"):
+        MixerConfig(name="ltm2", read_query_confusers=0.5)
+    with pytest.raises(HashHopError, match="read_query_confusers"):
+        MixerConfig(name="ltm2", read_confusers=8, read_query_confusers=1.5)
+
+
 def test_read_confusers_is_a_stage_two_option():
     from hashhop.ltm2.config import ltm2_config
 
@@ -904,6 +935,7 @@ def test_read_confusers_is_a_stage_two_option():
         return ltm2_config("corpus.bin", steps=1, stage=2, init_from="w", **options).model.mixer
 
     assert mixer().read_confusers == 8192 and mixer(read_confusers=0).read_confusers == 0  # the read stage's default
+    assert mixer().read_query_confusers == 0 and mixer(read_query_confusers=0.5).read_query_confusers == 0.5
     assert ltm2_config("corpus.bin", steps=1, read_confusers=4096).model.mixer.read_confusers == 0  # stage 1: none
     with pytest.raises(HashHopError, match="read_confusers"):
         MixerConfig(name="ltm2", read_confusers=-1)
