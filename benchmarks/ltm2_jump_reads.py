@@ -15,6 +15,13 @@ separator span: its first entry's value is `` = H3``), while the link it was cop
 newline: the row adds the share of the read on that link's last two entries (its hash's last byte and the newline,
 where a pointer that kept copying lands) and counts the greedy bytes that are a newline.
 
+With ``--copy-bytes N`` a third kind of row traces the first N bytes of the answer's first hash (``H2``, the value of
+the question's own link ``H1 = H2``, which lacks the question's quote): the answer given up to byte j of it, the
+step that writes byte j. The right entries there are the ones before that byte wherever ``H2`` stands (in ``H1 = H2``
+and at the start of ``H2 = H3``: each one's value holds the byte); beside them the share of the read on the entries
+laid out as the question is, the end of ``= '`` plus the j bytes written so far in some other (quoted) link, the
+near matches a long memory holds by the thousand for a copy's first bytes.
+
 Usage: python benchmarks/ltm2_jump_reads.py [--lengths 1M,10M] [--hops 2,3] [--queries 30] [--seed 0]
 """
 
@@ -64,15 +71,71 @@ def copied_from(prompt: str, value: str) -> tuple[int, int]:
     return last, last + 2
 
 
-def jump_reads(runner, length: int, hops: int, queries: int, seed: int) -> dict:
-    """{row label: {"right": n, "asked": n, "newline": n, (block, head): [(weight on the link, heaviest there, margin,
-    weight on the link the hash was copied from (NaN at a jump)), ...]}}."""
+def hash_starts(prompt: str, value: str) -> list[int]:
+    """Where ``value`` starts as a link's value (after ``= `` or ``= '``) or as a line's first word (a link's key)."""
+    starts = []
+    for before in (" = ", " = '", "\n"):
+        at = prompt.find(before + value)
+        while at >= 0:
+            starts.append(at + len(before))
+            at = prompt.find(before + value, at + 1)
+    if prompt.startswith(value + " = "):
+        starts.append(0)
+    return starts
+
+
+def question_shaped(quotes: np.ndarray, text: np.ndarray, written: bytes) -> np.ndarray:
+    """The entries laid out as a question that wrote ``written`` after its quote: ``quotes`` the positions of every
+    ``'`` that follows ``= `` in ``text`` (the prompt's bytes); those followed by ``written``, at its last byte."""
+    keep = quotes[quotes + len(written) < len(text)]
+    for i, byte in enumerate(written):
+        keep = keep[text[keep + 1 + i] == byte]
+    return keep + len(written)
+
+
+def jump_reads(runner, length: int, hops: int, queries: int, seed: int, copy_bytes: int = 0) -> dict:
+    """{row label: {"right": n, "asked": n, "newline": n, "wrong": [...], (block, head): [(weight on the right entries,
+    heaviest there, margin, weight on the link the hash was copied from (at a hash end) or on the question-shaped
+    entries (at a first hash's byte; NaN at a jump)), ...]}}; "wrong": per step whose greedy byte is wrong, its
+    (block, head) -> (weight on the right entries, on the question-shaped ones)."""
     problem = plan(
         HashHopSpec(context_tokens=length, tokenizer="chars", hops=hops, chain_of_thought=True, hash_length=HASH_LENGTH, num_queries=queries, seed=seed)
     )
     engine, out = runner.engine, {}
+    text = np.frombuffer(problem.prompt.encode(), dtype=np.uint8)
+    quotes = np.flatnonzero((text[2:] == ord("'")) & (text[1:-1] == ord(" ")) & (text[:-2] == ord("="))) + 2
     for chain in problem.queries:
         request = native_request(problem.prompt, hops, True, chain.query)
+        first = chain.hashes[1]
+        for j in range(min(copy_bytes, len(first))):
+            runner.continue_text((request + first[: j - 1] if j else request[:-1]).encode())
+            engine.read_trace = []
+            try:
+                logits = engine.step(ord(first[j - 1]) if j else ord(request[-1]))
+                trace = engine.read_trace
+            finally:
+                engine.read_trace = None
+            right_ids = np.array([start + j - 1 for start in hash_starts(problem.prompt, first)])
+            shaped = question_shaped(quotes, text, first[:j].encode())
+            cell = out.setdefault(f"first hash, byte {j}", {"right": 0, "asked": 0, "newline": 0, "wrong": []})
+            cell["asked"] += 1
+            good = int(logits.argmax()) == ord(first[j])
+            cell["right"] += good
+            wrong = {}
+            for block, ids, read_logits, sink in trace:
+                for head in range(len(ids)):
+                    on, near = np.isin(ids[head], right_ids), np.isin(ids[head], shaped) & ~np.isin(ids[head], right_ids)
+                    row = np.append(read_logits[head], sink[head])
+                    weights = np.exp(row - row.max())
+                    weights /= weights.sum()
+                    best_on = read_logits[head][on].max() if on.any() else -np.inf
+                    best_off = max(read_logits[head][~on].max() if (~on).any() else -np.inf, sink[head])
+                    heaviest = int(np.argmax(row))
+                    share_on, share_near = float(weights[:-1][on].sum()), float(weights[:-1][near].sum())
+                    cell.setdefault((block, head), []).append((share_on, heaviest < len(on) and bool(on[heaviest]), best_on - best_off, share_near))
+                    wrong[(block, head)] = (share_on, share_near)
+            if not good:
+                cell["wrong"].append(wrong)
         # at each jump (after writing H(m+1) = , the link H(m+1) = H(m+2), quoted when it is the last), and a step
         # before, at the end of the copied hash H(m+1) (the same link to read; the space of ` = ` to write)
         for m, at_jump in [(m, j) for m in range(1, hops) for j in (False, True)]:
@@ -113,6 +176,7 @@ def main() -> None:
     ap.add_argument("--hops", default="2,3", help="chain lengths (CoT answers; each jump after the first hash is traced)")
     ap.add_argument("--queries", type=int, default=30, help="chains asked per prompt")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--copy-bytes", type=int, default=0, help="also trace the steps that write the first hash's first N bytes (0: none)")
     ap.add_argument("--rescore", type=int, default=None, help="the engine's rescore setting (default: the engine's)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--section", default="ltm2_jump_reads", help="RESULTS.md section to write ('' for none)")
@@ -122,6 +186,8 @@ def main() -> None:
         hops = [int(x) for x in args.hops.split(",") if x.strip()]
     except ValueError as e:
         raise HashHopError(f"--lengths / --hops: {e}") from None
+    if args.copy_bytes < 0 or args.copy_bytes > HASH_LENGTH:
+        raise HashHopError(f"--copy-bytes must be a whole number from 0 to {HASH_LENGTH} (the hash length), got {args.copy_bytes}")
     if not lengths or not hops or any(h < 2 for h in hops) or args.queries < 1:
         raise HashHopError("give at least one length, hop counts >= 2 (a 1-hop answer makes no jump after its first hash) and --queries >= 1")
     if args.threads:
@@ -135,10 +201,10 @@ def main() -> None:
         + " |\n|"
         + "---|" * (4 + len(heads))
     )
-    rows, memory = [], ""
+    rows, notes, memory = [], [], ""
     for length in lengths:
         for hop in hops:
-            cells = jump_reads(runner, length, hop, args.queries, args.seed)
+            cells = jump_reads(runner, length, hop, args.queries, args.seed, args.copy_bytes)
             memory = memory_note(runner)
             for label, cell in cells.items():
                 parts = []
@@ -153,7 +219,13 @@ def main() -> None:
                 row = f"| {length:,} | {hop} | {label} | {cell['right']}/{cell['asked']} ({cell['newline']}) | " + " | ".join(parts) + " |"
                 rows.append(row)
                 print(row, flush=True)
-    table = header + "\n" + "\n".join(rows)
+                for wrong in cell.get("wrong", []):
+                    notes.append(
+                        f"- {length:,}, {hop} hops, {label}: greedy byte wrong; weight on the right entries / on the question-shaped ones, per block and head: "
+                        + ", ".join(f"{b}.{h} {wrong[(b, h)][0]:.2f} / {wrong[(b, h)][1]:.2f}" for b, h in heads if (b, h) in wrong)
+                    )
+                    print(notes[-1], flush=True)
+    table = header + "\n" + "\n".join(rows) + ("\n\n" + "\n".join(notes) if notes else "")
     if args.section:
         command = "python benchmarks/ltm2_jump_reads.py " + shlex.join(sys.argv[1:])
         intro = (
@@ -164,7 +236,18 @@ def main() -> None:
             " entry there minus the best elsewhere, the sink included), and at the end of a copied hash the share on the"
             " last two entries of the link it was copied from (its last byte and newline). Next byte right: the greedy byte"
             " is the next hash's first (at a jump) or the space of ` = ` (at the end of a copied hash); in brackets how many"
-            f" greedy bytes were a newline. Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s).\n"
+            f" greedy bytes were a newline."
+            + (
+                f" Rows *first hash, byte j* (`--copy-bytes {args.copy_bytes}`): the answer given up to byte j of its first hash,"
+                " the step that writes it; the right entries are those before that byte wherever the hash stands (the question's"
+                " link `H1 = H2`, which lacks the question's quote, and the start of `H2 = H3`), the last slot the share on the"
+                " *question-shaped* entries (the end of `= '` and the j bytes written so far in another link: a quoted link"
+                " whose value starts the same way); the list under the table gives those shares for each step whose greedy"
+                " byte is wrong. Byte 0 is the first jump."
+                if args.copy_bytes
+                else ""
+            )
+            + f" Command: `{command.strip()}` ({time.perf_counter() - started:.0f} s).\n"
         )
         update_section(args.section, intro + "\n" + table)
 
