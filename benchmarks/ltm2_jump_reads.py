@@ -84,6 +84,11 @@ def hash_starts(prompt: str, value: str) -> list[int]:
     return starts
 
 
+def quote_ends(text: np.ndarray) -> np.ndarray:
+    """The positions of every ``'`` that follows ``= `` in ``text`` (bytes): where a quoted link's value starts, less one."""
+    return np.flatnonzero((text[2:] == ord("'")) & (text[1:-1] == ord(" ")) & (text[:-2] == ord("="))) + 2
+
+
 def question_shaped(quotes: np.ndarray, text: np.ndarray, written: bytes) -> np.ndarray:
     """The entries laid out as a question that wrote ``written`` after its quote: ``quotes`` the positions of every
     ``'`` that follows ``= `` in ``text`` (the prompt's bytes); those followed by ``written``, at its last byte."""
@@ -103,7 +108,7 @@ def jump_reads(runner, length: int, hops: int, queries: int, seed: int, copy_byt
     )
     engine, out = runner.engine, {}
     text = np.frombuffer(problem.prompt.encode(), dtype=np.uint8)
-    quotes = np.flatnonzero((text[2:] == ord("'")) & (text[1:-1] == ord(" ")) & (text[:-2] == ord("="))) + 2
+    quotes = quote_ends(text)
     for chain in problem.queries:
         request = native_request(problem.prompt, hops, True, chain.query)
         first = chain.hashes[1]

@@ -68,6 +68,34 @@ def test_jump_reads_trace_each_heads_read_at_a_cot_answers_jumps():
         assert all(np.isnan(t) for t in there) if not label.startswith("end") else all(0 <= t <= 1 + 1e-6 for t in there)
 
 
+def test_copy_reads_find_a_first_hashs_sources_and_the_question_shaped_entries():
+    """ltm2_jump_reads --copy-bytes: a first hash H2 stands as the value of `H1 = H2` and as the key of `H2 = 'H3'`;
+    the question-shaped entries for bytes written so far end `= '` plus those bytes in some quoted link; each traced
+    step gives every block and head its shares of the read."""
+    from ltm2_jump_reads import hash_starts, jump_reads, question_shaped, quote_ends
+
+    problem = plan(HashHopSpec(context_tokens=6000, tokenizer="chars", hops=2, chain_of_thought=True, hash_length=16, num_queries=2, seed=5))
+    text = np.frombuffer(problem.prompt.encode(), dtype=np.uint8)
+    quotes = quote_ends(text)
+    assert len(quotes) == problem.prompt.count("= '") and all(problem.prompt[q - 2 : q + 1] == "= '" for q in quotes)
+    for chain in problem.queries:
+        h1, h2, h3 = chain.hashes
+        starts = sorted(hash_starts(problem.prompt, h2))
+        assert len(starts) == 2 and all(problem.prompt[s : s + 16] == h2 for s in starts)
+        assert any(problem.prompt[s - 1] == "\n" for s in starts) and any(problem.prompt[s - 3 : s] == " = " for s in starts)
+        ends = question_shaped(quotes, text, h3[:2].encode())
+        assert problem.prompt.index(" = '" + h3) + 5 in ends.tolist()  # H3's own quoted link, at its second byte
+        assert all(problem.prompt[e - 4 : e + 1] == "= '" + h3[:2] for e in ends)
+    runner = make_variant("trained", None)
+    cells = jump_reads(runner, 6000, 2, 2, 5, copy_bytes=2)
+    assert {"first hash, byte 0", "first hash, byte 1"} <= set(cells) and runner.engine.read_trace is None
+    for label in ("first hash, byte 0", "first hash, byte 1"):
+        cell = cells[label]
+        assert cell["asked"] == 2 and len(cell["wrong"]) == 2 - cell["right"]
+        reads = [got for key, got in cell.items() if isinstance(key, tuple)]
+        assert all(0 <= on <= 1 + 1e-6 and 0 <= near <= 1 + 1e-6 and on + near <= 1 + 1e-6 for got in reads for on, _, _, near in got)
+
+
 def test_first_wrong_step_names_each_byte_of_real_answers():
     """first_wrong_step against real answers (the generator's chains) read byte by byte: a hash's first byte is a
     jump, its next three an early copy, the rest a copy, the space before ` = ` the hash end, `= ` the separator and
