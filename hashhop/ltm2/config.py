@@ -65,6 +65,8 @@ READ_SECOND_READ_JUMPS = True  # stage 2: a CoT answer's jumps are targets of th
 # (task.extra.hashhop_second_read_jumps; hashhop.ltm2.data.hashhop_reads). Alone (twenty-second session) no gain; with
 # READ_CONFUSERS the shipped recipe since the twenty-seventh session: two training seeds answer 109 and 110 of 120 two-
 # and three-hop CoT questions at 1M against the earlier recipe's 102 (RESULTS.md, ltm2_recall_1m_30q_r1jcf, _r1jcf2)
+READ_SECOND_READ_COPIES = 0  # stage 2: each hash's copied bytes 1..N are targets of the second read too
+# (task.extra.hashhop_second_read_copies): tried in the twenty-eighth session (docs/ltm2.md)
 READ_POINTER_JITTER = 1.0  # stage 2, with pointer: each row's pointer bonuses times a factor drawn log-uniformly from
 # [1, this] in training (MixerConfig.pointer_jitter; 1: off): tried in the twenty-third session (docs/ltm2.md)
 READ_POINTER_READ_LOSS = "off"  # stage 2, with pointer: the read loss scores reads with the pointer's bonuses ("bonus";
@@ -120,6 +122,7 @@ def ltm2_config(
     pointer_read_loss: str = READ_POINTER_READ_LOSS,
     read_confusers: int = READ_CONFUSERS,
     read_query_confusers: float = READ_QUERY_CONFUSERS,
+    second_read_copies: int = READ_SECOND_READ_COPIES,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -134,7 +137,8 @@ def ltm2_config(
     whose hashes are near misses of each other (task.extra.hashhop_near_miss); ``query_reads`` (stage 2): read targets
     in each HashHop question too (task.extra.hashhop_query_reads); ``cot_reads`` (stage 2): read targets at the space
     after each hash a CoT answer writes (task.extra.hashhop_cot_reads); ``second_read_jumps`` (stage 2): a CoT answer's
-    jumps are targets of the second read too (task.extra.hashhop_second_read_jumps); ``pointer_length_gain`` (stage 2, with ``pointer``):
+    jumps are targets of the second read too (task.extra.hashhop_second_read_jumps); ``second_read_copies`` (stage 2):
+    task.extra.hashhop_second_read_copies; ``pointer_length_gain`` (stage 2, with ``pointer``):
     beyond the row length a pointer's bonus grows by the read's length gain once more (MixerConfig.pointer_length_ref);
     ``pointer_jitter`` / ``pointer_read_loss`` (stage 2, with ``pointer``): MixerConfig.pointer_jitter / pointer_read_loss;
     ``read_confusers`` / ``read_query_confusers`` (stage 2): MixerConfig.read_confusers / read_query_confusers;
@@ -150,7 +154,7 @@ def ltm2_config(
     return RunConfig.from_dict(
         {
             "name": name,
-            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **({"hashhop_cot_reads": True} if stage == 2 and cot_reads else {}), **({"hashhop_second_read_jumps": True} if stage == 2 and second_read_jumps else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {})}},
+            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **({"hashhop_cot_reads": True} if stage == 2 and cot_reads else {}), **({"hashhop_second_read_jumps": True} if stage == 2 and second_read_jumps else {}), **({"hashhop_second_read_copies": second_read_copies} if stage == 2 and second_read_copies else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {})}},
             "model": {"mixer": mixer if stage == 1 else {**mixer, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {}), **({"pointer_jitter": pointer_jitter} if pointer_jitter != 1 else {}), **({"pointer_read_loss": pointer_read_loss} if pointer_read_loss != "off" else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {}), **({"read_confusers": read_confusers, **({"read_query_confusers": read_query_confusers} if read_query_confusers else {})} if read_confusers else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,

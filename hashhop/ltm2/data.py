@@ -344,13 +344,14 @@ def build_hashhop(
     query_reads: bool = False,
     cot_reads: bool = False,
     second_read_jumps: bool = False,
+    second_read_copies: int = 0,
 ) -> Built:
     """:func:`hashhop_sample` with its parts: ``meta`` holds the prompt and completion exactly as written. With
     probability ``near_miss`` the row's hashes are rewritten so that many share a few first or last characters with
     another (:func:`near_miss_hashes`): the same format, with the crowd of near misses a long context holds.
     ``query_reads``: read targets in each question too; ``cot_reads``: at the space after each hash a chain-of-thought
-    answer writes too; ``second_read_jumps``: an answer's jumps are targets of the second read too
-    (:func:`hashhop_reads`); the text is the same."""
+    answer writes too; ``second_read_jumps`` / ``second_read_copies``: an answer's jumps / each hash's first copied bytes
+    are targets of the second read too (:func:`hashhop_reads`); the text is the same."""
     from hashhop.task.generator import plan
     from hashhop.task.grammar import completion_header, format_completion, query_line
     from hashhop.task.sample import Chain
@@ -420,14 +421,15 @@ def build_hashhop(
     for chain in queries:  # the completion, piece by piece: loss on each answer and its closing quote
         answer = chain.answer(cot)
         built.add(query_line(chain.query))
-        built.reads += hashhop_reads(chain, cot, prompt_at, len(built), query_reads, cot_reads, second_read_jumps)
+        built.reads += hashhop_reads(chain, cot, prompt_at, len(built), query_reads, cot_reads, second_read_jumps, second_read_copies)
         built.add(answer + "'", trained=True)
         built.add("\n")
     return built
 
 
 def hashhop_reads(
-    chain, cot: bool, prompt_at: int, answer_at: int, query_reads: bool = False, cot_reads: bool = False, second_read_jumps: bool = False
+    chain, cot: bool, prompt_at: int, answer_at: int, query_reads: bool = False, cot_reads: bool = False, second_read_jumps: bool = False,
+    second_read_copies: int = 0,
 ) -> list[tuple[int, int, tuple[int, ...], int]]:
     """Where each byte of a HashHop answer is read from, for :attr:`Built.reads`: ``chain`` a
     :class:`hashhop.task.formats.Chain` (hashes H1 .. Hk+1, its links' offsets in the prompt), ``prompt_at`` /
@@ -463,7 +465,13 @@ def hashhop_reads(
     read learnt to find a link by its hash's last few bytes and the ``= '`` after them, enough among a 16K row's links
     and fooled at 1M+ by another link whose hash ends the same way; its read decides the answer's byte there
     (benchmarks/ltm2_jump_reads.py). The near-miss rows (hashes sharing their last 1-8 characters) make that shortcut fail
-    in training too."""
+    in training too.
+
+    ``second_read_copies`` N: the COPYs of each hash's bytes 1..N (the copy's first bytes after its jump) are targets
+    of the second read too, the same entries. There the first read's heads find the link (one of them suffices for
+    the loss), while at 10M the second block's read, unsupervised, often takes the entries laid out as the question
+    (another quoted link whose value starts as the copy so far) in the answers that go wrong
+    (benchmarks/ltm2_jump_reads.py --copy-bytes)."""
     hashes, hops = chain.hashes, len(chain.hashes) - 1
     link_at = [prompt_at + offset for offset in chain.offsets]  # link m (0-based): H(m+1) = H(m+2)
     asked = []
@@ -476,10 +484,9 @@ def hashhop_reads(
 
     def copies(at: int, m: int) -> list[tuple[int, int, tuple[int, ...], int]]:
         """Bytes 1.. of link m's value, written from ``at`` on (its byte 0, a jump, at ``at``)."""
-        return [
-            (at + j, 0, (value_at(m) + j, *((link_at[m + 1] + j,) if m + 1 < hops else ())), COPY)
-            for j in range(1, len(hashes[m + 1]))
-        ]
+        targets = [(value_at(m) + j, *((link_at[m + 1] + j,) if m + 1 < hops else ())) for j in range(len(hashes[m + 1]))]
+        first = [(at + j, 0, targets[j], COPY) for j in range(1, len(hashes[m + 1]))]
+        return first + [(at + j, 1, targets[j], COPY) for j in range(1, min(second_read_copies + 1, len(hashes[m + 1])))]
 
     def closing_quote(at: int) -> tuple[int, int, tuple[int, ...], int]:
         return (at, 0, (value_at(hops - 1) + len(hashes[-1]),), COPY)
@@ -904,6 +911,9 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
     second_read_jumps = cfg.extra.get("hashhop_second_read_jumps", False)
     if not isinstance(second_read_jumps, bool):
         raise HashHopError(f"task.extra.hashhop_second_read_jumps must be true or false, got {second_read_jumps!r}")
+    second_read_copies = cfg.extra.get("hashhop_second_read_copies", 0)
+    if isinstance(second_read_copies, bool) or not isinstance(second_read_copies, int) or not 0 <= second_read_copies <= 64:
+        raise HashHopError(f"task.extra.hashhop_second_read_copies must be a whole number from 0 to 64, got {second_read_copies!r}")
     near_miss = cfg.extra.get("hashhop_near_miss", 0.0)
     if isinstance(near_miss, bool) or not isinstance(near_miss, (int, float)) or not 0 <= near_miss <= 1:
         raise HashHopError(f"task.extra.hashhop_near_miss must be a number from 0 to 1, got {near_miss!r}")
@@ -926,7 +936,7 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
         "needle": {"far_keys": float(far_keys), "max_asked": max_asked},
     }
     built_options = {  # read targets only: the same text
-        "hashhop": {**options["hashhop"], "query_reads": query_reads, **({"cot_reads": True} if cot_reads else {}), **({"second_read_jumps": True} if second_read_jumps else {})},
+        "hashhop": {**options["hashhop"], "query_reads": query_reads, **({"cot_reads": True} if cot_reads else {}), **({"second_read_jumps": True} if second_read_jumps else {}), **({"second_read_copies": second_read_copies} if second_read_copies else {})},
         "needle": {**options["needle"], "reads": needle_reads, **({"hold": True} if needle_hold else {})},
     }
     # One seed per row from the torch generator: the rows are independent and reproducible.

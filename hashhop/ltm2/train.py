@@ -43,6 +43,7 @@ from hashhop.ltm2.config import (
     READ_QUERY_CONFUSERS,
     READ_QUERY_READS,
     READ_QUERY_SHIFT,
+    READ_SECOND_READ_COPIES,
     READ_SECOND_READ_JUMPS,
     READ_SEQ_LEN,
     READ_STEPS,
@@ -108,6 +109,7 @@ def train_ltm2(
     pointer_read_loss: str = READ_POINTER_READ_LOSS,
     read_confusers: int = READ_CONFUSERS,
     read_query_confusers: float = READ_QUERY_CONFUSERS,
+    second_read_copies: int = READ_SECOND_READ_COPIES,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these.
@@ -139,7 +141,7 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + kernel_name + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "") + (f"_r1copies{second_read_copies}" if second_read_copies else "")
         name += ("_plen" if pointer and pointer_length_gain else "") + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "") + (f"_ploss{pointer_read_loss}" if pointer and pointer_read_loss != "off" else "") + (f"_conf{read_confusers}" if read_confusers else "") + (f"_qconf{read_query_confusers:g}" if read_confusers and read_query_confusers else "")
         name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
@@ -149,7 +151,7 @@ def train_ltm2(
             pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
             needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
             second_read_jumps=second_read_jumps, pointer_jitter=pointer_jitter, pointer_read_loss=pointer_read_loss,
-            read_confusers=read_confusers, read_query_confusers=read_query_confusers,
+            read_confusers=read_confusers, read_query_confusers=read_query_confusers, second_read_copies=second_read_copies,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -290,6 +292,11 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
         second += (
             " A chain-of-thought answer's jumps (its first byte; after each hash it writes, the `=` and the next hash's first"
             " byte) are read targets of the second read too, the same entries as the first read's."
+        )
+    if cfg["task"]["extra"].get("hashhop_second_read_copies"):
+        second += (
+            f" Each hash's copied bytes 1-{cfg['task']['extra']['hashhop_second_read_copies']} (after its jump) are read targets"
+            " of the second read too, the same entries as the first read's."
         )
     extra = cfg["task"]["extra"]
     needle = [
@@ -474,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage, with --read-confusers: this share of them drawn from the reading positions' own windows, the trailing run of letters and digits kept (0: none)",
     )
     ap.add_argument(
+        "--second-read-copies", type=int, default=READ_SECOND_READ_COPIES, metavar="N",
+        help="second stage: each hash's copied bytes 1..N (after its jump) are read targets of the second block's read too (0: none)",
+    )
+    ap.add_argument(
         "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
         help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
     )
@@ -540,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
             f"--read-confusers ({args.read_confusers}; the read stage's default is {READ_CONFUSERS}) and --read-negatives / --read-far each add"
             " keys to the supervised reads: pass --read-confusers 0 with them"
         )
+    if not 0 <= args.second_read_copies <= 64:
+        ap.error(f"--second-read-copies must be a whole number from 0 to 64, got {args.second_read_copies}")
     if not 0 <= args.read_query_confusers <= 1:
         ap.error(f"--read-query-confusers is a share from 0 to 1, got {args.read_query_confusers:g}")
     if args.read_query_confusers and not args.read_confusers:
@@ -583,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
             pointer_read_loss=args.pointer_read_loss,
             read_confusers=args.read_confusers,
             read_query_confusers=args.read_query_confusers,
+            second_read_copies=args.second_read_copies,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

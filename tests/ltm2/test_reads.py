@@ -141,6 +141,29 @@ def test_second_read_jumps_give_the_second_read_the_first_reads_jumps(hops, cot)
         assert all(s[0] < start for _, _, s, _ in extra)  # out of the prompt's links
 
 
+@pytest.mark.parametrize("hops,cot", [(1, True), (2, True), (3, True), (2, False)])
+def test_second_read_copies_give_the_second_read_each_hashs_first_copied_bytes(hops, cot):
+    """hashhop_reads(second_read_copies=N): every earlier target kept, in order, plus for each hash the answer writes
+    the first read's COPYs of its bytes 1..N for the second read, the same bytes and entries (each entry the byte
+    before the one to write, in a link of the prompt)."""
+    problem = plan(HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 23))
+    text = problem.prompt + "\n\n"
+    for chain in problem.queries:
+        start = len(text) + len(chain.query) + 4  # after `Q = '`
+        text += f"{chain.query} = '{chain.answer(cot)}'\n"
+        plain = d.hashhop_reads(chain, cot, 0, start, query_reads=True, second_read_jumps=True)
+        added = d.hashhop_reads(chain, cot, 0, start, query_reads=True, second_read_jumps=True, second_read_copies=3)
+        extra = [r for r in added if r not in plain]
+        assert [r for r in added if r in plain] == plain
+        written = hops if cot else 1  # hashes the answer writes
+        assert len(extra) == 3 * written and all(read == 1 and kind == d.COPY for _, read, _, kind in extra)
+        first_copies = {(b, s) for b, read, s, kind in plain if read == 0 and kind == d.COPY}
+        assert all((b, s) in first_copies for b, _, s, _ in extra)
+        for b, _, sources, _ in extra:  # the byte to write follows each target entry in the prompt
+            assert all(text[source + 1] == text[b + 1] for source in sources) and all(source < start for source in sources)
+    assert d.hashhop_reads(chain, cot, 0, start, second_read_copies=99) == d.hashhop_reads(chain, cot, 0, start, second_read_copies=5)  # at most a hash's bytes
+
+
 def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n\n" * 2000)
@@ -198,6 +221,14 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     assert torch.equal(second5[new], first3[new])  # the first read's own targets there
     with pytest.raises(HashHopError, match="hashhop_second_read_jumps"):
         d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_jumps": 1}), 1, torch.Generator())
+    # hashhop_second_read_copies: the same rows and first-read targets; the second read's copies are the first read's
+    x6, y6, r6 = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_copies": 2}), 16, torch.Generator().manual_seed(2))
+    copies6 = r6[:, :, 1, d.COPY, 0]
+    assert torch.equal(x6, x) and torch.equal(y6, y) and torch.equal(r6[:, :, 0], r3[:, :, 0]) and int((copies6 >= 0).sum()) > 10
+    assert torch.equal(copies6[copies6 >= 0], r3[:, :, 0, d.COPY, 0][copies6 >= 0]) and (r3[:, :, 1, d.COPY, 0] < 0).all()
+    for bad in (-1, True, 65):
+        with pytest.raises(HashHopError, match="hashhop_second_read_copies"):
+            d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_copies": bad}), 1, torch.Generator())
 
 
 def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
@@ -419,7 +450,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
     assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle); where a question's text" in card and "step along the needle to the value." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"]):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"], ["--second-read-copies", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
@@ -756,6 +787,8 @@ def test_needle_options_are_stage_two_task_extras():
     assert "hashhop_cot_reads" not in extra(stage=1, cot_reads=True)
     assert extra()["hashhop_second_read_jumps"] is True and "hashhop_second_read_jumps" not in extra(second_read_jumps=False)  # the default
     assert "hashhop_second_read_jumps" not in extra(stage=1, second_read_jumps=True)
+    assert "hashhop_second_read_copies" not in extra() and extra(second_read_copies=3)["hashhop_second_read_copies"] == 3
+    assert "hashhop_second_read_copies" not in extra(stage=1, second_read_copies=3)
 
 
 def test_shipped_stage_one_is_the_recipe_stage_one_and_carries_its_card():
