@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from hashhop.errors import HashHopError
+
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "ltm2.safetensors")
 CARD = os.path.join(os.path.dirname(WEIGHTS), "MODEL_CARD.md")
 STEPS = 1400
@@ -123,6 +125,7 @@ def ltm2_config(
     read_confusers: int = READ_CONFUSERS,
     read_query_confusers: float = READ_QUERY_CONFUSERS,
     second_read_copies: int = READ_SECOND_READ_COPIES,
+    copy_read_loss: float = COPY_READ_LOSS,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -138,7 +141,8 @@ def ltm2_config(
     in each HashHop question too (task.extra.hashhop_query_reads); ``cot_reads`` (stage 2): read targets at the space
     after each hash a CoT answer writes (task.extra.hashhop_cot_reads); ``second_read_jumps`` (stage 2): a CoT answer's
     jumps are targets of the second read too (task.extra.hashhop_second_read_jumps); ``second_read_copies`` (stage 2):
-    task.extra.hashhop_second_read_copies; ``pointer_length_gain`` (stage 2, with ``pointer``):
+    task.extra.hashhop_second_read_copies, which count only with ``copy_read_loss`` (stage 2: the copy targets' weight in
+    the read loss; 0 by default, so copies are unsupervised); ``pointer_length_gain`` (stage 2, with ``pointer``):
     beyond the row length a pointer's bonus grows by the read's length gain once more (MixerConfig.pointer_length_ref);
     ``pointer_jitter`` / ``pointer_read_loss`` (stage 2, with ``pointer``): MixerConfig.pointer_jitter / pointer_read_loss;
     ``read_confusers`` / ``read_query_confusers`` (stage 2): MixerConfig.read_confusers / read_query_confusers;
@@ -148,6 +152,11 @@ def ltm2_config(
     sees the last 1 + encoder_layers x (conv_kernel - 1) bytes (the stage-2 value must be the stage-1 weights')."""
     from hashhop.lab.config import RunConfig
 
+    if stage == 2 and second_read_copies and not copy_read_loss:
+        raise HashHopError(
+            "second_read_copies adds copy targets, which the read loss weighs by copy_read_loss (the read stage's default"
+            " is 0: copies unsupervised): set copy_read_loss > 0 with it"
+        )
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
     mixer = {**MIXER, "conv_kernel": conv_kernel}
     seq_len = seq_len or (SEQ_LEN if stage == 1 else READ_SEQ_LEN)
@@ -164,7 +173,7 @@ def ltm2_config(
             "seed": seed + (stage - 1),
             "threads": threads,
             "read_loss": 0.0 if stage == 1 else READ_LOSS,
-            "copy_read_loss": 0.0 if stage == 1 else COPY_READ_LOSS,
+            "copy_read_loss": 0.0 if stage == 1 else copy_read_loss,
             "init_from": init_from,
         }
     )

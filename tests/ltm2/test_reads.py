@@ -450,7 +450,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
     assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle); where a question's text" in card and "step along the needle to the value." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"], ["--second-read-copies", "-1"]):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"], ["--second-read-copies", "-1"], ["--second-read-copies", "3"], ["--copy-read-loss", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
@@ -787,8 +787,11 @@ def test_needle_options_are_stage_two_task_extras():
     assert "hashhop_cot_reads" not in extra(stage=1, cot_reads=True)
     assert extra()["hashhop_second_read_jumps"] is True and "hashhop_second_read_jumps" not in extra(second_read_jumps=False)  # the default
     assert "hashhop_second_read_jumps" not in extra(stage=1, second_read_jumps=True)
-    assert "hashhop_second_read_copies" not in extra() and extra(second_read_copies=3)["hashhop_second_read_copies"] == 3
+    assert "hashhop_second_read_copies" not in extra() and extra(second_read_copies=3, copy_read_loss=0.1)["hashhop_second_read_copies"] == 3
     assert "hashhop_second_read_copies" not in extra(stage=1, second_read_copies=3)
+    assert ltm2_config("c.bin", stage=2, init_from="w", second_read_copies=3, copy_read_loss=0.1).copy_read_loss == 0.1
+    with pytest.raises(HashHopError, match="copy_read_loss"):  # copies weighted 0 (the default): the option would do nothing
+        extra(second_read_copies=3)
 
 
 def test_shipped_stage_one_is_the_recipe_stage_one_and_carries_its_card():
