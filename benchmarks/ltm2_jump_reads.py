@@ -71,6 +71,18 @@ def copied_from(prompt: str, value: str) -> tuple[int, int]:
     return last, last + 2
 
 
+def read_weights(logits: np.ndarray, sink: float, on: np.ndarray) -> tuple[np.ndarray, bool, float]:
+    """One head's read: the softmax weights of its entries then the sink, whether the heaviest is one of ``on``, and
+    the margin (the best logit on ``on`` minus the best elsewhere, the sink included)."""
+    row = np.append(logits, sink)
+    weights = np.exp(row - row.max())
+    weights /= weights.sum()
+    best_on = logits[on].max() if on.any() else -np.inf
+    best_off = max(logits[~on].max() if (~on).any() else -np.inf, sink)
+    heaviest = int(np.argmax(row))
+    return weights, heaviest < len(on) and bool(on[heaviest]), best_on - best_off
+
+
 def hash_starts(prompt: str, value: str) -> list[int]:
     """Where ``value`` starts as a link's value (after ``= `` or ``= '``) or as a line's first word (a link's key)."""
     starts = []
@@ -130,14 +142,9 @@ def jump_reads(runner, length: int, hops: int, queries: int, seed: int, copy_byt
             for block, ids, read_logits, sink in trace:
                 for head in range(len(ids)):
                     on, near = np.isin(ids[head], right_ids), np.isin(ids[head], shaped) & ~np.isin(ids[head], right_ids)
-                    row = np.append(read_logits[head], sink[head])
-                    weights = np.exp(row - row.max())
-                    weights /= weights.sum()
-                    best_on = read_logits[head][on].max() if on.any() else -np.inf
-                    best_off = max(read_logits[head][~on].max() if (~on).any() else -np.inf, sink[head])
-                    heaviest = int(np.argmax(row))
+                    weights, heaviest_on, margin = read_weights(read_logits[head], sink[head], on)
                     share_on, share_near = float(weights[:-1][on].sum()), float(weights[:-1][near].sum())
-                    cell.setdefault((block, head), []).append((share_on, heaviest < len(on) and bool(on[heaviest]), best_on - best_off, share_near))
+                    cell.setdefault((block, head), []).append((share_on, heaviest_on, margin, share_near))
                     wrong[(block, head)] = (share_on, share_near)
             if not good:
                 cell["wrong"].append(wrong)
@@ -163,14 +170,9 @@ def jump_reads(runner, length: int, hops: int, queries: int, seed: int, copy_byt
             for block, ids, read_logits, sink in trace:
                 for head in range(len(ids)):
                     on = (ids[head] >= first) & (ids[head] < end)
-                    row = np.append(read_logits[head], sink[head])
-                    weights = np.exp(row - row.max())
-                    weights /= weights.sum()
-                    best_on = read_logits[head][on].max() if on.any() else -np.inf
-                    best_off = max(read_logits[head][~on].max() if (~on).any() else -np.inf, sink[head])
-                    heaviest = int(np.argmax(row))
+                    weights, heaviest_on, margin = read_weights(read_logits[head], sink[head], on)
                     there = np.nan if source is None else float(weights[:-1][(ids[head] >= source[0]) & (ids[head] < source[1])].sum())
-                    cell.setdefault((block, head), []).append((float(weights[:-1][on].sum()), heaviest < len(on) and bool(on[heaviest]), best_on - best_off, there))
+                    cell.setdefault((block, head), []).append((float(weights[:-1][on].sum()), heaviest_on, margin, there))
     return out
 
 
