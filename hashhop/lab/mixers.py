@@ -87,6 +87,10 @@ class MixerConfig:
     # (`Y = 'AB` against the question's `X = 'AB`), which a long memory holds by the thousand for a copy's first bytes
     # while the link to copy from differs from the question by a quote. 0: none
     read_query_confusers: float = 0.0
+    # training only: the read loss at copy targets (the lab's copy_read_loss) scores every head of a read, each on its
+    # own share (the mean of their -log shares), not the heads' average share (which one head earns alone): a head
+    # whose read a copy's first bytes send to other links laid out as the question is then learns to follow too
+    copy_read_each_head: bool = False
     # reads keep the read_top_k best entries per query and head (found without autograd, a chunk of queries at a time,
     # then scored exactly with it) and the sink, as the engine's reads do: long rows at a fraction of the dense read's
     # time and memory. 0: every visible entry (dense)
@@ -131,6 +135,7 @@ class MixerConfig:
         checks.number("read_query_confusers", self.read_query_confusers, 0.0, 1.0)
         if self.read_query_confusers and not self.read_confusers:
             raise HashHopError("read_query_confusers is a share of read_confusers: set read_confusers too")
+        checks.flag("copy_read_each_head", self.copy_read_each_head)
         checks.whole("read_top_k", self.read_top_k, 0, 1 << 16)
         checks.choice("inner", self.inner, tuple(n for n in mixer_names() if n != "hybrid"), "inner mixer")
 

@@ -126,6 +126,7 @@ def ltm2_config(
     read_query_confusers: float = READ_QUERY_CONFUSERS,
     second_read_copies: int = READ_SECOND_READ_COPIES,
     copy_read_loss: float = COPY_READ_LOSS,
+    copy_read_each_head: bool = False,
 ):
     """The lab RunConfig that trains LTM-2 (byte-level: vocabulary 256, one lab block whose mixer is ltm2).
     ``stage`` 2: the read-supervised stage, ``steps`` more from ``init_from`` (stage 1's run folder), seed + 1 (new
@@ -142,7 +143,8 @@ def ltm2_config(
     after each hash a CoT answer writes (task.extra.hashhop_cot_reads); ``second_read_jumps`` (stage 2): a CoT answer's
     jumps are targets of the second read too (task.extra.hashhop_second_read_jumps); ``second_read_copies`` (stage 2):
     task.extra.hashhop_second_read_copies, which count only with ``copy_read_loss`` (stage 2: the copy targets' weight in
-    the read loss; 0 by default, so copies are unsupervised); ``pointer_length_gain`` (stage 2, with ``pointer``):
+    the read loss; 0 by default, so copies are unsupervised); ``copy_read_each_head`` (stage 2, with ``copy_read_loss``):
+    MixerConfig.copy_read_each_head; ``pointer_length_gain`` (stage 2, with ``pointer``):
     beyond the row length a pointer's bonus grows by the read's length gain once more (MixerConfig.pointer_length_ref);
     ``pointer_jitter`` / ``pointer_read_loss`` (stage 2, with ``pointer``): MixerConfig.pointer_jitter / pointer_read_loss;
     ``read_confusers`` / ``read_query_confusers`` (stage 2): MixerConfig.read_confusers / read_query_confusers;
@@ -157,6 +159,8 @@ def ltm2_config(
             "second_read_copies adds copy targets, which the read loss weighs by copy_read_loss (the read stage's default"
             " is 0: copies unsupervised): set copy_read_loss > 0 with it"
         )
+    if stage == 2 and copy_read_each_head and not copy_read_loss:
+        raise HashHopError("copy_read_each_head scores the copy read targets, which count only with copy_read_loss > 0: set it too")
     lr, warmup = (3e-3, 100) if stage == 1 else (READ_LR, 50)
     mixer = {**MIXER, "conv_kernel": conv_kernel}
     seq_len = seq_len or (SEQ_LEN if stage == 1 else READ_SEQ_LEN)
@@ -164,7 +168,7 @@ def ltm2_config(
         {
             "name": name,
             "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **({"hashhop_cot_reads": True} if stage == 2 and cot_reads else {}), **({"hashhop_second_read_jumps": True} if stage == 2 and second_read_jumps else {}), **({"hashhop_second_read_copies": second_read_copies} if stage == 2 and second_read_copies else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {})}},
-            "model": {"mixer": mixer if stage == 1 else {**mixer, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {}), **({"pointer_jitter": pointer_jitter} if pointer_jitter != 1 else {}), **({"pointer_read_loss": pointer_read_loss} if pointer_read_loss != "off" else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {}), **({"read_confusers": read_confusers, **({"read_query_confusers": read_query_confusers} if read_query_confusers else {})} if read_confusers else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
+            "model": {"mixer": mixer if stage == 1 else {**mixer, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {}), **({"pointer_jitter": pointer_jitter} if pointer_jitter != 1 else {}), **({"pointer_read_loss": pointer_read_loss} if pointer_read_loss != "off" else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {}), **({"read_confusers": read_confusers, **({"read_query_confusers": read_query_confusers} if read_query_confusers else {})} if read_confusers else {}), **({"copy_read_each_head": True} if copy_read_each_head else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),

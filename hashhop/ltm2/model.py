@@ -30,6 +30,7 @@ from torch import nn
 
 from hashhop.errors import HashHopError
 from hashhop.lab.mixers import MixerConfig, register_mixer, rotary
+from hashhop.ltm2.data import COPY as COPY_KIND
 
 # a query shift's share is this times its parameter: under Adam a parameter moves about lr a step, so a share that
 # starts at zero can reach ~1 within a read stage's few hundred steps at lr 1e-3
@@ -187,13 +188,14 @@ class MemoryRead(nn.Module):
 
     def __init__(
         self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False, pointer: bool = False, pointer_candidates: int = 1,
-        pointer_length_ref: int = 0, pointer_jitter: float = 1.0, pointer_read_loss: str = "off",
+        pointer_length_ref: int = 0, pointer_jitter: float = 1.0, pointer_read_loss: str = "off", copy_read_each_head: bool = False,
     ) -> None:
         super().__init__()
         self.heads = heads
         self.pointer_length_ref = pointer_length_ref  # beyond this many entries a bonus grows once more (pointer_gain)
         self.pointer_jitter = pointer_jitter  # training only: each row's bonuses times a factor in [1, this] (MixerConfig)
         self.pointer_read_loss = pointer_read_loss  # training only: the read loss scores the read with its bonuses (MixerConfig)
+        self.copy_read_each_head = copy_read_each_head  # training only: copy targets score each head (MixerConfig)
         # pointer: per head, the entry after the one the previous position's read landed on is always a candidate, its
         # logit raised by a learnt bonus (the previous read's confidence times a learnt gain, plus a learnt function of
         # the hidden state): a read that landed on a link can follow it forward byte by byte (a copy), even where the
@@ -410,7 +412,8 @@ class MemoryRead(nn.Module):
         followed: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The auxiliary read loss: at each position with targets, -log of the share of the read (averaged over
-        heads, so one head may do it) that lands on any of its target entries. q (b, heads, t, hk) the scaled
+        heads, so one head may do it; at copy targets with ``copy_read_each_head``, each head's -log share, averaged)
+        that lands on any of its target entries. q (b, heads, t, hk) the scaled
         queries, k (b, heads, t, hk) the read's keys (``delay`` sink slots, then entry j at slot j + delay), targets
         (b, t, kinds, k) entry ids, -1 for none, one set per kind of target (the data's jumps and copies, weighted
         apart by the trainer). ``far`` (heads, n_far, hk): unit keys from other contexts (earlier batches) that every
@@ -448,7 +451,10 @@ class MemoryRead(nn.Module):
                 wanted = torch.gather(logits, 2, slots.clamp(min=0)[None].expand(len(logits), -1, -1))
                 wanted = wanted.masked_fill((wanted_at[at] < 0)[None], float("-inf"))
                 share = torch.logsumexp(wanted, -1) - torch.logsumexp(logits, -1)  # (heads, n) log share per head
-                sums[kind] = sums[kind] - (torch.logsumexp(share, 0) - math.log(len(share))).sum()
+                if kind == COPY_KIND and self.copy_read_each_head:  # every head scored on its own share
+                    sums[kind] = sums[kind] - share.mean(0).sum()
+                else:  # the heads' average share: one head may earn it
+                    sums[kind] = sums[kind] - (torch.logsumexp(share, 0) - math.log(len(share))).sum()
                 count[kind] += len(at)
         return torch.stack(sums), count
 
@@ -607,7 +613,7 @@ class Block(nn.Module):
         self.local = LocalAttention(d, cfg.n_heads, cfg.window)
         self.read = MemoryRead(
             d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer, cfg.pointer_candidates, cfg.pointer_length_ref,
-            cfg.pointer_jitter, cfg.pointer_read_loss,
+            cfg.pointer_jitter, cfg.pointer_read_loss, cfg.copy_read_each_head,
         )
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 

@@ -112,6 +112,7 @@ def train_ltm2(
     read_query_confusers: float = READ_QUERY_CONFUSERS,
     second_read_copies: int = READ_SECOND_READ_COPIES,
     copy_read_loss: float = COPY_READ_LOSS,
+    copy_read_each_head: bool = False,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these.
@@ -143,7 +144,7 @@ def train_ltm2(
         init = os.path.join(runs, cfg.name)
     if read_steps:
         name = "ltm2_reads" + kernel_name + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "") + (f"_r1copies{second_read_copies}" if second_read_copies else "") + (f"_closs{copy_read_loss:g}" if copy_read_loss != COPY_READ_LOSS else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "") + (f"_r1copies{second_read_copies}" if second_read_copies else "") + (f"_closs{copy_read_loss:g}" if copy_read_loss != COPY_READ_LOSS else "") + ("_ceach" if copy_read_each_head else "")
         name += ("_plen" if pointer and pointer_length_gain else "") + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "") + (f"_ploss{pointer_read_loss}" if pointer and pointer_read_loss != "off" else "") + (f"_conf{read_confusers}" if read_confusers else "") + (f"_qconf{read_query_confusers:g}" if read_confusers and read_query_confusers else "")
         name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
@@ -154,7 +155,7 @@ def train_ltm2(
             needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
             second_read_jumps=second_read_jumps, pointer_jitter=pointer_jitter, pointer_read_loss=pointer_read_loss,
             read_confusers=read_confusers, read_query_confusers=read_query_confusers, second_read_copies=second_read_copies,
-            copy_read_loss=copy_read_loss,
+            copy_read_loss=copy_read_loss, copy_read_each_head=copy_read_each_head,
         )
         stages.append(train_run(cfg, runs, progress=progress, log=log))
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
@@ -210,6 +211,17 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             f" This run is the read-loss stage alone ({stages[0]['steps']} steps, seed {cfg['seed']}, lr {cfg['optim']['lr']},"
             f" read loss weight {cfg['read_loss']}), started from the weights `{os.path.basename(os.path.normpath(cfg['init_from']))}`."
             + _init_card_summary(cfg["init_from"])
+            + (
+                f" The read loss also scores every other byte of a HashHop answer (copied out of a link), averaged apart from the"
+                f" jumps, weight {cfg['copy_read_loss']}."
+                if cfg.get("copy_read_loss")
+                else ""
+            )
+        )
+    if mixer.get("copy_read_each_head"):
+        second += (
+            " At those copies each head of a read is scored on its own share (the mean of the heads' -log shares), not on"
+            " the heads' average share, which one head earns alone."
         )
     if mixer.get("read_top_k"):
         second += (
@@ -492,6 +504,10 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage: the weight of the copy read targets in the read loss (0: copies unsupervised, the default; --second-read-copies needs > 0)",
     )
     ap.add_argument(
+        "--copy-read-each-head", action="store_true",
+        help="second stage: the copy read targets score each head on its own share, not the heads' average (needs --copy-read-loss > 0)",
+    )
+    ap.add_argument(
         "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
         help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
     )
@@ -564,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--copy-read-loss must be a number from 0 to 100, got {args.copy_read_loss:g}")
     if args.second_read_copies and not args.copy_read_loss:
         ap.error("--second-read-copies adds copy read targets, which count only with --copy-read-loss W > 0 (the default 0 leaves copies unsupervised)")
+    if args.copy_read_each_head and not args.copy_read_loss:
+        ap.error("--copy-read-each-head scores the copy read targets, which count only with --copy-read-loss W > 0")
     if not 0 <= args.read_query_confusers <= 1:
         ap.error(f"--read-query-confusers is a share from 0 to 1, got {args.read_query_confusers:g}")
     if args.read_query_confusers and not args.read_confusers:
@@ -609,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
             read_query_confusers=args.read_query_confusers,
             second_read_copies=args.second_read_copies,
             copy_read_loss=args.copy_read_loss,
+            copy_read_each_head=args.copy_read_each_head,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

@@ -269,6 +269,36 @@ def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
     assert read.query.weight.grad is not None and read.query.weight.grad.abs().sum() > 0
 
 
+def test_copy_read_each_head_scores_every_heads_share_at_copies_only():
+    """copy_read_each_head: at copy targets the loss is the mean over heads of -log each head's share (not -log of
+    their average share); jump targets keep the average. Written out from each head's softmax as above."""
+    lm = small_lm(log_length_reads=True, copy_read_each_head=True)
+    net = lm.blocks[0].mixer
+    read = net.blocks[0].read
+    read.log_scale.data.fill_(2.0)
+    x = torch.randint(0, 256, (2, 60))
+    targets = torch.full((2, 60, 2, 2, 2), -1)
+    targets[0, 40, 0, 0] = torch.tensor([3, 17])
+    targets[1, 59, 0, 1, 0] = 44
+    _, loss, count = lm(x, read_targets=targets)
+    assert count.tolist() == [1, 1]
+    with torch.no_grad():
+        keys, q = first_read_inputs(lm, x)
+        delay = net.delay
+
+        def shares(row, pos, entries):  # each head's share on the entries
+            scaled = q[row, :, pos] * read_gain(pos - delay + 1, True)
+            slots = torch.cat([read.sink_keys()[:, None].expand(-1, delay, -1), keys[row]], 1)[:, : pos + 1]
+            weights = F.softmax((slots * scaled[:, None]).sum(-1), -1)
+            return weights[:, [e + delay for e in entries]].sum(-1)
+
+        jump, copy = shares(0, 40, [3, 17]), shares(1, 59, [44])
+    assert len(copy) > 1 and not torch.allclose(copy, copy.mean().expand_as(copy))  # heads differ: the two rules differ
+    assert abs(float(loss[0].detach()) + math.log(jump.mean())) < 1e-4  # jumps: the average share
+    assert abs(float(loss[1].detach()) + float(torch.log(copy).mean())) < 1e-4  # copies: each head's
+    assert float(loss[1].detach()) > -math.log(copy.mean()) + 1e-6  # (Jensen: stricter than the average's)
+
+
 def test_read_targets_need_a_mixer_with_reads():
     lm = LM(ModelConfig(mixer=MixerConfig(name="attention", d_model=32, n_heads=2), vocab_size=256, n_layers=1))
     with pytest.raises(HashHopError, match="no memory reads to supervise"):
@@ -450,7 +480,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
     assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle); where a question's text" in card and "step along the needle to the value." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"], ["--second-read-copies", "-1"], ["--second-read-copies", "3"], ["--copy-read-loss", "-1"]):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"], ["--second-read-copies", "-1"], ["--second-read-copies", "3"], ["--copy-read-loss", "-1"], ["--copy-read-each-head"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
@@ -792,6 +822,10 @@ def test_needle_options_are_stage_two_task_extras():
     assert ltm2_config("c.bin", stage=2, init_from="w", second_read_copies=3, copy_read_loss=0.1).copy_read_loss == 0.1
     with pytest.raises(HashHopError, match="copy_read_loss"):  # copies weighted 0 (the default): the option would do nothing
         extra(second_read_copies=3)
+    mixer = ltm2_config("c.bin", stage=2, init_from="w", copy_read_loss=0.1, copy_read_each_head=True).model.mixer
+    assert mixer.copy_read_each_head is True and ltm2_config("c.bin", stage=2, init_from="w").model.mixer.copy_read_each_head is False
+    with pytest.raises(HashHopError, match="copy_read_loss"):  # copies weighted 0: nothing for it to score
+        extra(copy_read_each_head=True)
 
 
 def test_shipped_stage_one_is_the_recipe_stage_one_and_carries_its_card():
