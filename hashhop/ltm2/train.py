@@ -212,8 +212,8 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             f" read loss weight {cfg['read_loss']}), started from the weights `{os.path.basename(os.path.normpath(cfg['init_from']))}`."
             + _init_card_summary(cfg["init_from"])
             + (
-                f" The read loss also scores every other byte of a HashHop answer (copied out of a link), averaged apart from the"
-                f" jumps, weight {cfg['copy_read_loss']}."
+                f" The read loss also scores a HashHop answer's copied bytes (all but its jumps: each copied out of a link),"
+                f" averaged apart from the jumps, weight {cfg['copy_read_loss']}."
                 if cfg.get("copy_read_loss")
                 else ""
             )
