@@ -37,7 +37,8 @@ MIXER = {
 READ_STEPS = 300
 READ_SEQ_LEN = 16384  # stage 2: one row of 16K bytes a step (the same bytes per step): reads trained over 16K entries
 READ_LOSS = 0.3
-COPY_READ_LOSS = 0.0  # the copies after each jump, weighted apart (0.1 tried in a sixth run: no change, docs/ltm2.md)
+COPY_READ_LOSS = 0.0  # the copies after each jump, weighted apart (0.1 tried in a sixth run: no change; 0.1 with
+# READ_SECOND_READ_COPIES 3 and READ_QUERY_CONFUSERS 0.5: the twenty-ninth session's best read stage, to ship: docs/ltm2.md)
 READ_LR = 1e-3
 READ_NEGATIVES = 0  # stage 2: keys of earlier batches each supervised read must also beat (MixerConfig.read_negatives)
 READ_QUERIES = 64  # stage 2: a HashHop row asks up to 64 queries (the data's default, 16, is sized for 2K rows): 3.6x
