@@ -7,7 +7,7 @@
 # Usage: bash benchmarks/ltm2_issue_rows.sh WEIGHTS TAG [ROW ...]
 #   ROW: recall_1m recall_1m_s1 recall_10m recall_10m_s1 recall_10m_1hop recall_100m_1hop recall_100m_2cot
 #        recall_100m_3cot every_task shapes other 4letters code signatures decode_1m decode_100m (default: all)
-# Progress and each row's time: runs/evals/issue_rows_<TAG>.log
+# Run it in the project's environment (. .venv/bin/activate). Progress and each row's time: runs/evals/issue_rows_<TAG>.log
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: bash benchmarks/ltm2_issue_rows.sh WEIGHTS TAG [ROW ...]" >&2
@@ -24,6 +24,10 @@ if [[ ! $tag =~ ^[a-z0-9]+$ ]]; then
     exit 2
 fi
 cd "$(dirname "$0")/.."
+if ! python -c "import hashhop.ltm2.engine" 2>/dev/null; then
+    echo "ltm2_issue_rows.sh: this python cannot import hashhop's LTM-2 engine: run it in the project's environment (. .venv/bin/activate)" >&2
+    exit 2
+fi
 mkdir -p runs/evals
 log=runs/evals/issue_rows_$tag.log
 hashhop_row() {  # section, then ltm2_recall.py's options
