@@ -37,8 +37,9 @@ MIXER = {
 READ_STEPS = 300
 READ_SEQ_LEN = 16384  # stage 2: one row of 16K bytes a step (the same bytes per step): reads trained over 16K entries
 READ_LOSS = 0.3
-COPY_READ_LOSS = 0.0  # the copies after each jump, weighted apart (0.1 tried in a sixth run: no change; 0.1 with
-# READ_SECOND_READ_COPIES 3 and READ_QUERY_CONFUSERS 0.5: the twenty-ninth session's best read stage, to ship: docs/ltm2.md)
+COPY_READ_LOSS = 0.1  # the copies after each jump, weighted apart (0: copies unsupervised, the recipe before the thirtieth
+# session; 0.1 alone in a sixth run: no change). With READ_SECOND_READ_COPIES and READ_QUERY_CONFUSERS the shipped recipe
+# since the thirtieth session: 10M two- and three-hop CoT 108 of 120 against 94 (RESULTS.md, ltm2_recall_10m_30q[_s1]_r1scl)
 READ_LR = 1e-3
 READ_NEGATIVES = 0  # stage 2: keys of earlier batches each supervised read must also beat (MixerConfig.read_negatives)
 READ_QUERIES = 64  # stage 2: a HashHop row asks up to 64 queries (the data's default, 16, is sized for 2K rows): 3.6x
@@ -68,8 +69,9 @@ READ_SECOND_READ_JUMPS = True  # stage 2: a CoT answer's jumps are targets of th
 # (task.extra.hashhop_second_read_jumps; hashhop.ltm2.data.hashhop_reads). Alone (twenty-second session) no gain; with
 # READ_CONFUSERS the shipped recipe since the twenty-seventh session: two training seeds answer 109 and 110 of 120 two-
 # and three-hop CoT questions at 1M against the earlier recipe's 102 (RESULTS.md, ltm2_recall_1m_30q_r1jcf, _r1jcf2)
-READ_SECOND_READ_COPIES = 0  # stage 2: each hash's copied bytes 1..N are targets of the second read too
-# (task.extra.hashhop_second_read_copies): tried in the twenty-eighth session (docs/ltm2.md)
+READ_SECOND_READ_COPIES = 3  # stage 2: each hash's copied bytes 1..N are targets of the second read too
+# (task.extra.hashhop_second_read_copies; they count only with COPY_READ_LOSS > 0, so 0 where that is 0): with
+# COPY_READ_LOSS 0.1 and READ_QUERY_CONFUSERS 0.5 the shipped recipe since the thirtieth session (docs/ltm2.md)
 READ_POINTER_JITTER = 1.0  # stage 2, with pointer: each row's pointer bonuses times a factor drawn log-uniformly from
 # [1, this] in training (MixerConfig.pointer_jitter; 1: off): tried in the twenty-third session (docs/ltm2.md)
 READ_POINTER_READ_LOSS = "off"  # stage 2, with pointer: the read loss scores reads with the pointer's bonuses ("bonus";
@@ -78,8 +80,9 @@ READ_CONFUSERS = 8192  # stage 2: per step, this many windows like the read targ
 # characters, whose keys (encoded in the same pass) every supervised read must also beat (MixerConfig.read_confusers;
 # 0: off; excludes READ_NEGATIVES and READ_FAR). Alone (twenty-fifth session) no gain at 10M; with READ_SECOND_READ_JUMPS
 # the shipped recipe (above; docs/ltm2.md)
-READ_QUERY_CONFUSERS = 0.0  # stage 2: this share of the confusers drawn from the reading positions' own windows,
-# the trailing run kept (MixerConfig.read_query_confusers): tried in the twenty-eighth session (docs/ltm2.md)
+READ_QUERY_CONFUSERS = 0.5  # stage 2: this share of the confusers drawn from the reading positions' own windows,
+# the trailing run kept (MixerConfig.read_query_confusers; 0 where READ_CONFUSERS is 0): part of the shipped recipe
+# since the thirtieth session (above)
 READ_NEEDLE_FAR_KEYS = 0.0  # stage 2: the share of needle rows whose questions put an aside between the key and the
 # answer (task.extra.needle_far_keys; hashhop.ltm2.data.NEEDLE_ASIDES): the query must come from the key 15-50 bytes back
 READ_NEEDLE_ASKED = 2  # stage 2: a needle row asks up to this many questions (task.extra.needle_max_asked; 2: the first stage's)
@@ -124,8 +127,8 @@ def ltm2_config(
     pointer_jitter: float = READ_POINTER_JITTER,
     pointer_read_loss: str = READ_POINTER_READ_LOSS,
     read_confusers: int = READ_CONFUSERS,
-    read_query_confusers: float = READ_QUERY_CONFUSERS,
-    second_read_copies: int = READ_SECOND_READ_COPIES,
+    read_query_confusers: float | None = None,
+    second_read_copies: int | None = None,
     copy_read_loss: float = COPY_READ_LOSS,
     copy_read_each_head: bool = False,
 ):
@@ -144,7 +147,9 @@ def ltm2_config(
     after each hash a CoT answer writes (task.extra.hashhop_cot_reads); ``second_read_jumps`` (stage 2): a CoT answer's
     jumps are targets of the second read too (task.extra.hashhop_second_read_jumps); ``second_read_copies`` (stage 2):
     task.extra.hashhop_second_read_copies, which count only with ``copy_read_loss`` (stage 2: the copy targets' weight in
-    the read loss; 0 by default, so copies are unsupervised); ``copy_read_each_head`` (stage 2, with ``copy_read_loss``):
+    the read loss; COPY_READ_LOSS by default, 0: copies unsupervised); ``second_read_copies`` / ``read_query_confusers``
+    None: READ_SECOND_READ_COPIES / READ_QUERY_CONFUSERS, or 0 where ``copy_read_loss`` / ``read_confusers`` is 0 (which
+    they need); ``copy_read_each_head`` (stage 2, with ``copy_read_loss``):
     MixerConfig.copy_read_each_head; ``pointer_length_gain`` (stage 2, with ``pointer``):
     beyond the row length a pointer's bonus grows by the read's length gain once more (MixerConfig.pointer_length_ref);
     ``pointer_jitter`` / ``pointer_read_loss`` (stage 2, with ``pointer``): MixerConfig.pointer_jitter / pointer_read_loss;
@@ -155,10 +160,11 @@ def ltm2_config(
     sees the last 1 + encoder_layers x (conv_kernel - 1) bytes (the stage-2 value must be the stage-1 weights')."""
     from hashhop.lab.config import RunConfig
 
+    second_read_copies, read_query_confusers = resolve_copy_defaults(second_read_copies, copy_read_loss, read_query_confusers, read_confusers)
     if stage == 2 and second_read_copies and not copy_read_loss:
         raise HashHopError(
-            "second_read_copies adds copy targets, which the read loss weighs by copy_read_loss (the read stage's default"
-            " is 0: copies unsupervised): set copy_read_loss > 0 with it"
+            "second_read_copies adds copy targets, which the read loss weighs by copy_read_loss (0 here: copies"
+            " unsupervised): set copy_read_loss > 0 with it"
         )
     if stage == 2 and copy_read_each_head and not copy_read_loss:
         raise HashHopError("copy_read_each_head scores the copy read targets, which count only with copy_read_loss > 0: set it too")
@@ -182,6 +188,18 @@ def ltm2_config(
             "init_from": init_from,
         }
     )
+
+
+def resolve_copy_defaults(
+    second_read_copies: int | None, copy_read_loss: float, read_query_confusers: float | None, read_confusers: int
+) -> tuple[int, float]:
+    """The read stage's second-read copies and question-shaped confusers: each None takes its default, or 0 where the
+    option it is a part of is off (copies weighted 0, no confusers), so switching that off needs no second option."""
+    if second_read_copies is None:
+        second_read_copies = READ_SECOND_READ_COPIES if copy_read_loss else 0
+    if read_query_confusers is None:
+        read_query_confusers = READ_QUERY_CONFUSERS if read_confusers else 0.0
+    return second_read_copies, read_query_confusers
 
 
 def needle_extra(far_keys: float, asked: int, reads: bool, share: float = READ_NEEDLE_SHARE, hold: bool = READ_NEEDLE_HOLD) -> dict:

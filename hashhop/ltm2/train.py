@@ -53,6 +53,7 @@ from hashhop.ltm2.config import (
     STEPS,
     WEIGHTS,
     ltm2_config,
+    resolve_copy_defaults,
 )
 
 RUNS = "runs/ltm2"
@@ -109,8 +110,8 @@ def train_ltm2(
     pointer_jitter: float = READ_POINTER_JITTER,
     pointer_read_loss: str = READ_POINTER_READ_LOSS,
     read_confusers: int = READ_CONFUSERS,
-    read_query_confusers: float = READ_QUERY_CONFUSERS,
-    second_read_copies: int = READ_SECOND_READ_COPIES,
+    read_query_confusers: float | None = None,
+    second_read_copies: int | None = None,
     copy_read_loss: float = COPY_READ_LOSS,
     copy_read_each_head: bool = False,
 ) -> dict:
@@ -131,6 +132,7 @@ def train_ltm2(
         corpus_info = build_train_corpus(corpus)
     from hashhop.lab.train import train_run
 
+    second_read_copies, read_query_confusers = resolve_copy_defaults(second_read_copies, copy_read_loss, read_query_confusers, read_confusers)
     if conv_kernel is None:
         conv_kernel = _init_conv_kernel(init_from) if init_from else MIXER["conv_kernel"]
     kernel_name = f"_k{conv_kernel}" if conv_kernel != MIXER["conv_kernel"] else ""
@@ -492,16 +494,16 @@ def main(argv: list[str] | None = None) -> int:
         help="second stage: per step, this many windows like the read targets' with fresh random hash characters, whose keys (same pass) every supervised read must also beat (0: none)",
     )
     ap.add_argument(
-        "--read-query-confusers", type=float, default=READ_QUERY_CONFUSERS, metavar="SHARE",
-        help="second stage, with --read-confusers: this share of them drawn from the reading positions' own windows, the trailing run of letters and digits kept (0: none)",
+        "--read-query-confusers", type=float, default=None, metavar="SHARE",
+        help=f"second stage, with --read-confusers: this share of them drawn from the reading positions' own windows, the trailing run of letters and digits kept (0: none; default {READ_QUERY_CONFUSERS:g}, 0 with --read-confusers 0)",
     )
     ap.add_argument(
-        "--second-read-copies", type=int, default=READ_SECOND_READ_COPIES, metavar="N",
-        help="second stage: each hash's copied bytes 1..N (after its jump) are read targets of the second block's read too (0: none)",
+        "--second-read-copies", type=int, default=None, metavar="N",
+        help=f"second stage: each hash's copied bytes 1..N (after its jump) are read targets of the second block's read too (0: none; default {READ_SECOND_READ_COPIES}, 0 with --copy-read-loss 0)",
     )
     ap.add_argument(
         "--copy-read-loss", type=float, default=COPY_READ_LOSS, metavar="W",
-        help="second stage: the weight of the copy read targets in the read loss (0: copies unsupervised, the default; --second-read-copies needs > 0)",
+        help=f"second stage: the weight of the copy read targets in the read loss (default {COPY_READ_LOSS:g}; 0: copies unsupervised; --second-read-copies needs > 0)",
     )
     ap.add_argument(
         "--copy-read-each-head", action="store_true",
@@ -574,15 +576,15 @@ def main(argv: list[str] | None = None) -> int:
             f"--read-confusers ({args.read_confusers}; the read stage's default is {READ_CONFUSERS}) and --read-negatives / --read-far each add"
             " keys to the supervised reads: pass --read-confusers 0 with them"
         )
-    if not 0 <= args.second_read_copies <= 64:
+    if args.second_read_copies is not None and not 0 <= args.second_read_copies <= 64:
         ap.error(f"--second-read-copies must be a whole number from 0 to 64, got {args.second_read_copies}")
     if not 0 <= args.copy_read_loss <= 100:
         ap.error(f"--copy-read-loss must be a number from 0 to 100, got {args.copy_read_loss:g}")
     if args.second_read_copies and not args.copy_read_loss:
-        ap.error("--second-read-copies adds copy read targets, which count only with --copy-read-loss W > 0 (the default 0 leaves copies unsupervised)")
+        ap.error("--second-read-copies adds copy read targets, which count only with --copy-read-loss W > 0 (0 leaves copies unsupervised)")
     if args.copy_read_each_head and not args.copy_read_loss:
         ap.error("--copy-read-each-head scores the copy read targets, which count only with --copy-read-loss W > 0")
-    if not 0 <= args.read_query_confusers <= 1:
+    if args.read_query_confusers is not None and not 0 <= args.read_query_confusers <= 1:
         ap.error(f"--read-query-confusers is a share from 0 to 1, got {args.read_query_confusers:g}")
     if args.read_query_confusers and not args.read_confusers:
         ap.error("--read-query-confusers is a share of --read-confusers: give --read-confusers N > 0 too")

@@ -464,7 +464,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
 
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
-    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_creads_r1jumps_plen_nfar0.5_nq16_nreads_nhold_ns0.2").is_dir()
+    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_creads_r1jumps_r1copies3_plen_nfar0.5_nq16_nreads_nhold_ns0.2").is_dir()
     assert trained.blocks[0].mixer.cfg.pointer_candidates == 3 and trained.blocks[0].mixer.cfg.pointer_length_ref == 16384
     card = (tmp_path / "w.card.md").read_text()
     assert "follow a pointer" in card and "3 candidates" in card
@@ -480,7 +480,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
     assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle); where a question's text" in card and "step along the needle to the value." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
-    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"], ["--second-read-copies", "-1"], ["--second-read-copies", "3"], ["--copy-read-loss", "-1"], ["--copy-read-each-head"]):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"], ["--second-read-copies", "-1"], ["--second-read-copies", "3", "--copy-read-loss", "0"], ["--copy-read-loss", "-1"], ["--copy-read-each-head", "--copy-read-loss", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
@@ -817,15 +817,19 @@ def test_needle_options_are_stage_two_task_extras():
     assert "hashhop_cot_reads" not in extra(stage=1, cot_reads=True)
     assert extra()["hashhop_second_read_jumps"] is True and "hashhop_second_read_jumps" not in extra(second_read_jumps=False)  # the default
     assert "hashhop_second_read_jumps" not in extra(stage=1, second_read_jumps=True)
-    assert "hashhop_second_read_copies" not in extra() and extra(second_read_copies=3, copy_read_loss=0.1)["hashhop_second_read_copies"] == 3
+    # the shipped recipe (thirtieth session): copies weighted 0.1, bytes 1-3 second-read targets too
+    assert extra()["hashhop_second_read_copies"] == 3 and extra(second_read_copies=5)["hashhop_second_read_copies"] == 5
+    assert "hashhop_second_read_copies" not in extra(second_read_copies=0)
+    assert "hashhop_second_read_copies" not in extra(copy_read_loss=0)  # copies unsupervised: their default follows
     assert "hashhop_second_read_copies" not in extra(stage=1, second_read_copies=3)
-    assert ltm2_config("c.bin", stage=2, init_from="w", second_read_copies=3, copy_read_loss=0.1).copy_read_loss == 0.1
-    with pytest.raises(HashHopError, match="copy_read_loss"):  # copies weighted 0 (the default): the option would do nothing
-        extra(second_read_copies=3)
-    mixer = ltm2_config("c.bin", stage=2, init_from="w", copy_read_loss=0.1, copy_read_each_head=True).model.mixer
+    assert ltm2_config("c.bin", stage=2, init_from="w").copy_read_loss == 0.1 and ltm2_config("c.bin", stage=2, init_from="w", copy_read_loss=0).copy_read_loss == 0
+    assert ltm2_config("c.bin", stage=1).copy_read_loss == 0  # stage 1 has no read loss
+    with pytest.raises(HashHopError, match="copy_read_loss"):  # copies weighted 0: the option would do nothing
+        extra(second_read_copies=3, copy_read_loss=0)
+    mixer = ltm2_config("c.bin", stage=2, init_from="w", copy_read_each_head=True).model.mixer
     assert mixer.copy_read_each_head is True and ltm2_config("c.bin", stage=2, init_from="w").model.mixer.copy_read_each_head is False
     with pytest.raises(HashHopError, match="copy_read_loss"):  # copies weighted 0: nothing for it to score
-        extra(copy_read_each_head=True)
+        extra(copy_read_each_head=True, copy_read_loss=0)
 
 
 def test_shipped_stage_one_is_the_recipe_stage_one_and_carries_its_card():
@@ -1005,7 +1009,9 @@ def test_read_confusers_is_a_stage_two_option():
         return ltm2_config("corpus.bin", steps=1, stage=2, init_from="w", **options).model.mixer
 
     assert mixer().read_confusers == 8192 and mixer(read_confusers=0).read_confusers == 0  # the read stage's default
-    assert mixer().read_query_confusers == 0 and mixer(read_query_confusers=0.5).read_query_confusers == 0.5
+    assert mixer().read_query_confusers == 0.5 and mixer(read_query_confusers=0).read_query_confusers == 0  # the shipped recipe's
+    assert mixer(read_query_confusers=0.25).read_query_confusers == 0.25
+    assert mixer(read_confusers=0).read_query_confusers == 0  # no confusers: their question-shaped share follows
     assert ltm2_config("corpus.bin", steps=1, read_confusers=4096).model.mixer.read_confusers == 0  # stage 1: none
     with pytest.raises(HashHopError, match="read_confusers"):
         MixerConfig(name="ltm2", read_confusers=-1)
