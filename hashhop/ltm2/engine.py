@@ -19,6 +19,7 @@ import math
 import os
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -63,6 +64,8 @@ class Memory:
     After :meth:`freeze`, new entries (a request's own bytes) go to a small exact ``recent`` part searched
     beside the index, so a prefilled context can be returned to (:meth:`snapshot`, :meth:`restore`) without
     touching the index: the prefix cache of the runner and the server."""
+
+    split_heads = False  # search(): the heads' searches on two threads (Engine._decode_threads sets it)
 
     def __init__(
         self,
@@ -239,8 +242,15 @@ class Memory:
                 ivf.max_codes = int(lists * ivf.nprobe * LIST_ENTRIES)
 
     def search(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-        """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries."""
-        found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
+        """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries. On inverted
+        lists with a second core, the heads' searches run side by side (faiss leaves the GIL): a decode step's scans
+        of long lists are most of its time (benchmarks/ltm2_rescore_cost.py)."""
+        pool = _search_pool() if self.split_heads else None
+        if pool is None:
+            found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
+        else:
+            others = [pool.submit(self.search_batch, h, queries[h : h + 1], top_k) for h in range(1, self.heads)]
+            found = [self.search_batch(0, queries[:1], top_k)] + [f.result() for f in others]
         return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def search_batch(self, head: int, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -282,6 +292,20 @@ def _inverted(index):
         return _faiss().extract_index_ivf(index)
     except RuntimeError:
         return None
+
+
+_SEARCH_POOL: list[ThreadPoolExecutor] = []  # made on first use
+
+
+def _search_pool() -> ThreadPoolExecutor:
+    """One worker thread, shared by every engine, for the other heads' searches of a decode step."""
+    if not _SEARCH_POOL:
+        _SEARCH_POOL.append(ThreadPoolExecutor(1, thread_name_prefix="ltm2-search"))
+    return _SEARCH_POOL[0]
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _one_thread(call, *args):
@@ -653,16 +677,36 @@ class Engine:
             raise HashHopError("nothing to continue: prefill a context first")
         stops = (stop,) if isinstance(stop, bytes) else tuple(stop)
         beams = self.beams if beams is None else _beam_width(beams)
-        if beams > 1:
-            return self._beam_search(max_bytes, stops, beams)
-        out = bytearray()
-        for _ in range(max_bytes):
-            byte = int(self.logits.argmax())
-            out.append(byte)
-            if any(s and out.endswith(s) for s in stops):
-                break
-            self.step(byte)
-        return bytes(out)
+        with self._decode_threads():
+            if beams > 1:
+                return self._beam_search(max_bytes, stops, beams)
+            out = bytearray()
+            for _ in range(max_bytes):
+                byte = int(self.logits.argmax())
+                out.append(byte)
+                if any(s and out.endswith(s) for s in stops):
+                    break
+                self.step(byte)
+            return bytes(out)
+
+    @contextmanager
+    def _decode_threads(self):
+        """Byte-at-a-time steps on the compact memory's inverted lists with two cores: torch on one thread and the
+        memory heads' searches side by side. A step's scans of long lists are about a third of its time and torch's
+        operations are too small to split (its idle threads spin against the second search: with torch on two threads
+        the split was slower): greedy decode after 100M bytes of code 198 -> 262 bytes/s, after 1M 222 -> 242
+        (benchmarks/ltm2_rescore_cost.py; RESULTS.md sections ltm2_rescore_cost_*_split_heads)."""
+        threads = torch.get_num_threads()
+        if not (self.memory.quantizers and self.memory.heads > 1 and threads > 1 and _cores() > 1):
+            yield
+            return
+        torch.set_num_threads(1)
+        self.memory.split_heads = True
+        try:
+            yield
+        finally:
+            self.memory.split_heads = False
+            torch.set_num_threads(threads)
 
     def _beam_search(self, max_bytes: int, stops: tuple[bytes, ...], width: int) -> bytes:
         """The output of highest log-probability (the sum over its bytes) among those a beam of ``width`` keeps: at each
@@ -713,8 +757,9 @@ class Engine:
         if len(data) >= FEED_CHUNK_MIN:
             self.feed_chunks(data)
         else:
-            for byte in data:
-                self.step(byte)
+            with self._decode_threads():
+                for byte in data:
+                    self.step(byte)
         return self.logits
 
     @torch.inference_mode()

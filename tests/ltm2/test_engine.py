@@ -479,6 +479,43 @@ def test_rescored_reads_compute_the_dense_forward(pointer):
         assert np.abs(engine._exact_keys(again) - keys[again]).max() < 1e-5
 
 
+def test_decode_steps_search_the_heads_side_by_side(monkeypatch):
+    """On inverted lists with two cores, generate() and a short feed() run torch on one thread and the memory heads'
+    searches on two; the bytes and logits are the serial steps', and torch's threads come back (after an error too)."""
+    lm = small_lm(key_dim=32, value_dim=8)
+    data = text(12000, seed=10)
+    seen = []  # (split_heads, torch threads) at each step's search
+    search = engine_module.Memory.search
+
+    def spy(memory, queries, top_k):
+        seen.append((memory.split_heads, torch.get_num_threads()))
+        return search(memory, queries, top_k)
+
+    monkeypatch.setattr(engine_module.Memory, "search", spy)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        runs = {}
+        for cores in (2, 1):
+            monkeypatch.setattr(engine_module, "_cores", lambda cores=cores: cores)
+            engine = Engine(lm, index="ivf", nprobe=8)
+            engine.prefill(data)
+            assert engine.memory.quantizers
+            seen.clear()
+            runs[cores] = (engine.generate(24), engine.feed(b"abc").clone())
+            assert seen and set(seen) == ({(True, 1)} if cores == 2 else {(False, 2)})
+            assert torch.get_num_threads() == 2 and not engine.memory.split_heads
+        assert runs[2][0] == runs[1][0]
+        assert (runs[2][1] - runs[1][1]).abs().max() < 1e-4
+        monkeypatch.setattr(engine_module, "_cores", lambda: 2)
+        monkeypatch.setattr(Engine, "step", lambda self, byte: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            engine.generate(4)
+        assert torch.get_num_threads() == 2 and not engine.memory.split_heads
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_rescoring_gives_the_compact_memorys_best_entries_exact_scores():
     """The compact memory scores entries from product-quantised keys; rescoring replaces the scores of each row's
     best ``rescore`` entries with the exact ones and leaves the others as the index gave them."""
