@@ -114,14 +114,21 @@ def train_ltm2(
     second_read_copies: int | None = None,
     copy_read_loss: float = COPY_READ_LOSS,
     copy_read_each_head: bool = False,
+    read_soup: tuple[int, ...] = (),
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these.
-    ``conv_kernel``: the encoder's convolution width (None: the init weights' with ``init_from``, else the config's)."""
+    ``conv_kernel``: the encoder's convolution width (None: the init weights' with ``init_from``, else the config's).
+    ``read_soup``: more seeds for the read stage: it is trained once more from the same start with each (as ``seed``
+    would train it), and ``out`` holds the mean of every such run's weights (a uniform model soup)."""
     from hashhop.ltm2.data import HASHHOP_MAX_QUERIES, build_train_corpus
 
     if not out.endswith(".safetensors"):
         raise HashHopError("--out names the weights file: PATH.safetensors (its model card PATH.card.md goes next to it)")
+    if read_soup and not read_steps:
+        raise HashHopError("--read-soup averages read stages: give it --read-steps > 0")
+    if len({seed, *read_soup}) != 1 + len(read_soup):
+        raise HashHopError(f"--read-soup seeds must differ from each other and from --seed {seed}, got {','.join(map(str, read_soup))}")
     corpus = corpus or os.path.join(runs, "train_corpus.bin")
     os.makedirs(runs, exist_ok=True)
     started = time.time()
@@ -149,28 +156,37 @@ def train_ltm2(
         name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "") + (f"_r1copies{second_read_copies}" if second_read_copies else "") + (f"_closs{copy_read_loss:g}" if copy_read_loss != COPY_READ_LOSS else "") + ("_ceach" if copy_read_each_head else "")
         name += ("_plen" if pointer and pointer_length_gain else "") + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "") + (f"_ploss{pointer_read_loss}" if pointer and pointer_read_loss != "off" else "") + (f"_conf{read_confusers}" if read_confusers else "") + (f"_qconf{read_query_confusers:g}" if read_confusers and read_query_confusers else "")
         name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
-        cfg = ltm2_config(  # (the folder names how the stage differs from stage 1)
-            corpus, read_steps, seed, name, threads, stage=2, init_from=init, seq_len=read_seq_len, read_negatives=read_negatives,
-            read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
-            read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
-            pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
-            needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
-            second_read_jumps=second_read_jumps, pointer_jitter=pointer_jitter, pointer_read_loss=pointer_read_loss,
-            read_confusers=read_confusers, read_query_confusers=read_query_confusers, second_read_copies=second_read_copies,
-            copy_read_loss=copy_read_loss, copy_read_each_head=copy_read_each_head,
-        )
-        stages.append(train_run(cfg, runs, progress=progress, log=log))
+        read_configs = [
+            ltm2_config(  # (the folder names how the stage differs from stage 1; a soup's other seeds, which seed)
+                corpus, read_steps, read_seed, name + (f"_seed{read_seed}" if read_seed != seed else ""), threads, stage=2, init_from=init,
+                    seq_len=read_seq_len, read_negatives=read_negatives,
+                read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
+                read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
+                pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
+                needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
+                second_read_jumps=second_read_jumps, pointer_jitter=pointer_jitter, pointer_read_loss=pointer_read_loss,
+                read_confusers=read_confusers, read_query_confusers=read_query_confusers, second_read_copies=second_read_copies,
+                copy_read_loss=copy_read_loss, copy_read_each_head=copy_read_each_head,
+            )
+            for read_seed in (seed, *read_soup)
+        ]
+        soup = [train_run(read_cfg, runs, progress=progress, log=log) for read_cfg in read_configs]
+        stages.append(soup[0])
+        run_dirs = [os.path.join(runs, read_cfg.name) for read_cfg in read_configs]
+        return ship(run_dirs, out, stages, corpus_info, command, time.time() - started, soup=soup[1:])
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
 
 
-def ship(run_dir: str, out: str, stages: list[dict], corpus_info: dict, command: str, wall_s: float) -> dict:
+def ship(run_dir: str | list[str], out: str, stages: list[dict], corpus_info: dict, command: str, wall_s: float, soup: list[dict] | None = None) -> dict:
     """Write a finished run's weights to ``out`` (format hashhop-ltm2, run config in the metadata) and the card.
-    ``stages``: the lab summaries of the stages that made them, the last one's run folder is ``run_dir``."""
+    ``stages``: the lab summaries of the stages that made them, the last one's run folder is ``run_dir``. A list of
+    run folders (a read-stage soup; ``soup`` the summaries of all but the first): the mean of their weights."""
     summary = stages[-1]
     from hashhop.checkpoint import save_checkpoint, write_atomically
     from hashhop.ltm2.load import FORMAT, load_ltm2
 
-    model = load_ltm2(run_dir)
+    run_dirs = [run_dir] if isinstance(run_dir, str) else list(run_dir)
+    model = average_weights([load_ltm2(d) for d in run_dirs])
     config = json.loads(json.dumps(summary["config"]))
     extra = config["task"]["extra"]
     if extra.get("corpus"):
@@ -179,20 +195,37 @@ def ship(run_dir: str, out: str, stages: list[dict], corpus_info: dict, command:
         config["init_from"] = os.path.basename(os.path.normpath(config["init_from"]))
     steps = sum(stage["steps"] for stage in stages)
     meta = {"format": FORMAT, "config": config, "params": summary["params"], "steps": steps, "stage_steps": [s["steps"] for s in stages]}
+    if len(run_dirs) > 1:
+        meta["read_soup_seeds"] = [summary["config"]["seed"]] + [s["config"]["seed"] for s in soup or []]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     save_checkpoint(out, model, None, meta)
-    write_atomically(card_path(out), model_card(stages, corpus_info, command, wall_s))
+    write_atomically(card_path(out), model_card(stages, corpus_info, command, wall_s, soup or []))
     return {**summary, "steps": steps, "weights": out, "card": card_path(out)}
 
 
-def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: float) -> str:
+def average_weights(models: list):
+    """The first model with every floating-point tensor replaced by the mean over ``models`` (same architecture)."""
+    import torch
+
+    first = models[0]
+    if len(models) > 1:
+        states = [m.state_dict() for m in models]
+        with torch.no_grad():
+            for key, tensor in states[0].items():
+                if tensor.is_floating_point():
+                    tensor.copy_(torch.stack([state[key].float() for state in states]).mean(0).to(tensor.dtype))
+    return first
+
+
+def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: float, soup: list[dict] | None = None) -> str:
     from hashhop.ltm2.data import DEFAULT_MIX, SHORT_RECALL, TRAIN_PACKAGES
 
+    soup = soup or []
     summary = stages[-1]
     cfg = summary["config"]
-    steps = " + ".join(str(s["steps"]) for s in stages)
-    total_steps = sum(s["steps"] for s in stages)
-    elapsed_s = sum(s["elapsed_s"] or 0 for s in stages)
+    steps = " + ".join(str(s["steps"]) for s in stages) + "".join(f" + {s['steps']}" for s in soup)
+    total_steps = sum(s["steps"] for s in stages + soup)
+    elapsed_s = sum(s["elapsed_s"] or 0 for s in stages + soup)
     second = (
         f" Stage 2 ({stages[-1]['steps']} steps, seed {cfg['seed']}, lr {cfg['optim']['lr']}) starts from stage 1's"
         f" weights and adds the auxiliary read loss (weight {cfg['read_loss']}): at each jump of a HashHop answer"
@@ -339,6 +372,13 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             f" Each supervised read must also beat up to {mixer['read_negatives']:,} keys kept from earlier batches' recall"
             " rows (its softmax sharpened for that many more entries): reads trained as over a long memory."
         )
+    if soup:
+        seeds = [cfg["seed"]] + [s["config"]["seed"] for s in soup]
+        second += (
+            f" The weights are a uniform model soup: that read stage was trained {len(seeds)} times from the same start, with"
+            f" seeds {', '.join(map(str, seeds))} (everything else the same), and each weight here is the mean of the"
+            " runs' weights."
+        )
     machine = f"{os.cpu_count()} CPU cores ({cpu_model()}), Python {platform.python_version()}"
     try:
         import torch
@@ -359,8 +399,8 @@ engine or server parses the text.{second}
 |---|---|
 | parameters | {summary['params']:,} |
 | command | `{command}` (it trains the lab config `hashhop/ltm2/config.py`, or finishes and ships a run folder that already holds it) |
-| seed | {stages[0]['config']['seed']}{f" (stage 1), {cfg['seed']} (stage 2)" if len(stages) > 1 else ""} |
-| steps x batch x bytes | {f'({steps})' if len(stages) > 1 else steps} x {cfg['batch_size']} x {cfg['task']['seq_len']} ({total_steps * cfg['batch_size'] * cfg['task']['seq_len']:,} bytes) |
+| seed | {stages[0]['config']['seed']}{f" (stage 1), {cfg['seed']} (stage 2)" if len(stages) > 1 else ""}{"".join(f", {s['config']['seed']}" for s in soup)}{" (the read stages averaged)" if soup else ""} |
+| steps x batch x bytes | {f'({steps})' if len(stages) + len(soup) > 1 else steps} x {cfg['batch_size']} x {cfg['task']['seq_len']} ({total_steps * cfg['batch_size'] * cfg['task']['seq_len']:,} bytes) |
 | training time | {elapsed_s:.0f} s (the lab runs' own clocks, resumes included; written {datetime.date.today()}) |
 | machine | {machine} |
 | final eval on the mixture (2 batches) | {_final(summary)} |
@@ -537,6 +577,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"the encoder's convolution width (each key sees 1 + {MIXER['encoder_layers']} x (width - 1) bytes); default {MIXER['conv_kernel']}, or the --init-from weights' own",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--read-soup", default="", metavar="SEEDS",
+        help="more seeds for the read stage, comma-separated: it is trained once more with each from the same start, and the weights written are the mean of all the runs' (a uniform model soup)",
+    )
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--runs", default=RUNS, help="the lab run folder (checkpoints; rerun to resume)")
     ap.add_argument("--corpus", default=None, help="training code corpus (built there if missing)")
@@ -588,6 +632,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--read-query-confusers is a share from 0 to 1, got {args.read_query_confusers:g}")
     if args.read_query_confusers and not args.read_confusers:
         ap.error("--read-query-confusers is a share of --read-confusers: give --read-confusers N > 0 too")
+    try:
+        read_soup = tuple(int(part) for part in args.read_soup.split(",")) if args.read_soup.strip() else ()
+    except ValueError:
+        ap.error(f"--read-soup takes whole-number seeds separated by commas (e.g. 0,1), got {args.read_soup!r}")
     from hashhop.ltm2.data import MIN_SEQ_LEN
 
     if not MIN_SEQ_LEN <= args.read_seq_len <= BATCH * SEQ_LEN or BATCH * SEQ_LEN % args.read_seq_len:
@@ -630,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
             second_read_copies=args.second_read_copies,
             copy_read_loss=args.copy_read_loss,
             copy_read_each_head=args.copy_read_each_head,
+            read_soup=read_soup,
             command="python -m hashhop.ltm2.train " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
     except HashHopError as err:

@@ -489,6 +489,48 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert main(["--init-from", "x.safetensors", "--read-steps", "0", "--runs", str(tmp_path / "r2"), "--corpus", str(corpus)]) == 2
 
 
+def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, capsys):
+    """--read-soup: the read stage once more per extra seed from the same start (its own folder, its own seed as --seed
+    would give it), the weights written the mean of every run's; the card and metadata say which seeds; bad seeds are
+    one-line errors before anything trains."""
+    from safetensors import safe_open
+
+    from hashhop.ltm2.config import WEIGHTS
+    from hashhop.ltm2.load import load_ltm2
+    from hashhop.ltm2.train import main
+
+    corpus = tmp_path / "corpus.bin"
+    corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
+    out, runs = tmp_path / "soup.safetensors", tmp_path / "runs"
+    common = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-seq-len", "2048", "--corpus", str(corpus), "--threads", "1", "--no-progress"]
+    assert main([*common, "--seed", "2", "--read-soup", "0", "--runs", str(runs), "--out", str(out)]) == 0
+    folders = sorted(p.name for p in runs.iterdir())
+    assert len(folders) == 2 and folders[1] == folders[0] + "_seed0"
+    members = [load_ltm2(str(runs / name)) for name in folders]
+    assert [json.loads((runs / name / "config.json").read_text())["seed"] for name in folders] == [3, 1]  # as --seed 2 / 0 train them
+    soup = load_ltm2(str(out)).state_dict()
+    states = [m.state_dict() for m in members]
+    moved = 0
+    for key, tensor in soup.items():
+        assert torch.allclose(tensor, (states[0][key] + states[1][key]) / 2, atol=1e-6), key
+        moved += not torch.equal(states[0][key], states[1][key])
+    assert moved  # the two seeds trained different weights: the mean is neither
+    with safe_open(str(out), "pt") as handle:
+        assert json.loads(handle.metadata()["meta"])["read_soup_seeds"] == [3, 1]
+    card = (tmp_path / "soup.card.md").read_text()
+    assert "uniform model soup" in card and "seeds 3, 1" in card and "| seed | 3, 1 (the read stages averaged) |" in card
+    assert "`python -m hashhop.ltm2.train --init-from" in card and "--read-soup 0" in card
+    capsys.readouterr()
+    for bad in (["--seed", "2", "--read-soup", "2"], ["--read-soup", "1,1"], ["--read-soup", "a"], ["--read-soup", "1", "--read-steps", "0"]):
+        try:
+            code = main([*common, *bad, "--runs", str(tmp_path / "bad"), "--out", str(tmp_path / "bad.safetensors")])
+        except SystemExit as exit_info:  # the parser's own errors
+            code = exit_info.code
+        error = capsys.readouterr().err
+        assert code == 2 and error.count("\n") == 1 and "--read-soup" in error, (bad, error)
+        assert not (tmp_path / "bad.safetensors").exists() and not (tmp_path / "bad").exists()
+
+
 def test_encoder_width_trains_both_stages_and_a_second_stage_keeps_it(tmp_path, capsys):
     """--conv-kernel: stage 1 and stage 2 at that width (folders and card say so); a later read stage from those
     weights takes their width; a width that does not fit the weights is a one-line error."""
