@@ -41,10 +41,10 @@ def main() -> None:
     if not args.out.endswith(".safetensors") or os.path.abspath(args.out) in {os.path.abspath(w) for w in args.weights}:
         raise HashHopError(f"--out names a new weights file PATH.safetensors, not one of the inputs, got {args.out}")
     models = [load_ltm2(path) for path in args.weights]
-    mixers = [m.blocks[0].mixer.cfg for m in models]
-    for path, mixer in zip(args.weights[1:], mixers[1:]):
-        if mixer != mixers[0]:
-            raise HashHopError(f"{path} holds another network than {args.weights[0]} (mixer configs differ): they cannot be averaged")
+    networks = [read_checkpoint_meta(path)["config"]["model"] for path in args.weights]
+    for path, network in zip(args.weights[1:], networks[1:]):
+        if network != networks[0]:
+            raise HashHopError(f"{path} holds another network than {args.weights[0]} (model configs differ): they cannot be averaged")
     meta = read_checkpoint_meta(args.weights[0])
     meta["averaged_from"] = [{"file": os.path.basename(path), "sha256": sha256(path)} for path in args.weights]
     save_checkpoint(args.out, average_weights(models), None, meta)

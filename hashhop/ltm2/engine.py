@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numpy as np
@@ -250,7 +250,11 @@ class Memory:
             found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
         else:
             others = [pool.submit(self.search_batch, h, queries[h : h + 1], top_k) for h in range(1, self.heads)]
-            found = [self.search_batch(0, queries[:1], top_k)] + [f.result() for f in others]
+            try:
+                first = self.search_batch(0, queries[:1], top_k)
+            finally:  # (no search left running on the index if this one fails)
+                wait(others)
+            found = [first] + [f.result() for f in others]
         return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def search_batch(self, head: int, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:

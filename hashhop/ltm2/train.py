@@ -186,6 +186,8 @@ def ship(run_dir: str | list[str], out: str, stages: list[dict], corpus_info: di
     from hashhop.ltm2.load import FORMAT, load_ltm2
 
     run_dirs = [run_dir] if isinstance(run_dir, str) else list(run_dir)
+    if len(soup or []) != len(run_dirs) - 1:
+        raise ValueError(f"ship: {len(run_dirs)} run folders need the summaries of all but the first as soup, got {len(soup or [])}")
     model = average_weights([load_ltm2(d) for d in run_dirs])
     config = json.loads(json.dumps(summary["config"]))
     extra = config["task"]["extra"]
@@ -193,8 +195,8 @@ def ship(run_dir: str | list[str], out: str, stages: list[dict], corpus_info: di
         extra["corpus"] = os.path.basename(extra["corpus"])  # no machine paths in shipped weights
     if config.get("init_from"):
         config["init_from"] = os.path.basename(os.path.normpath(config["init_from"]))
-    steps = sum(stage["steps"] for stage in stages)
-    meta = {"format": FORMAT, "config": config, "params": summary["params"], "steps": steps, "stage_steps": [s["steps"] for s in stages]}
+    steps = sum(stage["steps"] for stage in stages + (soup or []))
+    meta = {"format": FORMAT, "config": config, "params": summary["params"], "steps": steps, "stage_steps": [s["steps"] for s in stages + (soup or [])]}
     if len(run_dirs) > 1:
         meta["read_soup_seeds"] = [summary["config"]["seed"]] + [s["config"]["seed"] for s in soup or []]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -403,7 +405,7 @@ engine or server parses the text.{second}
 | steps x batch x bytes | {f'({steps})' if len(stages) + len(soup) > 1 else steps} x {cfg['batch_size']} x {cfg['task']['seq_len']} ({total_steps * cfg['batch_size'] * cfg['task']['seq_len']:,} bytes) |
 | training time | {elapsed_s:.0f} s (the lab runs' own clocks, resumes included; written {datetime.date.today()}) |
 | machine | {machine} |
-| final eval on the mixture (2 batches) | {_final(summary)} |
+| final eval on the mixture (2 batches) | {_final(summary)}{f" (the seed-{cfg['seed']} run's, before averaging)" if soup else ""} |
 
 ## Data
 Generated on the fly (`hashhop/ltm2/data.py`, mixture {json.dumps(DEFAULT_MIX)}; {SHORT_RECALL:.0%} of the recall rows

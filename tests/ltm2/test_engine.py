@@ -484,14 +484,22 @@ def test_decode_steps_search_the_heads_side_by_side(monkeypatch):
     searches on two; the bytes and logits are the serial steps', and torch's threads come back (after an error too)."""
     lm = small_lm(key_dim=32, value_dim=8)
     data = text(12000, seed=10)
+    import threading
+
     seen = []  # (split_heads, torch threads) at each step's search
-    search = engine_module.Memory.search
+    threads_of_heads = set()  # (head, the thread that searched it)
+    search, search_batch = engine_module.Memory.search, engine_module.Memory.search_batch
 
     def spy(memory, queries, top_k):
         seen.append((memory.split_heads, torch.get_num_threads()))
         return search(memory, queries, top_k)
 
+    def spy_batch(memory, head, queries, top_k):
+        threads_of_heads.add((head, threading.current_thread().name.startswith("ltm2-search")))
+        return search_batch(memory, head, queries, top_k)
+
     monkeypatch.setattr(engine_module.Memory, "search", spy)
+    monkeypatch.setattr(engine_module.Memory, "search_batch", spy_batch)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -502,8 +510,10 @@ def test_decode_steps_search_the_heads_side_by_side(monkeypatch):
             engine.prefill(data)
             assert engine.memory.quantizers
             seen.clear()
+            threads_of_heads.clear()
             runs[cores] = (engine.generate(24), engine.feed(b"abc").clone())
             assert seen and set(seen) == ({(True, 1)} if cores == 2 else {(False, 2)})
+            assert threads_of_heads == ({(0, False), (1, True)} if cores == 2 else {(0, False), (1, False)})  # head 1 on the worker
             assert torch.get_num_threads() == 2 and not engine.memory.split_heads
         assert runs[2][0] == runs[1][0]
         assert (runs[2][1] - runs[1][1]).abs().max() < 1e-4
