@@ -11,7 +11,6 @@ Usage: python benchmarks/ltm2_average.py A.safetensors B.safetensors [...] --out
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -20,15 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hashhop.checkpoint import read_checkpoint_meta, save_checkpoint  # noqa: E402
 from hashhop.errors import HashHopError  # noqa: E402
 from hashhop.ltm2.load import load_ltm2  # noqa: E402
+from hashhop.ltm2.train import _sha256 as sha256  # noqa: E402
 from hashhop.ltm2.train import average_weights  # noqa: E402
-
-
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def main() -> None:
