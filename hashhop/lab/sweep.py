@@ -77,12 +77,18 @@ def _preflight(cfg: RunConfig) -> None:
 
 
 def run_sweep(configs: list[RunConfig], out_dir: str, progress: bool = True, log=print) -> list[dict]:
+    from hashhop.lab.train import _dist
+
     check_sweep(configs, out_dir)
     path = os.path.join(out_dir, "sweep.json")
+    partial = f"{path}.partial{os.getpid()}"  # under torchrun each rank writes its own, never another's half
     try:
-        with open(path + ".partial", "w") as handle:
+        with open(partial, "w") as handle:
             json.dump([c.to_dict() for c in configs], handle, indent=1)
-        os.replace(path + ".partial", path)
+        if _dist()[0] == 0:
+            os.replace(partial, path)
+        else:  # rank 0 writes the same list
+            os.remove(partial)
     except OSError as err:
         raise HashHopError(f"cannot write {path}: {err.strerror or err}") from None
     return [train_run(c, out_dir, progress=progress, log=log) for c in configs]
