@@ -81,7 +81,7 @@ def run_sweep(configs: list[RunConfig], out_dir: str, progress: bool = True, log
 
     check_sweep(configs, out_dir)
     path = os.path.join(out_dir, "sweep.json")
-    partial = f"{path}.partial{os.getpid()}"  # under torchrun each rank writes its own, never another's half
+    partial = f"{path}.{os.getpid()}.partial"  # under torchrun each rank writes its own, never another's half
     try:
         with open(partial, "w") as handle:
             json.dump([c.to_dict() for c in configs], handle, indent=1)
