@@ -47,6 +47,7 @@ from hashhop.ltm2.config import (
     READ_SECOND_READ_COPIES,
     READ_SECOND_READ_JUMPS,
     READ_SEQ_LEN,
+    READ_SOUP,
     READ_STEPS,
     READ_TOP_K,
     SEQ_LEN,
@@ -114,17 +115,20 @@ def train_ltm2(
     second_read_copies: int | None = None,
     copy_read_loss: float = COPY_READ_LOSS,
     copy_read_each_head: bool = False,
-    read_soup: tuple[int, ...] = (),
+    read_soup: tuple[int, ...] | None = None,
 ) -> dict:
     """Build the corpus if needed, train (or resume) the run in ``runs``, write ``out`` and its model card.
     ``init_from`` (weights, e.g. the shipped file): no first stage; the second starts from these.
     ``conv_kernel``: the encoder's convolution width (None: the init weights' with ``init_from``, else the config's).
     ``read_soup``: more seeds for the read stage: it is trained once more from the same start with each (as ``seed``
-    would train it), and ``out`` holds the mean of every such run's weights (a uniform model soup)."""
+    would train it), and ``out`` holds the mean of every such run's weights (a uniform model soup); None: the config's
+    READ_SOUP runs in all, seeds ``seed + 1``, ... (none without a read stage); (): the read stage once."""
     from hashhop.ltm2.data import HASHHOP_MAX_QUERIES, build_train_corpus
 
     if not out.endswith(".safetensors"):
         raise HashHopError("--out names the weights file: PATH.safetensors (its model card PATH.card.md goes next to it)")
+    if read_soup is None:
+        read_soup = tuple(range(seed + 1, seed + READ_SOUP)) if read_steps else ()
     if read_soup and not read_steps:
         raise HashHopError("--read-soup averages read stages: give it --read-steps > 0")
     if len({seed, *read_soup}) != 1 + len(read_soup):
@@ -580,8 +584,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--read-soup", default="", metavar="SEEDS",
-        help="more seeds for the read stage, comma-separated: it is trained once more with each from the same start, and the weights written are the mean of all the runs' (a uniform model soup)",
+        "--read-soup", default=None, metavar="SEEDS",
+        help=(
+            "more seeds for the read stage, comma-separated: it is trained once more with each from the same start, and the weights"
+            f" written are the mean of all the runs' (a uniform model soup); 'none': the read stage once; default the next {READ_SOUP - 1} after --seed"
+        ),
     )
     ap.add_argument("--out", default=WEIGHTS)
     ap.add_argument("--runs", default=RUNS, help="the lab run folder (checkpoints; rerun to resume)")
@@ -635,9 +642,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.read_query_confusers and not args.read_confusers:
         ap.error("--read-query-confusers is a share of --read-confusers: give --read-confusers N > 0 too")
     try:
-        read_soup = tuple(int(part) for part in args.read_soup.split(",")) if args.read_soup.strip() else ()
+        if args.read_soup is None:
+            read_soup = None
+        elif args.read_soup.strip().lower() == "none":
+            read_soup = ()
+        else:
+            read_soup = tuple(int(part) for part in args.read_soup.split(","))
     except ValueError:
-        ap.error(f"--read-soup takes whole-number seeds separated by commas (e.g. 0,1), got {args.read_soup!r}")
+        ap.error(f"--read-soup takes whole-number seeds separated by commas (e.g. 0,1) or 'none', got {args.read_soup!r}")
     from hashhop.ltm2.data import MIN_SEQ_LEN
 
     if not MIN_SEQ_LEN <= args.read_seq_len <= BATCH * SEQ_LEN or BATCH * SEQ_LEN % args.read_seq_len:

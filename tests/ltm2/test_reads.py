@@ -457,7 +457,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out = tmp_path / "w.safetensors"
-    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-confusers", "0", "--read-top-k", "16", "--pointer", "--pointer-candidates", "3"]
+    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-confusers", "0", "--read-top-k", "16", "--pointer", "--pointer-candidates", "3", "--read-soup", "none"]
     args += ["--needle-far-keys", "0.5", "--needle-asked", "16", "--needle-reads", "--needle-hold", "--needle-share", "0.2", "--cot-reads"]
     assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
     from hashhop.ltm2.load import load_ltm2
@@ -465,6 +465,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
     assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_creads_r1jumps_r1copies3_plen_nfar0.5_nq16_nreads_nhold_ns0.2").is_dir()
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # --read-soup none: the read stage once
     assert trained.blocks[0].mixer.cfg.pointer_candidates == 3 and trained.blocks[0].mixer.cfg.pointer_length_ref == 16384
     card = (tmp_path / "w.card.md").read_text()
     assert "follow a pointer" in card and "3 candidates" in card
@@ -490,9 +491,10 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
 
 
 def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, capsys):
-    """--read-soup: the read stage once more per extra seed from the same start (its own folder, its own seed as --seed
-    would give it), the weights written the mean of every run's; the card and metadata say which seeds; bad seeds are
-    one-line errors before anything trains."""
+    """The read stage's default soup (READ_SOUP runs, seeds --seed, --seed + 1) and --read-soup SEEDS: the read stage
+    once more per extra seed from the same start (its own folder, its own seed as --seed would give it), the weights
+    written the mean of every run's; the card and metadata say which seeds; bad seeds are one-line errors before
+    anything trains."""
     from safetensors import safe_open
 
     from hashhop.ltm2.config import WEIGHTS
@@ -503,6 +505,14 @@ def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, caps
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out, runs = tmp_path / "soup.safetensors", tmp_path / "runs"
     common = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-seq-len", "2048", "--corpus", str(corpus), "--threads", "1", "--no-progress"]
+    from hashhop.ltm2.config import READ_SOUP
+
+    assert READ_SOUP == 2  # the shipped weights' recipe: two read stages averaged
+    default_out = tmp_path / "default.safetensors"
+    assert main([*common, "--seed", "2", "--runs", str(tmp_path / "default"), "--out", str(default_out)]) == 0
+    assert sorted(p.name for p in (tmp_path / "default").iterdir())[1].endswith("_seed3")  # the default: --seed 2, then 3
+    with safe_open(str(default_out), "pt") as handle:
+        assert json.loads(handle.metadata()["meta"])["read_soup_seeds"] == [3, 4]  # as --seed 2 / 3 train them
     assert main([*common, "--seed", "2", "--read-soup", "0", "--runs", str(runs), "--out", str(out)]) == 0
     folders = sorted(p.name for p in runs.iterdir())
     assert len(folders) == 2 and folders[1] == folders[0] + "_seed0"
@@ -521,7 +531,7 @@ def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, caps
     assert "uniform model soup" in card and "seeds 3, 1" in card and "| seed | 3, 1 (the read stages averaged) |" in card
     assert "`python -m hashhop.ltm2.train --init-from" in card and "--read-soup 0" in card
     capsys.readouterr()
-    for bad in (["--seed", "2", "--read-soup", "2"], ["--read-soup", "1,1"], ["--read-soup", "a"], ["--read-soup", "1", "--read-steps", "0"]):
+    for bad in (["--seed", "2", "--read-soup", "2"], ["--read-soup", "1,1"], ["--read-soup", "a"], ["--read-soup", "none,1"], ["--read-soup", "1", "--read-steps", "0"]):
         try:
             code = main([*common, *bad, "--runs", str(tmp_path / "bad"), "--out", str(tmp_path / "bad.safetensors")])
         except SystemExit as exit_info:  # the parser's own errors
@@ -545,6 +555,7 @@ def test_encoder_width_trains_both_stages_and_a_second_stage_keeps_it(tmp_path, 
     assert (tmp_path / "r1" / "ltm2_k12").is_dir() and any(p.name.startswith("ltm2_reads_k12_") for p in (tmp_path / "r1").iterdir())
     assert load_ltm2(str(out)).blocks[0].mixer.encoder.reach == 23
     assert "encoder (width 12, 2 layers: each key sees the last\n23 bytes)" in (tmp_path / "k12.card.md").read_text()
+    assert "uniform model soup" in (tmp_path / "k12.card.md").read_text()  # stage 1, then the default soup of read stages
     again = tmp_path / "again.safetensors"
     assert main(["--init-from", str(out), "--read-steps", "1", "--runs", str(tmp_path / "r2"), "--out", str(again), *common]) == 0
     assert load_ltm2(str(again)).blocks[0].mixer.cfg.conv_kernel == 12
