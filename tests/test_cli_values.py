@@ -133,6 +133,7 @@ COMMANDS = {
             "--model": values("ltm", "ltm2"),
             "--threads": values("1", "0"),
             "--read-steps": values("0", "3", "-1", "10000001"),
+            "--read-soup": values("none", "1", "0,x", "0"),
         },
         ["--no-progress"],
     ),

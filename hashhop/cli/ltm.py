@@ -37,7 +37,11 @@ def _add_train(sub) -> None:
     p.add_argument("--runs", default="runs/ltm2", help="ltm2: the lab run folder (checkpoints; rerun the command to resume)")
     p.add_argument("--corpus", default=None, help="ltm2: the training code corpus (built there from pinned packages if missing)")
     p.add_argument("--threads", type=int, default=None, help="ltm2: torch CPU threads")
-    p.add_argument("--read-steps", type=int, default=None, help="ltm2: steps of the second stage (the auxiliary read loss; 0: none; default the config's)")
+    p.add_argument("--read-steps", type=int, default=None, help="ltm2: steps of the second stage (the auxiliary read loss; 0: none; default the config's; trained once per --read-soup seed)")
+    p.add_argument(
+        "--read-soup", default=None, metavar="SEEDS",
+        help="ltm2: more seeds for the second stage, each trained from the same start and the weights averaged (default: the config's, the next seed; 'none': the stage once)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_run_train)
 
@@ -51,7 +55,7 @@ def _run_train(args) -> int:
     if args.model == "ltm2":
         from hashhop.ltm2.config import READ_STEPS, STEPS, ltm2_config
         from hashhop.ltm2.config import WEIGHTS as LTM2_WEIGHTS
-        from hashhop.ltm2.train import train_ltm2
+        from hashhop.ltm2.train import parse_read_soup, train_ltm2
 
         out = args.out or LTM2_WEIGHTS
         if not out.endswith(".safetensors"):
@@ -60,6 +64,7 @@ def _run_train(args) -> int:
         read_steps = READ_STEPS if args.read_steps is None else args.read_steps
         if read_steps < 0:
             raise HashHopError(f"--read-steps must be a whole number >= 0 (0: no second stage), got {read_steps}")
+        read_soup = parse_read_soup(args.read_soup)
         ltm2_config("corpus", steps, args.seed, threads=args.threads)  # one-line errors before any work
         if read_steps:
             ltm2_config("corpus", read_steps, args.seed, threads=args.threads, stage=2)
@@ -69,7 +74,8 @@ def _run_train(args) -> int:
             raise HashHopError(f"cannot create the folder for {out}: {err.strerror or err}") from None
         check_output_file(out, "weights file")
         summary = train_ltm2(
-            out, args.runs, args.corpus, steps, args.seed, args.threads, progress_on(args), command.strip(), read_steps=read_steps
+            out, args.runs, args.corpus, steps, args.seed, args.threads, progress_on(args), command.strip(), read_steps=read_steps,
+            read_soup=read_soup,
         )
         print(f"trained {summary['params']:,} parameters for {summary['steps']} steps; wrote {summary['weights']} and {summary['card']}")
         return 0

@@ -76,6 +76,18 @@ def card_path(out: str) -> str:
     return CARD if os.path.realpath(out) == os.path.realpath(WEIGHTS) else os.path.splitext(out)[0] + ".card.md"
 
 
+def parse_read_soup(text: str | None) -> tuple[int, ...] | None:
+    """``--read-soup``: None (not given: the config's READ_SOUP), ``none`` (the read stage once), or seeds ``1,2``."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise HashHopError(f"--read-soup takes whole-number seeds separated by commas (e.g. 0,1) or 'none', got {text!r}") from None
+
+
 def train_ltm2(
     out: str = WEIGHTS,
     runs: str = RUNS,
@@ -133,6 +145,8 @@ def train_ltm2(
         raise HashHopError("--read-soup averages read stages: give it --read-steps > 0")
     if len({seed, *read_soup}) != 1 + len(read_soup):
         raise HashHopError(f"--read-soup seeds must differ from each other and from --seed {seed}, got {','.join(map(str, read_soup))}")
+    for read_seed in read_soup:  # each soup seed's config checked before stage 1 runs (a bad seed: one line, no work lost)
+        ltm2_config("corpus", read_steps, read_seed, threads=threads, stage=2)
     corpus = corpus or os.path.join(runs, "train_corpus.bin")
     os.makedirs(runs, exist_ok=True)
     started = time.time()
@@ -587,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         "--read-soup", default=None, metavar="SEEDS",
         help=(
             "more seeds for the read stage, comma-separated: it is trained once more with each from the same start, and the weights"
-            f" written are the mean of all the runs' (a uniform model soup); 'none': the read stage once; default the next {READ_SOUP - 1} after --seed"
+            f" written are the mean of all the runs' (a uniform model soup); 'none': the read stage once; default: {READ_SOUP} runs in all, seeds --seed, --seed + 1, ..."
         ),
     )
     ap.add_argument("--out", default=WEIGHTS)
@@ -642,14 +656,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.read_query_confusers and not args.read_confusers:
         ap.error("--read-query-confusers is a share of --read-confusers: give --read-confusers N > 0 too")
     try:
-        if args.read_soup is None:
-            read_soup = None
-        elif args.read_soup.strip().lower() == "none":
-            read_soup = ()
-        else:
-            read_soup = tuple(int(part) for part in args.read_soup.split(","))
-    except ValueError:
-        ap.error(f"--read-soup takes whole-number seeds separated by commas (e.g. 0,1) or 'none', got {args.read_soup!r}")
+        read_soup = parse_read_soup(args.read_soup)
+    except HashHopError as err:
+        ap.error(str(err))
     from hashhop.ltm2.data import MIN_SEQ_LEN
 
     if not MIN_SEQ_LEN <= args.read_seq_len <= BATCH * SEQ_LEN or BATCH * SEQ_LEN % args.read_seq_len:

@@ -487,7 +487,10 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
         assert exit_info.value.code == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and bad[0] in error  # one line naming the option
+    capsys.readouterr()
     assert main(["--init-from", "x.safetensors", "--read-steps", "0", "--runs", str(tmp_path / "r2"), "--corpus", str(corpus)]) == 2
+    error = capsys.readouterr().err  # no read stage: no default soup to refuse, the --init-from error itself
+    assert error.count("\n") == 1 and "--init-from starts the second stage" in error
 
 
 def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, capsys):
