@@ -35,9 +35,10 @@ MIXER = {
 # Stage 2 (``read_steps`` > 0): from stage 1's weights, the same mixture with the auxiliary read loss: HashHop answers'
 # jumps to a link (and, without chain of thought, the intermediate hash for the first read) are the reads' targets.
 READ_STEPS = 300
-READ_SOUP = 2  # stage 2 is trained this many times from the same start, seeds --seed, --seed + 1, ..., and the weights
+READ_SOUP = 3  # stage 2 is trained this many times from the same start, seeds --seed, --seed + 1, ..., and the weights
 # written are the mean of the runs' (a uniform model soup; `--read-soup`): at 10M characters, two / three hops CoT, two
-# seeds' soup answered 107 of 120 against its members' 90 and 83 (thirty-first session; docs/ltm2.md)
+# seeds' soup answered 107 of 120 against its members' 90 and 83 (thirty-first session); on fresh prompts three seeds'
+# 114 against two seeds' 109 (thirty-second session), and at 100M two hops 9 against 7 of 10 (docs/ltm2.md)
 READ_SEQ_LEN = 16384  # stage 2: one row of 16K bytes a step (the same bytes per step): reads trained over 16K entries
 READ_LOSS = 0.3
 COPY_READ_LOSS = 0.1  # the copies after each jump, weighted apart (0: copies unsupervised, the recipe before the thirtieth

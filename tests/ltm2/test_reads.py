@@ -494,7 +494,7 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
 
 
 def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, capsys):
-    """The read stage's default soup (READ_SOUP runs, seeds --seed, --seed + 1) and --read-soup SEEDS: the read stage
+    """The read stage's default soup (READ_SOUP runs, seeds --seed, --seed + 1, --seed + 2) and --read-soup SEEDS: the read stage
     once more per extra seed from the same start (its own folder, its own seed as --seed would give it), the weights
     written the mean of every run's; the card and metadata say which seeds; bad seeds are one-line errors before
     anything trains."""
@@ -510,12 +510,12 @@ def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, caps
     common = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-seq-len", "2048", "--corpus", str(corpus), "--threads", "1", "--no-progress"]
     from hashhop.ltm2.config import READ_SOUP
 
-    assert READ_SOUP == 2  # the shipped weights' recipe: two read stages averaged
+    assert READ_SOUP == 3  # the shipped weights' recipe: three read stages averaged
     default_out = tmp_path / "default.safetensors"
     assert main([*common, "--seed", "2", "--runs", str(tmp_path / "default"), "--out", str(default_out)]) == 0
-    assert sorted(p.name for p in (tmp_path / "default").iterdir())[1].endswith("_seed3")  # the default: --seed 2, then 3
+    assert sorted(p.name for p in (tmp_path / "default").iterdir())[1].endswith("_seed3")  # the default: --seed 2, then 3 and 4
     with safe_open(str(default_out), "pt") as handle:
-        assert json.loads(handle.metadata()["meta"])["read_soup_seeds"] == [3, 4]  # as --seed 2 / 3 train them
+        assert json.loads(handle.metadata()["meta"])["read_soup_seeds"] == [3, 4, 5]  # as --seed 2 / 3 / 4 train them
     assert main([*common, "--seed", "2", "--read-soup", "0", "--runs", str(runs), "--out", str(out)]) == 0
     folders = sorted(p.name for p in runs.iterdir())
     assert len(folders) == 2 and folders[1] == folders[0] + "_seed0"
