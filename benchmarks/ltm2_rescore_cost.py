@@ -17,6 +17,8 @@ Usage: python benchmarks/ltm2_rescore_cost.py [--context 1M] [--decode 128] [--r
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shlex
 import sys
@@ -98,7 +100,8 @@ def main() -> None:
         label: (args.decode / float(np.median([s for s, *_ in done])), np.mean([w for _, w, _, _ in done]) / args.decode, np.mean([c for _, _, c, _ in done]) / args.decode, done[0][3])
         for label, done in runs.items()
     }
-    same = rows[VARIANTS[0][0]][3] == rows[VARIANTS[1][0]][3]
+    written = rows[VARIANTS[0][0]][3]
+    same = written == rows[VARIANTS[1][0]][3]
     ref_bps, ref_windows, _, _ = rows[VARIANTS[1][0]]
     command = "python benchmarks/ltm2_rescore_cost.py " + shlex.join(sys.argv[1:])
     lines = [
@@ -114,6 +117,8 @@ def main() -> None:
         ],
         "",
         f"The cached and uncached decodes wrote {'the same' if same else 'different'} {args.decode} bytes.",
+        # named by hash so two sections (weights, sessions, VMs) can be compared on the bytes decoded, not only on counts
+        f"The default's {args.decode} bytes: sha256 `{hashlib.sha256(written).hexdigest()[:16]}`, starting {json.dumps(written[:48].decode('latin-1'))}.",
     ]
     print("\n".join(lines))
     if args.section:
