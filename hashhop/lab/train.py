@@ -58,6 +58,20 @@ def weighted_read_targets(reads: torch.Tensor, cfg: RunConfig) -> tuple[torch.Te
     return reads.masked_fill((weights == 0)[None, None, None, :, None], -1), weights
 
 
+def init_from_path(source: str) -> str:
+    """``init_from``'s weights file (a .safetensors file, or a finished run's folder's model.safetensors), its header
+    read: weights that cannot be read fail in one line before a run builds its data or trains."""
+    from safetensors import SafetensorError, safe_open
+
+    path = os.path.join(source, "model.safetensors") if os.path.isdir(source) else source
+    try:
+        with safe_open(path, "pt"):
+            pass
+    except (OSError, SafetensorError) as err:
+        raise HashHopError(f"init_from {source}: cannot read weights from {path} ({err})") from None
+    return path
+
+
 def initial_weights(model: torch.nn.Module, source: str) -> None:
     """Load ``init_from``: a .safetensors file (a state dict, or shipped weights whose names start ``model.``) or a
     finished run's folder (its model.safetensors), same shapes. A module's ``optional_at_init`` parameters (a
@@ -65,7 +79,7 @@ def initial_weights(model: torch.nn.Module, source: str) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = os.path.join(source, "model.safetensors") if os.path.isdir(source) else source
+    path = init_from_path(source)
     try:
         state = load_file(path)
     except (OSError, SafetensorError) as err:

@@ -147,6 +147,12 @@ def train_ltm2(
         raise HashHopError(f"--read-soup seeds must differ from each other and from --seed {seed}, got {','.join(map(str, read_soup))}")
     for read_seed in read_soup:  # each soup seed's config checked before stage 1 runs (a bad seed: one line, no work lost)
         ltm2_config("corpus", read_steps, read_seed, threads=threads, stage=2)
+    if init_from:  # checked before the corpus is built (minutes on a fresh machine)
+        if not read_steps:
+            raise HashHopError("--init-from starts the second stage from those weights: give it --read-steps > 0")
+        from hashhop.lab.train import init_from_path
+
+        init_from_path(init_from)
     corpus = corpus or os.path.join(runs, "train_corpus.bin")
     os.makedirs(runs, exist_ok=True)
     started = time.time()
@@ -162,8 +168,6 @@ def train_ltm2(
         conv_kernel = _init_conv_kernel(init_from) if init_from else MIXER["conv_kernel"]
     kernel_name = f"_k{conv_kernel}" if conv_kernel != MIXER["conv_kernel"] else ""
     if init_from:
-        if not read_steps:
-            raise HashHopError("--init-from starts the second stage from those weights: give it --read-steps > 0")
         init, stages = init_from, []
     else:
         cfg = ltm2_config(corpus, steps=steps, seed=seed, name="ltm2" + kernel_name, threads=threads, conv_kernel=conv_kernel)

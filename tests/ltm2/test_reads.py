@@ -491,6 +491,13 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     assert main(["--init-from", "x.safetensors", "--read-steps", "0", "--runs", str(tmp_path / "r2"), "--corpus", str(corpus)]) == 2
     error = capsys.readouterr().err  # no read stage: no default soup to refuse, the --init-from error itself
     assert error.count("\n") == 1 and "--init-from starts the second stage" in error
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not weights")
+    for source in (str(junk), str(tmp_path / "missing.safetensors"), str(tmp_path)):  # a folder without model.safetensors
+        fresh = tmp_path / "r3"
+        assert main(["--init-from", source, "--read-steps", "1", "--runs", str(fresh)]) == 2
+        error = capsys.readouterr().err  # before the corpus is built (minutes): one line, nothing written
+        assert error.count("\n") == 1 and "cannot read weights" in error and not fresh.exists()
 
 
 def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, capsys):
