@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from itertools import repeat
 
 import numpy as np
 import torch
@@ -47,6 +48,9 @@ THREADED_QUERIES = 16  # searches for fewer queries run on one OpenMP thread (a 
 # exact keys recomputed from the text (rescored reads, pointer reads) kept for later heads, blocks and steps: a greedy
 # decode's reads over 600K bytes of code rescore about 113 entries a read, half of them rescored at an earlier step
 EXACT_KEYS_CACHED = 4096
+# the encoder's matrix products round a window's key the same in any batch of at least this many windows (fewer take
+# another kernel: keys differ in the last bits), so _compute_exact_keys pads smaller batches to it
+KEY_BATCH_MIN = 4
 FEED_CHUNK_MIN = 64  # continuations this long run a chunk at a time (feed_chunks), shorter ones byte by byte
 
 
@@ -245,17 +249,21 @@ class Memory:
         """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries. On inverted
         lists with a second core, the heads' searches run side by side (faiss leaves the GIL): a decode step's scans
         of long lists are most of its time (benchmarks/ltm2_rescore_cost.py)."""
+        found = self.map_heads(lambda h: self.search_batch(h, queries[h : h + 1], top_k))
+        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+
+    def map_heads(self, work) -> list:
+        """[work(h) for each head]; with split_heads, the heads after the first on the search pool's thread,
+        side by side with the first (the work is a search, which leaves the GIL, and what follows it)."""
         pool = _search_pool() if self.split_heads else None
         if pool is None:
-            found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
-        else:
-            others = [pool.submit(self.search_batch, h, queries[h : h + 1], top_k) for h in range(1, self.heads)]
-            try:
-                first = self.search_batch(0, queries[:1], top_k)
-            finally:  # (no search left running on the index if this one fails)
-                wait(others)
-            found = [first] + [f.result() for f in others]
-        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+            return [work(h) for h in range(self.heads)]
+        others = [pool.submit(work, h) for h in range(1, self.heads)]
+        try:
+            first = work(0)
+        finally:  # (nothing left running on the index if this one fails)
+            wait(others)
+        return [first] + [f.result() for f in others]
 
     def search_batch(self, head: int, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """Head ``head``'s best ``top_k`` entries for each of ``queries`` (n, head_key_dim): (scores, ids), (n, k)."""
@@ -384,6 +392,7 @@ class Engine:
             self.padded_inputs = F.pad(self.byte_inputs, (0, 0, 0, 1))  # symbol 256: before the first byte (zeros)
             # RoPE angles of the local windows' offsets 0 .. 2 x window - 1 (a decode step's keys keep their rotation)
             self.rope = rope_tables(2 * self.cfg.window, self.cfg.d_model // self.cfg.n_heads)
+        self._encoder_weights = None  # window_states' weight arguments, on first use
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
@@ -412,8 +421,16 @@ class Engine:
         # exact keys recomputed from the text for rescored and pointer reads (heads, blocks and steps name the same
         # entries): the newest EXACT_KEYS_CACHED, valid while the text before the memory's base stays (until reset/restore)
         # entry -> its row of a preallocated slab (a read's keys come back in one gather, not a stack of arrays)
-        self._exact_key_cache: OrderedDict[int, int] = OrderedDict()
         self._exact_key_slab = np.zeros((EXACT_KEYS_CACHED, cfg.memory_heads, cfg.key_dim // cfg.memory_heads), np.float32)
+        self._clear_exact_keys()
+
+    def _clear_exact_keys(self) -> None:
+        """Empty the cache of exact keys. It is a ring over the slab's rows: the k-th key kept since takes row k mod
+        EXACT_KEYS_CACHED, so once full each new key takes the oldest one's row (first in, first out; a hit does not
+        refresh) and a call's new keys are written in one slab assignment."""
+        self._exact_key_cache: dict[int, int] = {}  # entry -> its slab row, oldest first
+        self._exact_key_owner = np.full(len(self._exact_key_slab), -1, np.int64)  # each row's entry (-1: none)
+        self._exact_key_kept = 0  # keys kept since the cache was last emptied
 
     def _fresh_pointers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per block: each head's pointer (-1: none) and its confidence, before any read."""
@@ -551,7 +568,7 @@ class Engine:
         self.last_state = snap["last_state"]
         self.pointers = [(p.copy(), c.copy()) for p, c in snap.get("pointers", self._fresh_pointers())]
         if not keep_exact_keys:
-            self._exact_key_cache = OrderedDict()
+            self._clear_exact_keys()
 
     def save(self, folder: str) -> None:
         """Write the prefilled state (at a snapshot point: call after prefill) to ``folder``: the index, values,
@@ -594,7 +611,7 @@ class Engine:
         embedded = self.lm.embed(torch.tensor([byte]))
         last = self.text[max(0, q + 1 - reach) :]
         ids = torch.tensor([256] * (reach - len(last)) + list(last))  # the encoder's reach, padded before byte 0
-        state = self.net.encoder.last_state(ids, self.padded_inputs, self.tap_table)  # (1, d)
+        state = _scripted(window_states)(ids[None], *self._encoder_args())  # (1, d): the encoder's last_state
         self.pending_keys[q] = self._keys(state)[0]
         if q - reach + 1 >= 0:  # entry q - reach + 1 is complete: its value and the input vector of the byte after it
             value = self.net.value(state) + self.net.next_value(self.padded_inputs[ids[1:2]])
@@ -992,25 +1009,35 @@ class Engine:
         ``EXACT_KEYS_CACHED`` are kept (the text before the memory's base does not change until reset/restore)."""
         cache, slab = self._exact_key_cache, self._exact_key_slab
         listed = entries.tolist()
-        slots = [cache.get(entry, -1) for entry in listed]
-        if -1 not in slots:
+        slots = np.fromiter(map(cache.get, listed, repeat(-1)), np.int64, len(listed))
+        hit = slots >= 0
+        if hit.all():
             return slab[slots]
         out = np.empty((len(listed), *slab.shape[1:]), np.float32)
-        hits = [i for i, slot in enumerate(slots) if slot >= 0]
-        missing = [i for i, slot in enumerate(slots) if slot < 0]
-        if hits:  # gathered before the new keys below may take the oldest rows
-            out[hits] = slab[[slots[i] for i in hits]]
+        out[hit] = slab[slots[hit]]  # gathered before the new keys below may take the oldest rows
+        missing = np.flatnonzero(~hit)
         out[missing] = self._compute_exact_keys(entries[missing])
         cap = EXACT_KEYS_CACHED
-        if len(slab) != cap:  # the setting changed (tests): start a slab of the new size
-            cache.clear()
+        if len(slab) != cap:  # the setting changed (tests, benchmarks): start a slab of the new size
             slab = self._exact_key_slab = np.zeros((cap, *slab.shape[1:]), np.float32)
-        for i in missing[-cap:] if cap else ():
-            if listed[i] not in cache:  # (an entry named twice in one call)
-                # rows 0 .. len - 1 are in use until the cache is full; then the oldest entry gives up its row
-                slot = len(cache) if len(cache) < cap else cache.popitem(last=False)[1]
-                slab[slot] = out[i]
-                cache[listed[i]] = slot
+            self._clear_exact_keys()
+            cache = self._exact_key_cache
+        if not cap:
+            return out
+        kept = missing[-cap:]
+        new = dict.fromkeys(listed[i] for i in kept.tolist())  # in order, an entry named twice kept once
+        if len(new) < len(kept):
+            first = {}
+            for i in kept.tolist():
+                first.setdefault(listed[i], i)
+            kept = np.array(list(first.values()), np.int64)
+        rows = (self._exact_key_kept + np.arange(len(kept))) % cap
+        for entry in self._exact_key_owner[rows].tolist():  # the oldest keys give up their rows
+            cache.pop(entry, None)
+        slab[rows] = out[kept]
+        self._exact_key_owner[rows] = entries[kept]
+        cache.update(zip(new, rows.tolist()))
+        self._exact_key_kept += len(kept)
         return out
 
     def _compute_exact_keys(self, entries: np.ndarray) -> np.ndarray:
@@ -1019,7 +1046,23 @@ class Engine:
         offsets = entries[:, None] + np.arange(1 - self.reach, 1)  # (n, reach)
         ids = torch.from_numpy(np.where(offsets >= 0, text[np.maximum(offsets, 0)].astype(np.int64), 256))
         del text  # a live view would stop the bytearray from growing
-        return self._keys(self.net.encoder.last_states(ids, self.padded_inputs, self.tap_table))
+        if len(ids) < KEY_BATCH_MIN:  # so that a key rounds the same whatever else its batch holds
+            return self._window_keys(F.pad(ids, (0, 0, 0, KEY_BATCH_MIN - len(ids)), value=256))[: len(ids)]
+        return self._window_keys(ids)
+
+    def _window_keys(self, ids: torch.Tensor) -> np.ndarray:
+        """Exact unit keys (n, heads, hk) of n encoder windows ids (n, reach): :meth:`_keys` of the encoder's
+        ``last_states``, as one TorchScript call (:func:`window_keys`: the same operations, so the same bits, with
+        about a fifth less fixed cost than calling them one by one from Python)."""
+        return _scripted(window_keys)(ids, *self._encoder_args(), self.net.key.weight.detach(), self.cfg.memory_heads).numpy()
+
+    def _encoder_args(self) -> tuple:
+        """:func:`window_states`' arguments after the windows: the encoder's weights and tables."""
+        encoder = self.net.encoder
+        if self._encoder_weights is None:
+            convs = encoder.convs
+            self._encoder_weights = (self.padded_inputs, self.tap_table, encoder.kernel, convs[0].bias.detach(), [c.weight.detach() for c in convs[1:]], [c.bias.detach() for c in convs[1:]], encoder.norm.weight.detach(), encoder.norm.bias.detach(), encoder.norm.eps)  # fmt: skip
+        return self._encoder_weights
 
     def _entry_key(self, entry: int) -> torch.Tensor:
         """Entry ``entry``'s exact unit keys (heads, hk): kept for a request's own bytes and a chunk's new entries,
@@ -1031,6 +1074,76 @@ class Engine:
         if entry >= base and entry - base < len(self.memory.recent):
             return torch.from_numpy(self.memory.recent[entry - base])
         return torch.from_numpy(self._exact_keys(np.array([entry]))[0])
+
+
+_SCRIPTS: dict[str, object] = {}  # compiled on first use
+
+
+def _scripted(function):
+    """``function`` compiled by TorchScript, once per process; the function itself (the same operations, from Python)
+    where this torch cannot script it (TorchScript is deprecated in favour of torch.compile, which this CPU-bound
+    decode of tiny operations does not need)."""
+    if function.__name__ not in _SCRIPTS:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _SCRIPTS[function.__name__] = torch.jit.script(function)
+        except Exception:  # noqa: BLE001 - any failure to compile leaves the uncompiled function, which computes the same
+            _SCRIPTS[function.__name__] = function
+    return _SCRIPTS[function.__name__]
+
+
+def window_states(
+    ids: torch.Tensor,
+    inputs: torch.Tensor,
+    table: torch.Tensor,
+    kernel: int,
+    bias0: torch.Tensor,
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor],
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """:meth:`hashhop.ltm2.model.Encoder.last_states` (the encoder's states (b, d) at the last position of b windows
+    ids (b, reach)) as a function TorchScript can compile: the same operations, so the same bits. ``weights`` and
+    ``biases``: its convolutions after the first, whose terms come from ``table`` (:meth:`Encoder.tap_table`)."""
+    k, b = kernel, ids.shape[0]
+    pad = table.shape[0] // k - 1
+    n = len(weights) * (k - 1) + 1
+    taps = ids.unfold(1, k, 1)[:, -n:] + torch.arange(k) * (pad + 1)  # (b, n, k)
+    h = F.embedding(ids[:, -n:], inputs) + F.gelu(F.embedding_bag(taps.reshape(-1, k), table, mode="sum").view(b, n, -1) + bias0)
+    padded = bool((ids[:, -n:] == pad).any())
+    if padded:  # positions before the first are zeros to the next layer
+        h = h * (ids[:, -n:] != pad).unsqueeze(-1)
+    for i in range(len(weights)):
+        n -= k - 1
+        windows = h.unfold(1, k, 1).reshape(b, n, -1)  # (b, n, d * k): (channel, tap) order, the weight's
+        h = h[:, -n:] + F.gelu(F.linear(windows, weights[i].reshape(weights[i].shape[0], -1), biases[i]))
+        if padded:
+            h = h * (ids[:, -n:] != pad).unsqueeze(-1)
+    return F.layer_norm(h[:, -1], [h.shape[-1]], norm_weight, norm_bias, eps)
+
+
+def window_keys(
+    ids: torch.Tensor,
+    inputs: torch.Tensor,
+    table: torch.Tensor,
+    kernel: int,
+    bias0: torch.Tensor,
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor],
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    eps: float,
+    key_weight: torch.Tensor,
+    heads: int,
+) -> torch.Tensor:
+    """The unit keys (b, heads, hk) of :func:`window_states`: the key map, then each head's normalisation."""
+    state = window_states(ids, inputs, table, kernel, bias0, weights, biases, norm_weight, norm_bias, eps)
+    return F.normalize(F.linear(state, key_weight).view(ids.shape[0], heads, -1), dim=-1)
 
 
 def _beam_width(value) -> int:

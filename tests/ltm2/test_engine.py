@@ -730,3 +730,29 @@ def test_reads_off_skips_the_named_blocks_reads_in_steps_and_chunks():
     second = run({1})
     assert (none - off).abs().max() < 1e-5
     assert (second - whole).abs().max() > 1e-3 and (second - off).abs().max() > 1e-3
+
+
+def test_scripted_encoder_windows_compute_what_the_encoder_does():
+    """The decode's exact keys and its encoder state come from TorchScript functions (window_keys, window_states):
+    they compute the encoder's last_states and the key map as the model's modules do, for windows with and without
+    the padding before the first byte, and batches of fewer than KEY_BATCH_MIN windows are padded, so a key comes
+    out the same alone as beside others. The scripted and the Python functions agree too."""
+    lm = small_lm(key_dim=32, value_dim=8)
+    engine = Engine(lm, index="ivf", nprobe=100_000)
+    engine.prefill(text(4000, seed=3))
+    net = engine.net
+    entries = np.array([0, 3, engine.reach - 1, 100, 2500, 3999, 1234])
+    data = np.frombuffer(bytes(engine.text), np.uint8)
+    offsets = entries[:, None] + np.arange(1 - engine.reach, 1)
+    ids = torch.from_numpy(np.where(offsets >= 0, data[np.maximum(offsets, 0)].astype(np.int64), 256))
+    with torch.inference_mode():
+        states = net.encoder.last_states(ids, engine.padded_inputs, engine.tap_table)
+        expected = torch.nn.functional.normalize(net.key(states).view(len(ids), engine.cfg.memory_heads, -1), dim=-1).numpy()
+        scripted = engine_module._scripted(engine_module.window_states)
+        assert scripted is not engine_module.window_states  # compiled here
+        for function in (scripted, engine_module.window_states):
+            assert (function(ids, *engine._encoder_args()) - states).abs().max() < 1e-6
+        batch = engine._compute_exact_keys(entries)
+        assert np.abs(batch - expected).max() < 1e-6
+        for size in (1, 2, 3):  # padded to KEY_BATCH_MIN windows
+            assert np.abs(engine._compute_exact_keys(entries[:size]) - batch[:size]).max() < 1e-6
