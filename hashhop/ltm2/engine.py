@@ -393,6 +393,8 @@ class Engine:
             # RoPE angles of the local windows' offsets 0 .. 2 x window - 1 (a decode step's keys keep their rotation)
             self.rope = rope_tables(2 * self.cfg.window, self.cfg.d_model // self.cfg.n_heads)
         self._encoder_weights = None  # window_states' weight arguments, on first use
+        self._read_constants: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per block, on first use (_read)
+        self._mlp_weights: dict[int, tuple] = {}  # per block, mlp_residual's weight arguments, on first use
         self.reset()
 
     # -- state -------------------------------------------------------------------------------
@@ -625,7 +627,7 @@ class Engine:
             h = h + self._local(i, block.local, block.norm_local(h), q)
             if self.net.memory_enabled and i not in self.reads_off:
                 h = h + self._read(block.read, block.norm_read(h), q, previous, i)
-            h = h + block.mlp(block.norm_mlp(h))
+            h = _scripted(mlp_residual)(h, *self._mlp_args(i))  # h + block.mlp(block.norm_mlp(h))
         out = embedded + h
         self.logits = self.lm.head(self.lm.norm(out))[0]
         return self.logits
@@ -661,14 +663,17 @@ class Engine:
         heads = read.heads
         # the query at q sees q - reach + 1 entries (the dense forward's rule, trained in when log_length_reads)
         gain = read_gain(q - self.reach + 1, self.cfg.log_length_reads)
-        scale = read.log_scale.exp().clamp(max=100.0) * gain
+        if block not in self._read_constants:  # each read's sharpness and sink keys: functions of its weights alone
+            self._read_constants[block] = (read.log_scale.exp().clamp(max=100.0), read.sink_keys())
+        sharpness, sink_keys = self._read_constants[block]
+        scale = sharpness * gain
         unit = read.unit_queries(x, self.net.key, previous)[0]  # (heads, hk)
         scores, ids = self.memory.search(unit.numpy(), self.top_k)  # (heads, k) each, ids -1 past the entries
         # the pointer's candidates the search did not return are scored with exact keys: computed with the rescored
         # entries' (or alone) in one batch of encoder windows, not one call each (a call's fixed cost is ~40 windows')
         wanted = self._pointer_misses(block, ids, q) if read.pointer_gain is not None else None
         scores = self._rescore(np.arange(heads), unit.numpy(), scores, ids, also=wanted)  # (rescore 0: `wanted` alone)
-        sink = (unit * read.sink_keys()).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
+        sink = (unit * sink_keys).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
         logits = (torch.from_numpy(scores) * scale[:, None]).masked_fill(torch.from_numpy(ids < 0), float("-inf"))
         if read.pointer_gain is not None:  # the entries near the last read's, with their bonuses, as more candidates
             bonus = self._pointer_bonus(read, x, torch.tensor([float(pointer_gain(q - self.reach + 1, self.cfg.log_length_reads, read.pointer_length_ref))]))
@@ -972,7 +977,7 @@ class Engine:
         wanted = pointers[:, None] + offsets  # (heads, m)
         valid = (pointers[:, None] >= 0) & (wanted <= q - self.reach) & (wanted < indexed)
         valid &= ~(wanted[:, :, None] == ids[:, None, :]).any(-1)
-        return np.unique(wanted[valid])
+        return np.array(sorted(set(wanted[valid].tolist())), np.int64)  # (np.unique costs more on a few entries)
 
     def _rescore(self, heads_of_rows: np.ndarray, unit: np.ndarray, scores: np.ndarray, ids: np.ndarray, also: np.ndarray | None = None) -> np.ndarray:
         """The index's scores (n, k) of each row's ``rescore`` best indexed entries (ids (n, k), -1: none) replaced by
@@ -986,21 +991,23 @@ class Engine:
             if len(also):
                 self._exact_keys(also)
             return scores
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.broadcast_to(np.arange(k), scores.shape)
-        chosen = np.take_along_axis(ids, top, 1)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else None  # None: every column
+        chosen = ids if top is None else np.take_along_axis(ids, top, 1)
         coded = (chosen >= 0) & (chosen < indexed)
         if not coded.any():
             if len(also):
                 self._exact_keys(also)
             return scores
         rows, at = np.nonzero(coded)
-        entries, which = np.unique(chosen[rows, at], return_inverse=True)
+        named = chosen[rows, at]
+        entries = np.array(sorted(set(named.tolist())), np.int64)  # np.unique's, for less
+        which = np.searchsorted(entries, named)
         if len(also):  # (a set: np.setdiff1d costs more than the rest of a decode step's rescoring)
             seen = set(entries.tolist())
             also = np.array([entry for entry in also.tolist() if entry not in seen], np.int64)
         keys = self._exact_keys(np.concatenate([entries, also]))[: len(entries)]  # (u, heads, hk)
         out = scores.copy()
-        out[rows, top[rows, at]] = np.einsum("nd,nd->n", unit[rows], keys[which, heads_of_rows[rows]])
+        out[rows, at if top is None else top[rows, at]] = np.einsum("nd,nd->n", unit[rows], keys[which, heads_of_rows[rows]])
         return out
 
     def _exact_keys(self, entries: np.ndarray) -> np.ndarray:
@@ -1056,6 +1063,16 @@ class Engine:
         about a fifth less fixed cost than calling them one by one from Python)."""
         return _scripted(window_keys)(ids, *self._encoder_args(), self.net.key.weight.detach(), self.cfg.memory_heads).numpy()
 
+    def _mlp_args(self, block: int) -> tuple:
+        """:func:`mlp_residual`'s weight arguments for block ``block``."""
+        if block not in self._mlp_weights:
+            b = self.net.blocks[block]
+            norm, (first, gelu, second) = b.norm_mlp, b.mlp
+            if gelu.approximate != "none":  # (what mlp_residual computes)
+                raise HashHopError("the engine's block MLP computes the exact GELU")
+            self._mlp_weights[block] = tuple(t.detach() if torch.is_tensor(t) else t for t in (norm.weight, norm.bias, norm.eps, first.weight, first.bias, second.weight, second.bias))
+        return self._mlp_weights[block]
+
     def _encoder_args(self) -> tuple:
         """:func:`window_states`' arguments after the windows: the encoder's weights and tables."""
         encoder = self.net.encoder
@@ -1093,6 +1110,21 @@ def _scripted(function):
         except Exception:  # noqa: BLE001 - any failure to compile leaves the uncompiled function, which computes the same
             _SCRIPTS[function.__name__] = function
     return _SCRIPTS[function.__name__]
+
+
+def mlp_residual(
+    h: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_bias: torch.Tensor,
+    eps: float,
+    weight1: torch.Tensor,
+    bias1: torch.Tensor,
+    weight2: torch.Tensor,
+    bias2: torch.Tensor,
+) -> torch.Tensor:
+    """A block's ``h + mlp(norm_mlp(h))`` (its LayerNorm, Linear, exact GELU, Linear) as a function TorchScript
+    can compile: the same operations, so the same bits."""
+    return h + F.linear(F.gelu(F.linear(F.layer_norm(h, [h.shape[-1]], norm_weight, norm_bias, eps), weight1, bias1)), weight2, bias2)
 
 
 def window_states(

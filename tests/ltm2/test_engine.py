@@ -733,7 +733,8 @@ def test_reads_off_skips_the_named_blocks_reads_in_steps_and_chunks():
 
 
 def test_scripted_encoder_windows_compute_what_the_encoder_does():
-    """The decode's exact keys and its encoder state come from TorchScript functions (window_keys, window_states):
+    """The decode's exact keys, its encoder state and its block MLPs come from TorchScript functions (window_keys,
+    window_states, mlp_residual):
     they compute the encoder's last_states and the key map as the model's modules do, for windows with and without
     the padding before the first byte, and batches of fewer than KEY_BATCH_MIN windows are padded, so a key comes
     out the same alone as beside others. The scripted and the Python functions agree too."""
@@ -756,3 +757,6 @@ def test_scripted_encoder_windows_compute_what_the_encoder_does():
         assert np.abs(batch - expected).max() < 1e-6
         for size in (1, 2, 3):  # padded to KEY_BATCH_MIN windows
             assert np.abs(engine._compute_exact_keys(entries[:size]) - batch[:size]).max() < 1e-6
+        h = torch.randn(3, engine.cfg.d_model)
+        for i, block in enumerate(net.blocks):  # the step's block MLP
+            assert (engine_module._scripted(engine_module.mlp_residual)(h, *engine._mlp_args(i)) - (h + block.mlp(block.norm_mlp(h)))).abs().max() < 1e-6
