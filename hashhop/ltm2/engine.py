@@ -1039,8 +1039,9 @@ class Engine:
                 first.setdefault(listed[i], i)
             kept = np.array(list(first.values()), np.int64)
         rows = (self._exact_key_kept + np.arange(len(kept))) % cap
-        for entry in self._exact_key_owner[rows].tolist():  # the oldest keys give up their rows
-            cache.pop(entry, None)
+        for entry, row in zip(self._exact_key_owner[rows].tolist(), rows.tolist()):  # the oldest keys give up their rows
+            if cache.get(entry) == row:  # (not an owner the cache forgot: emptied from outside, the entry kept since)
+                del cache[entry]
         slab[rows] = out[kept]
         self._exact_key_owner[rows] = entries[kept]
         cache.update(zip(new, rows.tolist()))

@@ -678,6 +678,12 @@ def test_exact_keys_evicted_from_a_full_cache_stay_right(monkeypatch):
             assert len(set(engine._exact_key_cache.values())) == len(engine._exact_key_cache)
             assert all(np.abs(engine._exact_key_slab[slot] - truth[entry]).max() < 1e-5 for entry, slot in engine._exact_key_cache.items())
     assert list(engine._exact_key_cache) == [28, 29, 30, 31, 2]  # first in, first out (a hit does not refresh)
+    with torch.no_grad():  # emptied from outside (as tests do): a row's old owner, kept again since, stays
+        engine._exact_key_cache.clear()
+        engine._exact_keys(np.array([29]))  # the row after the last one written; 29's old row is the one after it
+        engine._exact_keys(np.array([6, 7]))
+        assert list(engine._exact_key_cache) == [29, 6, 7]
+        assert all(np.abs(engine._exact_key_slab[slot] - truth[entry]).max() < 1e-5 for entry, slot in engine._exact_key_cache.items())
 
 
 def test_beam_search_on_the_compact_memory_keeps_the_exact_keys_it_recomputed(monkeypatch):
