@@ -392,6 +392,8 @@ class Engine:
             self.padded_inputs = F.pad(self.byte_inputs, (0, 0, 0, 1))  # symbol 256: before the first byte (zeros)
             # RoPE angles of the local windows' offsets 0 .. 2 x window - 1 (a decode step's keys keep their rotation)
             self.rope = rope_tables(2 * self.cfg.window, self.cfg.d_model // self.cfg.n_heads)
+        for function in (window_states, window_keys, mlp_residual):  # compiled now, from the source just imported
+            _scripted(function)
         self._encoder_weights = None  # window_states' weight arguments, on first use
         self._read_constants: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per block, on first use (_read)
         self._mlp_weights: dict[int, tuple] = {}  # per block, mlp_residual's weight arguments, on first use
@@ -1100,7 +1102,8 @@ _SCRIPTS: dict[str, object] = {}  # compiled on first use
 def _scripted(function):
     """``function`` compiled by TorchScript, once per process; the function itself (the same operations, from Python)
     where this torch cannot script it (TorchScript is deprecated in favour of torch.compile, which this CPU-bound
-    decode of tiny operations does not need)."""
+    decode of tiny operations does not need). TorchScript reads the function's source file, so the engine compiles
+    its functions when it is made (a file changed on disk later, a package upgraded under a server, is not read)."""
     if function.__name__ not in _SCRIPTS:
         import warnings
 
