@@ -80,10 +80,10 @@ def main() -> None:
     for label, module in ((f"engine at {args.baseline}", baseline), ("this checkout's engine", engine_module)):
         engine = module.Engine(lm)
         engine.load(args.context_dir)
+        context_bytes = len(engine.text)
         start = engine.snapshot()
         engine.generate(8)  # warm (pages of the memory-mapped context, the compiled functions)
         engines[label] = (engine, start)
-    context_bytes = len(next(iter(engines.values()))[0].text)
     times: dict[str, list[float]] = {label: [] for label in engines}
     written: dict[str, bytes] = {}
     for turn in range(args.rounds):
