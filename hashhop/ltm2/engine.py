@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -598,7 +599,7 @@ class Engine:
             memory = Memory.load(folder)
             with open(os.path.join(folder, "text.bin"), "rb") as handle:
                 text = bytearray(handle.read())
-        except (OSError, RuntimeError, ValueError, KeyError) as err:
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as err:
             raise HashHopError(f"{folder} holds no saved LTM-2 context ({str(err).splitlines()[0][:120]})") from None
         if state.get("weights") != _fingerprint(self.lm):
             raise HashHopError(f"{folder} was prefilled by other LTM-2 weights: prefill the context again")

@@ -324,6 +324,10 @@ def test_saved_context_is_mapped_back_and_continues_the_same(tmp_path):
         Engine(small_lm(seed=1)).load(str(tmp_path / "flat"))
     with pytest.raises(HashHopError, match="no saved LTM-2 context"):
         Engine(lm).load(str(tmp_path / "nothing"))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "state.pt").write_bytes(b"not a saved state")  # a damaged folder: one line, no traceback
+    with pytest.raises(HashHopError, match="no saved LTM-2 context"):
+        Engine(lm).load(str(tmp_path / "broken"))
 
 
 def test_log_length_reads_are_the_learnt_sharpness_at_the_reference_length():
