@@ -77,6 +77,7 @@ def main() -> None:
         engine.save(args.context_dir)
         del engine
     engines = {}
+    engine_module.Engine(lm).load(args.context_dir)  # a folder this engine cannot read fails here, in one line
     for label, module in ((f"engine at {args.baseline}", baseline), ("this checkout's engine", engine_module)):
         engine = module.Engine(lm)
         engine.load(args.context_dir)
