@@ -250,21 +250,17 @@ class Memory:
         """queries (heads, head_key_dim) unit -> (scores, ids), each (heads, k); ids -1 where fewer entries. On inverted
         lists with a second core, the heads' searches run side by side (faiss leaves the GIL): a decode step's scans
         of long lists are most of its time (benchmarks/ltm2_rescore_cost.py)."""
-        found = self.map_heads(lambda h: self.search_batch(h, queries[h : h + 1], top_k))
-        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
-
-    def map_heads(self, work) -> list:
-        """[work(h) for each head]; with split_heads, the heads after the first on the search pool's thread,
-        side by side with the first (the work is a search, which leaves the GIL, and what follows it)."""
         pool = _search_pool() if self.split_heads else None
         if pool is None:
-            return [work(h) for h in range(self.heads)]
-        others = [pool.submit(work, h) for h in range(1, self.heads)]
-        try:
-            first = work(0)
-        finally:  # (nothing left running on the index if this one fails)
-            wait(others)
-        return [first] + [f.result() for f in others]
+            found = [self.search_batch(h, queries[h : h + 1], top_k) for h in range(self.heads)]
+        else:
+            others = [pool.submit(self.search_batch, h, queries[h : h + 1], top_k) for h in range(1, self.heads)]
+            try:
+                first = self.search_batch(0, queries[:1], top_k)
+            finally:  # (no search left running on the index if this one fails)
+                wait(others)
+            found = [first] + [f.result() for f in others]
+        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def search_batch(self, head: int, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """Head ``head``'s best ``top_k`` entries for each of ``queries`` (n, head_key_dim): (scores, ids), (n, k)."""
@@ -396,6 +392,7 @@ class Engine:
         for function in (window_states, window_keys, mlp_residual):  # compiled now, from the source just imported
             _scripted(function)
         self._encoder_weights = None  # window_states' weight arguments, on first use
+        self._key_args = (self.net.key.weight.detach(), self.cfg.memory_heads)  # window_keys' after window_states'
         self._read_constants: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per block, on first use (_read)
         self._mlp_weights: dict[int, tuple] = {}  # per block, mlp_residual's weight arguments, on first use
         self.reset()
@@ -1065,7 +1062,7 @@ class Engine:
         """Exact unit keys (n, heads, hk) of n encoder windows ids (n, reach): :meth:`_keys` of the encoder's
         ``last_states``, as one TorchScript call (:func:`window_keys`: the same operations, so the same bits, with
         about a fifth less fixed cost than calling them one by one from Python)."""
-        return _scripted(window_keys)(ids, *self._encoder_args(), self.net.key.weight.detach(), self.cfg.memory_heads).numpy()
+        return _scripted(window_keys)(ids, *self._encoder_args(), *self._key_args).numpy()
 
     def _mlp_args(self, block: int) -> tuple:
         """:func:`mlp_residual`'s weight arguments for block ``block``."""
