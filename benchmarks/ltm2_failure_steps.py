@@ -23,7 +23,7 @@ from ltm2_recall import FIRST_WRONG_STEPS, step_counts  # noqa: E402
 
 from hashhop.errors import HashHopError  # noqa: E402
 
-LINE = re.compile(r"^- (\w[\w ]*?), ([\d,]+) chars, (\d+) hops( CoT)?, (\d+) \w+: (\d+) wrong;.*?right bytes before the first wrong one: ([\d, ]+);", re.M)
+LINE = re.compile(r"^- (\w[^,\n]*?), ([\d,]+) chars, (\d+) hops( CoT)?, (\d+) \w+: (\d+) wrong;.*?right bytes before the first wrong one: ([\d, ]+);", re.M)
 
 
 def section_failures(text: str, name: str) -> list[tuple[str, int, int, bool, int, list[int]]]:

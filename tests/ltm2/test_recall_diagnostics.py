@@ -120,6 +120,8 @@ def test_first_wrong_step_names_each_byte_of_real_answers():
     assert step_counts(2, True, 16, [0, 2, 16, 16, 35]) == {"jump": 1, "early copy": 1, "copy": 0, "hash end": 2, "separator": 0, "closing quote": 1}
     text = "<!-- s:begin -->\n- trained, 1,000 chars, 2 hops CoT, 16 letters: 2 wrong; x; right bytes before the first wrong one: 0, 16; y\n<!-- s:end -->"
     assert section_failures(text, "s") == [("trained", 1000, 2, True, 16, [0, 16])]
+    dotted = text.replace("- trained,", "- bonus x1.25,")  # variant names with numbers in them (benchmarks' "bonus xF")
+    assert section_failures(dotted, "s") == [("bonus x1.25", 1000, 2, True, 16, [0, 16])]
 
 
 def test_failures_carry_the_log_probabilities_at_their_first_wrong_byte():
