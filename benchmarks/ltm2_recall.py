@@ -88,13 +88,18 @@ def make_variant(name: str, weights: str, index: str = "auto", scan_cap: float |
         if not 0 <= block < len(runner.engine.net.blocks):
             raise HashHopError(f"variant {name!r}: name a block from 0 to {len(runner.engine.net.blocks) - 1}")
         runner.engine.reads_off = frozenset({block})
-    elif name.startswith("beam "):  # the trained weights, answers by a beam search of that width, not greedy
+    elif name.startswith("beam "):  # the trained weights, answers by a beam search of that width, not greedy; "beam N
+        # per byte": outputs compared by their log-probability per byte (Engine.length_penalty 1), not summed
+        width, _, per = name[len("beam ") :].partition(" ")
+        if per not in ("", "per byte"):
+            raise HashHopError(f"variant {name!r}: use 'beam N' or 'beam N per byte', e.g. 'beam 4 per byte'")
         try:
-            runner.engine.beams = int(name[len("beam ") :])
+            runner.engine.beams = int(width)
         except ValueError:
             raise HashHopError(f"variant {name!r}: beam takes a whole number >= 1, e.g. 'beam 4'") from None
+        runner.engine.length_penalty = 1.0 if per else 0.0
     elif name != "trained":
-        raise HashHopError(f"unknown variant {name!r}: use trained, memory off, random init, no length gain, bonus xF, beam N or no read in block B")
+        raise HashHopError(f"unknown variant {name!r}: use trained, memory off, random init, no length gain, bonus xF, beam N, beam N per byte or no read in block B")
     runner.engine.index = index  # "auto": flat 8-bit keys below 512K bytes, the compact inverted lists from there
     if scan_cap is not None:  # compact lists: codes a read scans at most, in lists' worth (the engine's SCAN_CAP_LISTS)
         runner.engine.scan_cap_lists = scan_cap

@@ -357,13 +357,15 @@ class Engine:
         scan_cap_lists: float = SCAN_CAP_LISTS,
         rescore: int | None = None,
         beams: int = 1,
+        length_penalty: float = 0.0,
     ) -> None:
         """``top_k``: entries a read keeps per head; by default the k the network was trained with (``read_top_k``),
         else 64. ``rescore``: the best this many of a read's entries (by the index's scores) are scored again with
         their exact keys, recomputed from the text (no memory kept for it; each costs an encoder window). By default
         (None) all ``top_k`` of them on the compact memory (product-quantised keys: it lifted 2-hop HashHop at 1M
         from 41 to 52 of 60 answers, benchmarks/RESULTS.md), none on 8-bit or exact keys. ``beams``: :meth:`generate`'s
-        beam width (1: greedy)."""
+        beam width (1: greedy). ``length_penalty``: a beam search's outputs compared by their summed log-probability
+        over their length to this power (0: the sum)."""
         if not isinstance(lm.blocks[0].mixer, LTM2) or len(lm.blocks) != 1 or lm.blocks[0].mlp is not None:
             raise HashHopError("the engine runs LTM-2 models: one lab block whose mixer is ltm2 and no block MLP")
         self.lm = lm.eval()
@@ -375,6 +377,7 @@ class Engine:
             raise HashHopError(f"scan_cap_lists must be positive, got {scan_cap_lists}")
         self.rescore = rescore
         self.beams = beams
+        self.length_penalty = length_penalty
         top_k = top_k or self.cfg.read_top_k or 64
         self.top_k, self.exact, self.index, self.nprobe, self.scan_cap_lists = top_k, exact, index, nprobe, scan_cap_lists
         self.pointer_bonus_scale = 1.0  # a diagnostic (benchmarks' "bonus xF" variants): the trained bonuses times this
@@ -466,6 +469,16 @@ class Engine:
     @beams.setter
     def beams(self, value: int) -> None:
         self._beams = _beam_width(value)
+
+    @property
+    def length_penalty(self) -> float:
+        return self._length_penalty
+
+    @length_penalty.setter
+    def length_penalty(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 4:
+            raise HashHopError(f"length_penalty must be a number from 0 to 4 (outputs compared by summed log-probability / length**it), got {value!r}")
+        self._length_penalty = float(value)
 
     @property
     def position(self) -> int:
@@ -698,7 +711,8 @@ class Engine:
     @torch.inference_mode()
     def generate(self, max_bytes: int, stop: bytes | tuple[bytes, ...] = (), beams: int | None = None) -> bytes:
         """Greedy bytes after what was fed, until one of ``stop`` ends the output (kept) or ``max_bytes``. ``beams`` >
-        1 (default: the engine's ``beams``): the most probable output a beam search of that width finds instead."""
+        1 (default: the engine's ``beams``): the most probable output a beam search of that width finds instead (per byte,
+        with the engine's ``length_penalty``)."""
         if self.logits is None:
             raise HashHopError("nothing to continue: prefill a context first")
         stops = (stop,) if isinstance(stop, bytes) else tuple(stop)
@@ -738,7 +752,10 @@ class Engine:
         """The output of highest log-probability (the sum over its bytes) among those a beam of ``width`` keeps: at each
         byte every live output's ``width`` likeliest next bytes, the ``width`` best of them kept; an output ending with
         a stop (or at ``max_bytes``) is finished. Log-probabilities only fall as an output grows, so the search stops
-        once a finished output scores at least as well as every live one. Each output runs on its own copy of the
+        once a finished output scores at least as well as every live one. With a ``length_penalty`` a > 0 outputs are
+        compared by that sum over (their length) ** a (live ones are all one length, so they are kept as before): a sum
+        that falls by little per byte can then overtake a finished output, so the search runs until none is live (or
+        ``max_bytes``); without it a search favours outputs that stop early. Each output runs on its own copy of the
         decode state (:meth:`snapshot` plus its own bytes since the start); the memory is frozen first, so each
         output's own entries go to its recent part and the index is shared. The engine ends in the chosen output's
         state, as after a greedy :meth:`generate` (its last byte not fed)."""
@@ -772,9 +789,10 @@ class Engine:
                 resume(state)
                 self.step(out[-1])
                 live.append((score, out, fork()))
-            if not live or (finished and max(f[0] for f in finished) >= live[0][0]):
+            if not live or (not self.length_penalty and finished and max(f[0] for f in finished) >= live[0][0]):
                 break
-        score, out, state = max(finished + live, key=lambda c: c[0]) if finished or live else (0.0, b"", start)
+        power = self.length_penalty
+        score, out, state = max(finished + live, key=lambda c: c[0] / max(len(c[1]), 1) ** power) if finished or live else (0.0, b"", start)
         resume(state)
         return out
 

@@ -621,8 +621,9 @@ def test_pointer_jitter_scales_training_bonuses_only(monkeypatch):
         MixerConfig(name="ltm2", pointer_jitter=0.5)
 
 
-def dense_beam_search(lm: LM, prompt: bytes, max_bytes: int, width: int, stops: tuple[bytes, ...] = ()) -> bytes:
-    """The beam search Engine.generate(beams=width) documents, written over the dense forward: the reference."""
+def dense_beam_search(lm: LM, prompt: bytes, max_bytes: int, width: int, stops: tuple[bytes, ...] = (), power: float = 0.0) -> bytes:
+    """The beam search Engine.generate(beams=width) documents, written over the dense forward: the reference
+    (``power``: the engine's length_penalty, outputs compared by summed log-probability / length ** power)."""
     live, finished = [(0.0, b"")], []
     for _ in range(max_bytes):
         grown = []
@@ -633,9 +634,9 @@ def dense_beam_search(lm: LM, prompt: bytes, max_bytes: int, width: int, stops: 
         live = []
         for score, out in grown[:width]:
             (finished if len(out) == max_bytes or any(out.endswith(s) for s in stops) else live).append((score, out))
-        if not live or (finished and max(f[0] for f in finished) >= live[0][0]):
+        if not live or (not power and finished and max(f[0] for f in finished) >= live[0][0]):
             break
-    return max(finished + live, key=lambda c: c[0])[1]
+    return max(finished + live, key=lambda c: c[0] / len(c[1]) ** power)[1]
 
 
 @pytest.mark.parametrize("pointer,width", [(False, 3), (True, 2), (True, 4)])
@@ -706,6 +707,30 @@ def test_beam_search_on_the_compact_memory_keeps_the_exact_keys_it_recomputed(mo
     monkeypatch.setattr(engine_module, "EXACT_KEYS_CACHED", 0)
     engine.restore(snap)
     assert engine.generate(12) == cached and not engine._exact_key_cache
+
+
+def test_beam_search_per_byte_is_the_dense_forwards_and_runs_past_early_stops():
+    """With a length penalty the search compares outputs by log-probability per byte (to that power): the dense
+    reference's output for every stop tried, and past a stop where the summed search ends early, a longer output."""
+    lm = small_lm(pointer=True, log_length_reads=True)
+    prompt = text(150, seed=3)
+    engine = Engine(lm, top_k=10**6, exact=True, beams=3)
+    engine.prefill(prompt)
+    snap = engine.snapshot()
+    summed = engine.generate(10)
+    longer = 0
+    for stop in sorted({summed[i : i + 1] for i in range(len(summed))}):  # each byte the summed search writes, as a stop
+        got = {}
+        for power in (0.0, 1.0):
+            engine.restore(snap)
+            engine.length_penalty = power
+            got[power] = engine.generate(10, (stop,))
+            assert got[power] == dense_beam_search(lm, prompt, 10, 3, (stop,), power), (stop, power)
+        longer += len(got[1.0]) > len(got[0.0])
+    assert longer  # per byte, a longer output beats an early stop the summed search takes
+    for bad in (-0.5, 5, "1", True):
+        with pytest.raises(HashHopError, match="length_penalty must be"):
+            engine.length_penalty = bad
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, "2", True])

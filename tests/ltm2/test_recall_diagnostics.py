@@ -134,6 +134,8 @@ def test_failures_carry_the_log_probabilities_at_their_first_wrong_byte():
     failures = []
     runner = make_variant("memory off", None)  # (the local window alone: quick, and it cannot answer)
     assert runner.engine.beams == 1 and make_variant("beam 2", None).engine.beams == 2
+    per_byte = make_variant("beam 3 per byte", None).engine
+    assert (per_byte.beams, per_byte.length_penalty, make_variant("beam 2", None).engine.length_penalty) == (3, 1.0, 0.0)
     hashhop_rows({"memory off": runner}, 9_000, [(2, True)], 16, "letters", 3, 0, failures)
     assert len(failures) == 3
     for f in failures:
@@ -141,3 +143,5 @@ def test_failures_carry_the_log_probabilities_at_their_first_wrong_byte():
         assert written >= right and -np.log(256) - 30 < right <= 0 and written > -np.log(256)
     with pytest.raises(HashHopError, match="beam takes a whole number"):
         make_variant("beam x", None)
+    with pytest.raises(HashHopError, match="beam N per byte"):
+        make_variant("beam 2 per word", None)
