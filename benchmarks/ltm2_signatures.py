@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import run_script, update_section  # noqa: E402
 from ltm2_code import CACHE, held_out_corpus, parse_rescores  # noqa: E402
 
+from hashhop.errors import HashHopError  # noqa: E402
 from hashhop.lab.corpus import held_out_files  # noqa: E402
 from hashhop.lab.signatures import expected_text, find_signatures, pick_recall_set, prompt_suffix, score_signature  # noqa: E402
 from hashhop.ltm2.config import WEIGHTS  # noqa: E402
@@ -42,8 +43,12 @@ def main() -> None:
         help="rows of the memory's variants per rescore count (a read's best entries scored again with exact keys from the text; 'default': the "
         "engine's, every entry of a read on the compact memory), after one prefill",
     )
+    ap.add_argument("--beams", type=int, default=1, help="answers by a beam search of this width (1: greedy decoding, the engine's default)")
+    ap.add_argument("--per-byte", action="store_true", help="the beam compares answers by log-probability per byte (Engine.length_penalty 1)")
     ap.add_argument("--section", default="ltm2_signatures")
     args = ap.parse_args()
+    if args.beams < 1:
+        raise HashHopError(f"--beams must be a whole number >= 1, got {args.beams}")
     rescores = parse_rescores(args.rescores)
     corpus = held_out_corpus()
     size = len(corpus) if args.context == "all" else min(len(corpus), parse_size(args.context))
@@ -56,7 +61,7 @@ def main() -> None:
         lm = load_ltm2(args.weights, random_init=variant == "untrained")
         if variant == "memory off":
             lm.blocks[0].mixer.memory_enabled = False
-        engine = Engine(lm)
+        engine = Engine(lm, beams=args.beams, length_penalty=1.0 if args.per_byte else 0.0)
         seen = context if engine.context_reach is None else context[-engine.context_reach :]  # memory off: same output
         t0 = time.perf_counter()
         engine.prefill(seen, progress=True)
@@ -85,7 +90,7 @@ def main() -> None:
         f"{len(corpus):,} bytes) then `def NAME(`; {len(chosen)} names defined once in the corpus, inside the prompt; "
         f"exact parameter bytes. Command: `{command.strip()}`.",
         "",
-        "| variant | exact | prefill seconds | prompts' seconds | prefill bytes/s | bytes kept per context byte | greedy decode bytes/s |",
+        f"| variant | exact | prefill seconds | prompts' seconds | prefill bytes/s | bytes kept per context byte | {'greedy decode' if args.beams == 1 else f'beam-{args.beams} decode'} bytes/s |",
         "|---|---|---|---|---|---|---|",
         *[
             f"| {v} | {r}/{n} | {p:.0f} | {s:.0f} | " + ("{:,.0f} | {:.1f} | {:.1f} |".format(*speed) if speed else "- | - | - |")
