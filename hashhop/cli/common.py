@@ -72,6 +72,27 @@ def float_list(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers, e.g. 1e-3,3e-3") from None
 
 
+def model_args(text: str) -> dict[str, str]:
+    from hashhop.runners.base import parse_model_args
+
+    try:
+        return parse_model_args(text)
+    except HashHopError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_model_args_arg(p) -> None:
+    p.add_argument(
+        "--model-args",
+        type=model_args,
+        default={},
+        metavar="KEY=VALUE,...",
+        help="options of the model itself; builtin:ltm2 takes beams and length_penalty (e.g. "
+        "beams=4,length_penalty=1: a beam search over four answers compared by log-probability per byte); "
+        "they become part of the model's name in results%(default).0s",
+    )
+
+
 def check_output_file(path: str, what: str = "output") -> None:
     """Fail before any work unless a file can really be created next to ``path`` (``/proc`` says writable and
     refuses; a missing folder or a folder named as the file fail too). Creates and removes a probe file only."""
@@ -104,7 +125,9 @@ COT = {"both": (False, True), "on": (True,), "off": (False,)}
 
 def add_grid_args(p) -> None:
     """The grid options shared by eval and export."""
-    p.add_argument("--lengths", type=size_list, default=(1000, 4000), metavar="L1,L2,..", help="HashHop prompt lengths in the model's tokens")
+    p.add_argument(
+        "--lengths", type=size_list, default=(1000, 4000), metavar="L1,L2,..", help="HashHop prompt lengths in the model's tokens"
+    )
     p.add_argument("--hops", type=int_list, default=(1, 2), metavar="H1,H2,..", help="hop counts")
     p.add_argument("--cot", choices=tuple(COT), default="both", help="chain of thought on, off or both")
     p.add_argument("--samples", type=int, default=2, help="problems per cell")

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from hashhop.cli.common import check_output_file, finite_float, progress_on, size
+from hashhop.cli.common import add_model_args_arg, check_output_file, finite_float, progress_on, size
 from hashhop.errors import HashHopError
 
 
@@ -32,14 +32,23 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=finite_float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
-        "--out", default=None, help=f"weights file (default {os.path.relpath(WEIGHTS)} or LTM-2's); its summary and model card go next to it"
+        "--out",
+        default=None,
+        help=f"weights file (default {os.path.relpath(WEIGHTS)} or LTM-2's); its summary and model card go next to it",
     )
     p.add_argument("--runs", default="runs/ltm2", help="ltm2: the lab run folder (checkpoints; rerun the command to resume)")
     p.add_argument("--corpus", default=None, help="ltm2: the training code corpus (built there from pinned packages if missing)")
     p.add_argument("--threads", type=int, default=None, help="ltm2: torch CPU threads")
-    p.add_argument("--read-steps", type=int, default=None, help="ltm2: steps of the second stage (the auxiliary read loss; 0: none; default the config's; trained once per --read-soup seed)")
     p.add_argument(
-        "--read-soup", default=None, metavar="SEEDS",
+        "--read-steps",
+        type=int,
+        default=None,
+        help="ltm2: steps of the second stage (the auxiliary read loss; 0: none; default the config's; trained once per --read-soup seed)",
+    )
+    p.add_argument(
+        "--read-soup",
+        default=None,
+        metavar="SEEDS",
         help="ltm2: more seeds for the second stage, each trained from the same start and the weights averaged (default: the config's, the next seed; 'none': the stage once)",
     )
     p.add_argument("--no-progress", action="store_true")
@@ -74,7 +83,15 @@ def _run_train(args) -> int:
             raise HashHopError(f"cannot create the folder for {out}: {err.strerror or err}") from None
         check_output_file(out, "weights file")
         summary = train_ltm2(
-            out, args.runs, args.corpus, steps, args.seed, args.threads, progress_on(args), command.strip(), read_steps=read_steps,
+            out,
+            args.runs,
+            args.corpus,
+            steps,
+            args.seed,
+            args.threads,
+            progress_on(args),
+            command.strip(),
+            read_steps=read_steps,
             read_soup=read_soup,
         )
         print(f"trained {summary['params']:,} parameters for {summary['steps']} steps; wrote {summary['weights']} and {summary['card']}")
@@ -83,7 +100,9 @@ def _run_train(args) -> int:
     args.steps = TrainConfig().steps if args.steps is None else args.steps
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, context_chars=args.context_chars, lr=args.lr, seed=args.seed)
     if not args.out.endswith(".safetensors"):
-        raise HashHopError("--out names the weights file: PATH.safetensors (its summary PATH.json and model card PATH.card.md go next to it)")
+        raise HashHopError(
+            "--out names the weights file: PATH.safetensors (its summary PATH.json and model card PATH.card.md go next to it)"
+        )
     folder = os.path.dirname(os.path.abspath(args.out))
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise HashHopError(f"cannot write {args.out}: {folder} is not a folder")
@@ -142,6 +161,7 @@ def _add_serve(sub) -> None:
     p.add_argument(
         "--model", default="builtin:ltm", help="builtin:ltm, builtin:PATH (weights from hashhop train), builtin:ltm2 or builtin:ltm2:PATH"
     )
+    add_model_args_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback by default)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-waiting", type=int, default=16, help="requests queued behind the running one; more get HTTP 429")
@@ -191,6 +211,7 @@ def _run_serve(args) -> int:
     max_inflight = max(256 << 20, 2 * max_request) if args.max_inflight_mb is None else mb(args.max_inflight_mb, "--max-inflight-mb")
     options = ServeOptions(  # checks itself: one-line errors for bad values
         model=args.model,
+        model_args=args.model_args,
         host=args.host,
         port=args.port,
         max_waiting=args.max_waiting,

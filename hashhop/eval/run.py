@@ -353,6 +353,8 @@ def evaluate(
     if threshold is not None and not (math.isfinite(threshold) and 0 < threshold <= 1):
         raise HashHopError(f"threshold must be in (0, 1], got {threshold}")
     name = model if isinstance(model, str) else model.name
+    if isinstance(model, str) and runner_options and runner_options.model_args:  # another decoding: another file
+        name += "".join(f"_{key}={value}" for key, value in sorted(runner_options.model_args.items()))
     output = output or default_output(name)
     if not dry_run:
         check_results_path(output, folder_made=output == default_output(name))

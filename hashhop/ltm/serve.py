@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -47,6 +47,7 @@ MAX_CHOICES = 128  # OpenAI's own limit on n
 @dataclass
 class ServeOptions:
     model: str = "builtin:ltm"
+    model_args: dict = field(default_factory=dict)  # LTM-2: the engine's decoding and reads (session.ENGINE_ARGS)
     host: str = "127.0.0.1"
     port: int = 8000
     max_waiting: int = 16  # requests queued behind the one being answered; more get 429
@@ -89,8 +90,12 @@ class ServeOptions:
         if not whole(self.default_max_tokens, 1):
             raise HashHopError(f"default max tokens must be a whole number >= 1, got {self.default_max_tokens!r}")
         ltm2 = self.model == "builtin:ltm2" or self.model.startswith("builtin:ltm2:")
+        if self.model_args and not ltm2:
+            raise HashHopError(f"--model-args needs an LTM-2 model (--model builtin:ltm2): {self.model} takes none")
         if (self.context or self.context_cache) and not ltm2:
-            raise HashHopError("--context and --context-cache need an LTM-2 model (--model builtin:ltm2): builtin:ltm reads its prompt only")
+            raise HashHopError(
+                "--context and --context-cache need an LTM-2 model (--model builtin:ltm2): builtin:ltm reads its prompt only"
+            )
         if self.context is not None and not os.path.exists(self.context):
             raise HashHopError(f"context {self.context} does not exist: give a file or a folder")
         if self.context_cache is not None and os.path.exists(self.context_cache) and not os.path.isdir(self.context_cache):
@@ -121,14 +126,15 @@ def _busy(message: str) -> _ApiError:
     return _ApiError(429, message, "rate_limit_error", {"Retry-After": "1"}, code="rate_limit_exceeded")
 
 
-def load_engine(model: str, cache_contexts: int, context: str | None = None, context_cache: str | None = None):
+def load_engine(
+    model: str, cache_contexts: int, context: str | None = None, context_cache: str | None = None, model_args: dict | None = None
+):
     if model == "builtin:ltm2" or model.startswith("builtin:ltm2:"):
-        from hashhop.ltm2.config import WEIGHTS as LTM2_WEIGHTS
-        from hashhop.ltm2.engine import Engine as LTM2Engine
-        from hashhop.ltm2.load import load_ltm2
-        from hashhop.ltm2.session import Session, read_context
+        from hashhop.ltm2.session import ENGINE_ARGS, Session, read_context
+        from hashhop.ltm2.session import load_engine as load_ltm2_engine
+        from hashhop.runners.base import check_model_args
 
-        engine = LTM2Engine(load_ltm2(model[len("builtin:ltm2:") :] or LTM2_WEIGHTS))
+        engine = load_ltm2_engine(model[len("builtin:ltm2:") :] or None, check_model_args(model, model_args or {}, ENGINE_ARGS))
         log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
         return Session(engine, read_context(context) if context else None, context_cache, progress=True, log=log)
     if context:
@@ -168,7 +174,9 @@ class _Reservation:
 class Server:
     def __init__(self, options: ServeOptions, engine=None) -> None:
         self.options = options
-        self.engine = engine or load_engine(options.model, options.cache_contexts, options.context, options.context_cache)
+        self.engine = engine or load_engine(
+            options.model, options.cache_contexts, options.context, options.context_cache, options.model_args
+        )
         self._lock = asyncio.Lock()  # the queue: one request at the engine at a time
         self._engine_lock = threading.Lock()  # the engine itself, even if a waiting request was cancelled
         self._waiting = 0  # requests admitted (reading, queued or running)
@@ -493,7 +501,8 @@ async def _serve(server: Server, ready=None) -> None:
     except OSError:
         await runner.cleanup()
         raise
-    print(f"hashhop serve: {options.model} on http://{options.host}:{options.port}/v1 (OpenAI-compatible)", flush=True)
+    shown = options.model + (" (" + ",".join(f"{k}={v}" for k, v in sorted(options.model_args.items())) + ")" if options.model_args else "")
+    print(f"hashhop serve: {shown} on http://{options.host}:{options.port}/v1 (OpenAI-compatible)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

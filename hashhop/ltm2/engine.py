@@ -375,6 +375,8 @@ class Engine:
             raise HashHopError(f"index must be auto, flat or ivf, got {index!r}")
         if not 0 < scan_cap_lists < math.inf:
             raise HashHopError(f"scan_cap_lists must be positive, got {scan_cap_lists}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise HashHopError(f"top_k must be a whole number >= 1 (entries a read keeps per head) or None, got {top_k!r}")
         self.rescore = rescore
         self.beams = beams
         self.length_penalty = length_penalty

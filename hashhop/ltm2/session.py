@@ -18,6 +18,30 @@ TAIL = 128  # bytes before a prompt's end where the prefix cache cuts: a query l
 MAX_CONTEXT_FILE_BYTES = 64 << 20  # one file of a repository context; larger ones (data dumps) are skipped
 
 
+# What ``--model-args`` may set on an LTM-2 engine (hashhop eval and hashhop serve): its decoding. It changes the
+# output, so it is part of the model's name (results, response cache); it does not change a prefill, so a context
+# saved by one decoding (--context-cache) serves another.
+ENGINE_ARGS: dict = {"beams": int, "length_penalty": float}
+
+
+def model_name(model: str, engine_args: dict) -> str:
+    """``model`` with its engine arguments, e.g. ``builtin:ltm2[beams=4,length_penalty=1]``: what results record."""
+    if not engine_args:
+        return model
+    shown = ",".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in sorted(engine_args.items()))
+    return f"{model}[{shown}]"
+
+
+def load_engine(path: str | None = None, engine_args: dict | None = None):
+    """An :class:`~hashhop.ltm2.engine.Engine` over LTM-2 weights (default: the shipped ones) with ``engine_args``
+    (keys of :data:`ENGINE_ARGS`, already converted)."""
+    from hashhop.ltm2.config import WEIGHTS
+    from hashhop.ltm2.engine import Engine
+    from hashhop.ltm2.load import load_ltm2
+
+    return Engine(load_ltm2(path or WEIGHTS), **(engine_args or {}))
+
+
 @dataclass
 class Answer:
     text: str

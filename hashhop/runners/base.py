@@ -70,7 +70,9 @@ class RunnerOptions:
     timeout_s: float = 120.0
     max_context_tokens: int | None = None
     tokenizer: str | None = None
-    extra: dict = field(default_factory=dict)
+    # options of the model itself, as ``--model-args KEY=VALUE,...`` gives them (e.g. builtin:ltm2's decoding:
+    # beams=4,length_penalty=1); a runner that takes none refuses any (check_model_args)
+    model_args: dict = field(default_factory=dict)
 
 
 class Runner(Protocol):
@@ -127,6 +129,39 @@ class BaseRunner:
 
     async def aclose(self) -> None:
         return None
+
+
+def parse_model_args(text: str) -> dict[str, str]:
+    """``KEY=VALUE,KEY=VALUE`` (as lm-evaluation-harness's ``--model_args``) as a dict of strings; one-line errors."""
+    args: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = (s.strip() for s in part.partition("="))
+        if not part.strip():
+            continue
+        if not sep or not key or not value:
+            raise HashHopError(f"model args must be KEY=VALUE pairs separated by commas, got {part.strip()[:80]!r}")
+        if key in args:
+            raise HashHopError(f"model arg {key!r} is given twice")
+        args[key] = value
+    return args
+
+
+def check_model_args(model: str, model_args: dict, accepted: dict[str, Callable[[str], object]]) -> dict:
+    """``model_args`` converted by ``accepted`` (a key's parser): a one-line error for a key ``model`` does not take
+    or a value its parser refuses."""
+    unknown = sorted(set(model_args) - set(accepted))
+    if unknown:
+        takes = f"it takes {', '.join(sorted(accepted))}" if accepted else "it takes none"
+        raise HashHopError(f"{model} takes no model arg {unknown[0]!r}: {takes}")
+    out = {}
+    for key, value in model_args.items():
+        parse = accepted[key]
+        try:
+            out[key] = value if not isinstance(value, str) else parse(value)
+        except ValueError:
+            kind = {int: "whole number", float: "number"}.get(parse, parse.__name__)
+            raise HashHopError(f"model arg {key}={value[:80]!r}: not a {kind}") from None
+    return out
 
 
 _RUNNERS: dict[str, Callable[[str, RunnerOptions], Runner]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from hashhop.errors import HashHopError
-from hashhop.runners.base import BaseRunner, PermanentError, Reply, Request, RunnerOptions, register_runner
+from hashhop.runners.base import BaseRunner, PermanentError, Reply, Request, RunnerOptions, check_model_args, register_runner
 
 
 class BuiltinRunner(BaseRunner):
@@ -23,6 +23,7 @@ class BuiltinRunner(BaseRunner):
                 f"builtin:{name} reads characters and sizes prompts in characters: drop --tokenizer "
                 f"(or pass --tokenizer chars), got {str(options.tokenizer)[:80]!r}"
             )
+        check_model_args(f"builtin:{name}", options.model_args, {})
         try:
             from hashhop.ltm.engine import Engine
             from hashhop.ltm.load import WEIGHTS, load_ltm
@@ -56,23 +57,25 @@ class BuiltinRunner(BaseRunner):
 
 class LTM2Runner(BaseRunner):
     """LTM-2 over raw bytes through :class:`hashhop.ltm2.session.Session`: the queries of one long prompt share its
-    prefill (a byte-count prefix cache; nothing reads the prompt's format)."""
+    prefill (a byte-count prefix cache; nothing reads the prompt's format). ``options.model_args`` may set the
+    engine's decoding and reads (:data:`hashhop.ltm2.session.ENGINE_ARGS`, e.g. ``beams=4,length_penalty=1``: a beam
+    search over four answers compared by log-probability per byte); they become part of the name results record."""
 
-    def __init__(self, path: str | None, options: RunnerOptions, top_k: int | None = None) -> None:
+    def __init__(self, path: str | None, options: RunnerOptions) -> None:
         if options.tokenizer not in (None, "chars"):
             raise HashHopError(
                 f"builtin:ltm2 reads bytes and sizes prompts in characters: drop --tokenizer (or pass --tokenizer chars), "
                 f"got {str(options.tokenizer)[:80]!r}"
             )
+        model = "builtin:ltm2" + (f":{path}" if path else "")
         try:
-            from hashhop.ltm2.config import WEIGHTS
-            from hashhop.ltm2.engine import Engine
-            from hashhop.ltm2.load import load_ltm2
-            from hashhop.ltm2.session import Session
+            from hashhop.ltm2.session import ENGINE_ARGS, Session, load_engine, model_name
+
+            engine_args = check_model_args(model, options.model_args, ENGINE_ARGS)
+            self.session = Session(load_engine(path, engine_args))
         except ModuleNotFoundError as err:
             raise HashHopError(f"builtin:ltm2 needs torch, safetensors and faiss ({err.name} is missing): pip install -e .") from None
-        self.session = Session(Engine(load_ltm2(path or WEIGHTS), top_k=top_k))
-        self.name = "builtin:ltm2" + (f":{path}" if path else "")
+        self.name = model_name(model, engine_args)
         self.chat = False
         self.tokenizer = "chars"
         self.max_context_tokens = options.max_context_tokens

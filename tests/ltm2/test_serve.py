@@ -73,3 +73,21 @@ def test_serve_continues_the_preloaded_repository(weights, repo, tmp_path_factor
 def test_context_needs_ltm2(repo):
     out = subprocess.run([sys.executable, "-m", "hashhop.cli", "serve", "--context", str(repo)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "LTM-2" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_serve_model_args_decode_with_a_beam(weights):
+    model = f"builtin:ltm2:{weights}"
+    prompt = "def alpha(x, y):\n    return x + y\n" * 8 + "\ndef gamma("
+    expected = Session(Engine(load_ltm2(weights), beams=3, length_penalty=1)).answer(prompt, 12).text
+    proc, url = start_server("--model", model, "--model-args", "beams=3,length_penalty=1")
+    try:
+        assert _complete(url, model, prompt) == expected  # requests still name the model they are served
+    finally:
+        stop_server(proc)
+
+
+def test_model_args_need_ltm2():
+    out = subprocess.run(
+        [sys.executable, "-m", "hashhop.cli", "serve", "--model-args", "beams=2"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "needs an LTM-2 model" in out.stderr and len(out.stderr.strip().splitlines()) == 1
