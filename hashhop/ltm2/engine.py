@@ -387,6 +387,9 @@ class Engine:
         # a diagnostic (benchmarks/ltm2_jump_reads.py): when a list, each decode step's read appends (block, ids (heads,
         # K), logits (heads, K) with the pointer's bonuses, sink logits (heads,)); -inf logits for no entry
         self.read_trace: list | None = None
+        # a diagnostic (benchmarks/ltm2_beam_alpha.py): when a list, each beam search appends its outputs at the end,
+        # finished and live, as (summed log-probability, bytes, finished): the same set for every length_penalty > 0
+        self.beam_trace: list | None = None
         self.reach = self.net.encoder.reach
         with torch.inference_mode():  # every byte's input vector, and the encoder's first convolution of each
             self.byte_inputs = self._embed(torch.arange(256))
@@ -793,6 +796,8 @@ class Engine:
                 live.append((score, out, fork()))
             if not live or (not self.length_penalty and finished and max(f[0] for f in finished) >= live[0][0]):
                 break
+        if self.beam_trace is not None:
+            self.beam_trace.append([(s, o, True) for s, o, _ in finished] + [(s, o, False) for s, o, _ in live])
         power = self.length_penalty
         score, out, state = max(finished + live, key=lambda c: c[0] / max(len(c[1]), 1) ** power) if finished or live else (0.0, b"", start)
         resume(state)

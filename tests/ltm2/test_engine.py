@@ -733,6 +733,28 @@ def test_beam_search_per_byte_is_the_dense_forwards_and_runs_past_early_stops():
             engine.length_penalty = bad
 
 
+def test_beam_trace_holds_the_outputs_every_length_penalty_chooses_from():
+    """One search with a length penalty records its final outputs; comparing them by sum / length**a gives the output
+    a search with that penalty writes, for every a tried, and a = 0's (the sum: its early stop drops no better one)."""
+    lm = small_lm(pointer=True, log_length_reads=True)
+    prompt = text(150, seed=3)
+    engine = Engine(lm, top_k=10**6, exact=True, beams=3)
+    engine.prefill(prompt)
+    snap = engine.snapshot()
+    for stop in (b"", bytes([text(150, seed=3)[5]])):
+        engine.restore(snap)
+        engine.length_penalty, engine.beam_trace = 1.0, []
+        engine.generate(10, (stop,))
+        (outputs,) = engine.beam_trace
+        engine.beam_trace = None
+        assert len(outputs) >= 3 and all(isinstance(o, bytes) and isinstance(f, bool) for _, o, f in outputs)
+        for power in (0.0, 0.5, 1.0, 2.0):
+            engine.restore(snap)
+            engine.length_penalty = power
+            chosen = max(outputs, key=lambda c: c[0] / max(len(c[1]), 1) ** power)[1]
+            assert engine.generate(10, (stop,)) == chosen, (stop, power)
+
+
 @pytest.mark.parametrize("bad", [0, -2, 1.5, "2", True])
 def test_beam_width_errors(bad):
     with pytest.raises(HashHopError, match="beams must be a whole number"):
