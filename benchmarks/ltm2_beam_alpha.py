@@ -77,7 +77,7 @@ def run_questions(weights: str, length: int, seeds: list[int], tasks: list[str],
                         "query": chain.query,
                         "expected": expected,
                         "greedy": text(greedy),
-                        "outputs": [[round(s, 4), text(o), f] for s, o, f in outputs],
+                        "outputs": [[s, text(o), f] for s, o, f in outputs],
                     }
                 )
             print(f"seed {seed} {task}: {len(problem.queries)} questions in {time.perf_counter() - started:.0f} s", flush=True)

@@ -99,9 +99,7 @@ class _Progress:
             self.bar.close()
 
 
-async def run_items(
-    items: list[Item], runner: Runner, template: Template, results_path: str, options: RunOptions, log=None
-) -> RunStats:
+async def run_items(items: list[Item], runner: Runner, template: Template, results_path: str, options: RunOptions, log=None) -> RunStats:
     """Answer every item not already in ``results_path``; append one record per item."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     stats = RunStats(total=len(items))
@@ -201,9 +199,22 @@ async def run_items(
         sample_id = id(item.sample)
         if sample_id not in hashes_of:
             hashes_of[sample_id] = prompt_hashes(item.sample.prompt)
-        score = score_answer(item.chain, item.cot, reply.text, hashes_of[sample_id], item.sample.spec.alphabet_chars, prefilled=template.native)
+        score = score_answer(
+            item.chain, item.cot, reply.text, hashes_of[sample_id], item.sample.spec.alphabet_chars, prefilled=template.native
+        )
         results.append(
-            _record(item, runner, template, status="ok", reply=reply, score=score, attempts=attempts, latency_s=latency, cached=cached, error=error)
+            _record(
+                item,
+                runner,
+                template,
+                status="ok",
+                reply=reply,
+                score=score,
+                attempts=attempts,
+                latency_s=latency,
+                cached=cached,
+                error=error,
+            )
         )
         stats.answered += 1
         stats.cached += cached
@@ -267,8 +278,6 @@ def _record(
     return record
 
 
-
-
 # -- one call ----------------------------------------------------------------------------------
 @dataclass
 class EvalResult:
@@ -303,7 +312,7 @@ class EvalResult:
 
 
 def default_output(model: str) -> str:
-    return os.path.join("results", re.sub(r"[^A-Za-z0-9._-]+", "_", model) + ".jsonl")
+    return os.path.join("results", re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") + ".jsonl")
 
 
 def evaluate(
@@ -352,16 +361,24 @@ def evaluate(
         raise HashHopError("progress lines need log_every >= 1 answers and log_every_s > 0 seconds")
     if threshold is not None and not (math.isfinite(threshold) and 0 < threshold <= 1):
         raise HashHopError(f"threshold must be in (0, 1], got {threshold}")
+    model_args = runner_options.model_args if runner_options else None
+    if model_args and not isinstance(model, str):
+        raise HashHopError("model args configure a runner evaluate() makes: give the model's name, not a Runner, with them")
+    # with model args (another decoding) the default results file is named after the runner's name, which holds them
+    named_later = bool(model_args) and output is None
     name = model if isinstance(model, str) else model.name
-    if isinstance(model, str) and runner_options and runner_options.model_args:  # another decoding: another file
-        name += "".join(f"_{key}={value}" for key, value in sorted(runner_options.model_args.items()))
-    output = output or default_output(name)
-    if not dry_run:
-        check_results_path(output, folder_made=output == default_output(name))
-        if report_dir is not None:
-            check_report_dir(report_dir)
+    if not named_later:
+        output = output or default_output(name)
+        if not dry_run:
+            check_results_path(output, folder_made=output == default_output(name))
+    if not dry_run and report_dir is not None:
+        check_report_dir(report_dir)
     tmpl = None if template == "auto" else (template if isinstance(template, Template) else load_template(template))
     runner = make_runner(model, runner_options) if isinstance(model, str) else model
+    if named_later:
+        output = default_output(runner.name)
+        if not dry_run:
+            check_results_path(output, folder_made=True)
     runner.resolve_tokenizer()
     tmpl = tmpl or load_template("chat" if runner.chat else "native")
     items = build_items(grid, runner, tmpl, overflow, max_answer_tokens)

@@ -251,5 +251,3 @@ class ResponseCache:
 
     def close(self) -> None:
         self._db.close()
-
-

@@ -7,7 +7,9 @@ a string or null): 400 for malformed requests and out-of-range parameters, 404 f
 unknown models (``model_not_found``; a request without ``model`` gets the served one), 408 for a body
 that does not arrive in time, 413 for bodies over the limit or contexts beyond the machine's memory, 429
 (with ``Retry-After``) when more requests wait than the server takes or their bodies would pass the
-in-flight byte budget, 500 for anything unexpected; the server keeps running. Decoding is greedy: ``n``
+in-flight byte budget, 500 for anything unexpected; the server keeps running. Decoding is greedy, or for LTM-2 the
+beam search ``--model-args`` sets (``beams=4,length_penalty=2``), which is then part of the model's served name
+(``builtin:ltm2[beams=4,length_penalty=2]``, what requests name), so clients never mix two decodings' answers: ``n``
 (and ``best_of``) up to 128 return that many identical choices; ``temperature`` (0..2) and ``top_p``
 (0..1) are checked and do not change the answer.
 
@@ -92,6 +94,12 @@ class ServeOptions:
         ltm2 = self.model == "builtin:ltm2" or self.model.startswith("builtin:ltm2:")
         if self.model_args and not ltm2:
             raise HashHopError(f"--model-args needs an LTM-2 model (--model builtin:ltm2): {self.model} takes none")
+        self.served_name = self.model  # what requests name and replies carry: the model with its decoding
+        if ltm2:
+            from hashhop.ltm2.session import engine_args, model_name
+
+            self.engine_args = engine_args(self.model, self.model_args)  # checked before any weights load
+            self.served_name = model_name(self.model, self.engine_args)
         if (self.context or self.context_cache) and not ltm2:
             raise HashHopError(
                 "--context and --context-cache need an LTM-2 model (--model builtin:ltm2): builtin:ltm reads its prompt only"
@@ -130,11 +138,10 @@ def load_engine(
     model: str, cache_contexts: int, context: str | None = None, context_cache: str | None = None, model_args: dict | None = None
 ):
     if model == "builtin:ltm2" or model.startswith("builtin:ltm2:"):
-        from hashhop.ltm2.session import ENGINE_ARGS, Session, read_context
+        from hashhop.ltm2.session import Session, engine_args, read_context
         from hashhop.ltm2.session import load_engine as load_ltm2_engine
-        from hashhop.runners.base import check_model_args
 
-        engine = load_ltm2_engine(model[len("builtin:ltm2:") :] or None, check_model_args(model, model_args or {}, ENGINE_ARGS))
+        engine = load_ltm2_engine(model[len("builtin:ltm2:") :] or None, engine_args(model, model_args or {}))
         log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
         return Session(engine, read_context(context) if context else None, context_cache, progress=True, log=log)
     if context:
@@ -249,10 +256,10 @@ class Server:
             return
         if not isinstance(model, str):
             raise _ApiError(400, "model must be a string", param="model")
-        if model != self.options.model:
+        if model != self.options.served_name:
             raise _ApiError(
                 404,
-                f"The model '{model}' does not exist: this server serves '{self.options.model}'",
+                f"The model '{model}' does not exist: this server serves '{self.options.served_name}'",
                 code="model_not_found",
                 param="model",
             )
@@ -403,7 +410,7 @@ class Server:
                 "id": f"cmpl-{uuid.uuid4().hex[:24]}",
                 "object": "text_completion",
                 "created": int(time.time()),
-                "model": self.options.model,
+                "model": self.options.served_name,
                 "choices": [{"index": i, "text": text, "finish_reason": finish, "logprobs": None} for i in range(n)],
                 "usage": self._usage(prompt, text, n),
             }
@@ -434,7 +441,7 @@ class Server:
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
                 "object": "chat.completion",
                 "created": int(time.time()),
-                "model": self.options.model,
+                "model": self.options.served_name,
                 "choices": [{"index": i, "message": message, "finish_reason": finish, "logprobs": None} for i in range(n)],
                 "usage": self._usage(prompt, text, n),
             }
@@ -442,7 +449,7 @@ class Server:
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"object": "list", "data": [{"id": self.options.model, "object": "model", "created": 0, "owned_by": "hashhop"}]}
+            {"object": "list", "data": [{"id": self.options.served_name, "object": "model", "created": 0, "owned_by": "hashhop"}]}
         )
 
     async def health(self, request: web.Request) -> web.Response:
@@ -501,8 +508,7 @@ async def _serve(server: Server, ready=None) -> None:
     except OSError:
         await runner.cleanup()
         raise
-    shown = options.model + (" (" + ",".join(f"{k}={v}" for k, v in sorted(options.model_args.items())) + ")" if options.model_args else "")
-    print(f"hashhop serve: {shown} on http://{options.host}:{options.port}/v1 (OpenAI-compatible)", flush=True)
+    print(f"hashhop serve: {options.served_name} on http://{options.host}:{options.port}/v1 (OpenAI-compatible)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

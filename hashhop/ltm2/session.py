@@ -19,17 +19,36 @@ MAX_CONTEXT_FILE_BYTES = 64 << 20  # one file of a repository context; larger on
 
 
 # What ``--model-args`` may set on an LTM-2 engine (hashhop eval and hashhop serve): its decoding. It changes the
-# output, so it is part of the model's name (results, response cache); it does not change a prefill, so a context
-# saved by one decoding (--context-cache) serves another.
+# output, so it is part of the model's name (results, response cache, the name a server serves); it does not change
+# a prefill, so a context saved by one decoding (--context-cache) serves another.
 ENGINE_ARGS: dict = {"beams": int, "length_penalty": float}
 
 
+def engine_args(model: str, model_args: dict) -> dict:
+    """``model_args`` checked and converted for :func:`load_engine`, one-line errors (before any weights load); the
+    engine's defaults (beams 1, length_penalty 0) left out, so they name the default decoding."""
+    from hashhop.ltm2.config import check_beams, check_length_penalty
+    from hashhop.runners.base import check_model_args
+
+    args = check_model_args(model, model_args, ENGINE_ARGS)
+    beams = check_beams(args.get("beams", 1))
+    penalty = check_length_penalty(args.get("length_penalty", 0.0))
+    if "length_penalty" in args and beams < 2:
+        raise HashHopError("length_penalty compares a beam search's outputs: give beams >= 2 with it")
+    defaults = {"beams": 1, "length_penalty": 0.0}
+    return {key: value for key, value in (("beams", beams), ("length_penalty", penalty)) if value != defaults[key]}
+
+
 def model_name(model: str, engine_args: dict) -> str:
-    """``model`` with its engine arguments, e.g. ``builtin:ltm2[beams=4,length_penalty=1]``: what results record."""
+    """``model`` with its engine arguments (from :func:`engine_args`), e.g. ``builtin:ltm2[beams=4,length_penalty=2]``:
+    what results record and a server serves. Every distinct value has its own name (floats as Python writes them)."""
     if not engine_args:
         return model
-    shown = ",".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in sorted(engine_args.items()))
-    return f"{model}[{shown}]"
+
+    def show(value) -> str:
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
+
+    return f"{model}[" + ",".join(f"{key}={show(value)}" for key, value in sorted(engine_args.items())) + "]"
 
 
 def load_engine(path: str | None = None, engine_args: dict | None = None):

@@ -11,6 +11,7 @@ concurrency and caching, and applies :meth:`Runner.redact` to everything it stor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -146,20 +147,32 @@ def parse_model_args(text: str) -> dict[str, str]:
     return args
 
 
-def check_model_args(model: str, model_args: dict, accepted: dict[str, Callable[[str], object]]) -> dict:
-    """``model_args`` converted by ``accepted`` (a key's parser): a one-line error for a key ``model`` does not take
-    or a value its parser refuses."""
+_NUMBER = {int: re.compile(r"[+-]?[0-9]+"), float: re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")}
+
+
+def check_model_args(model: str, model_args: dict | None, accepted: dict[str, Callable[[str], object]]) -> dict:
+    """``model_args`` converted by ``accepted`` (a key's parser: int and float take plain ASCII numbers only): a
+    one-line error for a key ``model`` does not take or a value its parser refuses. Values that are not strings
+    (the Python API's) pass as they are, for the model to check."""
+    model_args = {} if model_args is None else model_args
+    if not isinstance(model_args, dict) or any(not isinstance(key, str) for key in model_args):
+        raise HashHopError(f"model args must be a dict with string keys, got {str(model_args)[:80]}")
     unknown = sorted(set(model_args) - set(accepted))
     if unknown:
         takes = f"it takes {', '.join(sorted(accepted))}" if accepted else "it takes none"
-        raise HashHopError(f"{model} takes no model arg {unknown[0]!r}: {takes}")
+        raise HashHopError(f"{model} takes no model arg {unknown[0][:40]!r}: {takes}")
     out = {}
     for key, value in model_args.items():
         parse = accepted[key]
+        if not isinstance(value, str):
+            out[key] = value
+            continue
+        kind = {int: "whole number", float: "number"}.get(parse, parse.__name__)
         try:
-            out[key] = value if not isinstance(value, str) else parse(value)
+            if parse in _NUMBER and not _NUMBER[parse].fullmatch(value):
+                raise ValueError
+            out[key] = parse(value)
         except ValueError:
-            kind = {int: "whole number", float: "number"}.get(parse, parse.__name__)
             raise HashHopError(f"model arg {key}={value[:80]!r}: not a {kind}") from None
     return out
 

@@ -69,13 +69,13 @@ class LTM2Runner(BaseRunner):
             )
         model = "builtin:ltm2" + (f":{path}" if path else "")
         try:
-            from hashhop.ltm2.session import ENGINE_ARGS, Session, load_engine, model_name
+            from hashhop.ltm2.session import Session, engine_args, load_engine, model_name
 
-            engine_args = check_model_args(model, options.model_args, ENGINE_ARGS)
-            self.session = Session(load_engine(path, engine_args))
+            args = engine_args(model, options.model_args)
+            self.session = Session(load_engine(path, args))
         except ModuleNotFoundError as err:
             raise HashHopError(f"builtin:ltm2 needs torch, safetensors and faiss ({err.name} is missing): pip install -e .") from None
-        self.name = model_name(model, engine_args)
+        self.name = model_name(model, args)
         self.chat = False
         self.tokenizer = "chars"
         self.max_context_tokens = options.max_context_tokens

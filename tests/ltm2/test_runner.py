@@ -114,6 +114,11 @@ def test_runner_model_args_set_the_engines_decoding(shipped):
     # the decoding is part of the name results record and of the response cache's key
     assert runner.name == f"builtin:ltm2:{out}[beams=3,length_penalty=1]" and runner.cache_identity == runner.name
     assert LTM2Runner(out, RunnerOptions()).name == f"builtin:ltm2:{out}"
+    # the default decoding has the default name, whichever way it is asked for; distinct values, distinct names
+    assert LTM2Runner(out, RunnerOptions(model_args={"beams": "1"})).name == f"builtin:ltm2:{out}"
+    assert LTM2Runner(out, RunnerOptions(model_args=None)).name == f"builtin:ltm2:{out}"
+    close = LTM2Runner(out, RunnerOptions(model_args={"beams": 3, "length_penalty": 1.0000001}))
+    assert close.name == f"builtin:ltm2:{out}[beams=3,length_penalty=1.0000001]"
     prompt = (bytes(range(32, 127)) * 4).decode() + "abc = '"
     reply = asyncio.run(runner.complete(Request(max_tokens=8, prompt=prompt)))
     fresh = Engine(load_ltm2(out), beams=3, length_penalty=1)
@@ -125,9 +130,16 @@ def test_runner_model_args_set_the_engines_decoding(shipped):
     "model_args, message",
     [
         ({"beams": "x"}, "model arg beams='x': not a whole number"),
-        ({"beams": "0"}, "beams must be a whole number >= 1"),
-        ({"length_penalty": "nan"}, "length_penalty must be a number from 0 to 4"),
+        ({"beams": "\u0664"}, "not a whole number"),  # an Arabic-Indic 4: int() takes it, the arg does not
+        ({"beams": "4_0"}, "not a whole number"),
+        ({"beams": "0"}, "beams must be a whole number from 1 to 256"),
+        ({"beams": "257"}, "beams must be a whole number from 1 to 256"),
+        ({"beams": 4.0}, "beams must be a whole number"),
+        ({"beams": "4", "length_penalty": "nan"}, "not a number"),
+        ({"beams": "4", "length_penalty": "9"}, "length_penalty must be a number from 0 to 4"),
+        ({"length_penalty": "1"}, "give beams >= 2 with it"),
         ({"top_k": "3"}, "takes no model arg 'top_k': it takes beams, length_penalty"),
+        ({1: "3"}, "must be a dict with string keys"),
     ],
 )
 def test_runner_model_args_errors(shipped, model_args, message):
@@ -150,7 +162,7 @@ def test_eval_cli_model_args(shipped, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     (written,) = os.listdir(tmp_path / "results")
-    assert written.endswith("_beams_2.jsonl") and os.path.join("results", written) == default_output(f"builtin:ltm2:{shipped[1]}_beams=2")
+    assert written.endswith("_beams_2.jsonl") and os.path.join("results", written) == default_output(f"builtin:ltm2:{shipped[1]}[beams=2]")
     assert json.loads(open(tmp_path / "results" / written).readline())["model"] == f"builtin:ltm2:{shipped[1]}[beams=2]"
     for flags, message in [
         (("--model", "openai:x", "--model-args", "beams=2"), "openai:x takes no model arg 'beams': it takes none"),
@@ -159,3 +171,11 @@ def test_eval_cli_model_args(shipped, tmp_path):
     ]:
         bad = cli(*flags, *grid)
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_evaluate_refuses_model_args_beside_a_runner(shipped):
+    from hashhop import evaluate
+
+    runner = LTM2Runner(shipped[1], RunnerOptions())
+    with pytest.raises(HashHopError, match="give the model's name, not a Runner"):
+        evaluate(runner, runner_options=RunnerOptions(model_args={"beams": "2"}), dry_run=True)

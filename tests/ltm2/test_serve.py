@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import pytest
@@ -80,14 +81,26 @@ def test_serve_model_args_decode_with_a_beam(weights):
     prompt = "def alpha(x, y):\n    return x + y\n" * 8 + "\ndef gamma("
     expected = Session(Engine(load_ltm2(weights), beams=3, length_penalty=1)).answer(prompt, 12).text
     proc, url = start_server("--model", model, "--model-args", "beams=3,length_penalty=1")
+    served = f"{model}[beams=3,length_penalty=1]"  # the decoding is part of the name: clients never mix two decodings
     try:
-        assert _complete(url, model, prompt) == expected  # requests still name the model they are served
+        assert _complete(url, served, prompt) == expected
+        with urllib.request.urlopen(url + "/v1/models", timeout=30) as reply:
+            assert [m["id"] for m in json.loads(reply.read())["data"]] == [served]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _complete(url, model, prompt)
+        assert refused.value.code == 404 and "model_not_found" in refused.value.read().decode()
     finally:
         stop_server(proc)
 
 
-def test_model_args_need_ltm2():
-    out = subprocess.run(
-        [sys.executable, "-m", "hashhop.cli", "serve", "--model-args", "beams=2"], capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 2 and "needs an LTM-2 model" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model-args", "beams=2"], "needs an LTM-2 model"),
+        (["--model", "builtin:ltm2:/nowhere.safetensors", "--model-args", "beams=300"], "from 1 to 256"),  # before weights load
+        (["--model", "builtin:ltm2:/nowhere.safetensors", "--model-args", "length_penalty=2"], "give beams >= 2"),
+    ],
+)
+def test_serve_model_args_errors(flags, message):
+    out = subprocess.run([sys.executable, "-m", "hashhop.cli", "serve", *flags], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
