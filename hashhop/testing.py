@@ -239,15 +239,8 @@ def main() -> None:
     parser.add_argument("--stall-first", action="store_true", help="the first request of every prompt takes --stall-s")
     args = parser.parse_args()
     server = FaultServer(
-        args.fault_rate,
-        args.stall_s,
-        args.seed,
-        delay_s=args.delay_s,
-        api_key=args.api_key,
-        leak_key=args.leak_key,
-        quote_answers=args.quote_answers,
-        slots=args.slots,
-        stall_first=args.stall_first,
+        args.fault_rate, args.stall_s, args.seed, delay_s=args.delay_s, api_key=args.api_key, leak_key=args.leak_key,
+        quote_answers=args.quote_answers, slots=args.slots, stall_first=args.stall_first,
     )
     print(server.base_url, flush=True)
     try:

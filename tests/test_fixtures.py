@@ -114,17 +114,7 @@ def reference_make_one(n_chars, num_queries, hops, length, cot, seed):
     from hashhop.task.generator import plan
     from hashhop.task.spec import HashHopSpec
 
-    problem = plan(
-        HashHopSpec(
-            context_tokens=n_chars,
-            tokenizer="chars",
-            hops=hops,
-            chain_of_thought=cot,
-            hash_length=length,
-            num_queries=num_queries,
-            seed=seed,
-        )
-    )
+    problem = plan(HashHopSpec(context_tokens=n_chars, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=length, num_queries=num_queries, seed=seed))
     sample = problem.sample()
     targets = dict(sample.targets)
     for chain in problem.all_chains():

@@ -101,11 +101,7 @@ def test_an_unwritable_path_is_one_line_and_exit_2(command, path):
 
 @pytest.mark.parametrize(
     "where, err",
-    [
-        ("write", OSError(28, "No space left on device")),
-        ("replace", OSError(30, "Read-only file system")),
-        ("create", PermissionError(13, "Permission denied")),
-    ],
+    [("write", OSError(28, "No space left on device")), ("replace", OSError(30, "Read-only file system")), ("create", PermissionError(13, "Permission denied"))],
 )
 def test_os_errors_while_writing_are_one_line(tmp_path, monkeypatch, capsys, where, err):
     out = tmp_path / "out.jsonl"

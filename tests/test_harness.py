@@ -157,19 +157,7 @@ def test_overflow_policies():
 def test_results_file_repairs_a_cut_line(tmp_path):
     path = tmp_path / "r.jsonl"
     whole = (
-        json.dumps(
-            {
-                "id": "a",
-                "model": "m",
-                "template": "chat",
-                "status": "ok",
-                "length": 1,
-                "hops": 1,
-                "cot": False,
-                "correct": True,
-                "outcome": "correct",
-            }
-        )
+        json.dumps({"id": "a", "model": "m", "template": "chat", "status": "ok", "length": 1, "hops": 1, "cot": False, "correct": True, "outcome": "correct"})
         + "\n"
     )
     path.write_bytes(whole.encode() + b'{"id": "b", "sta')

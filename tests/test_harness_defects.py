@@ -151,9 +151,7 @@ def test_a_key_the_server_echoes_is_never_written(tmp_path, leak):
     options = {"api_key": "another-key"} if leak == "401_body" else {"leak_key": True}
     env = {**os.environ, "HASHHOP_CACHE_DIR": str(tmp_path / "cache")}
     with FaultServer(**options) as server:
-        result, _ = cli(
-            server.base_url, tmp_path / "r.jsonl", "--api-key", secret, "--cache", str(tmp_path / "c.sqlite"), progress=True, env=env
-        )
+        result, _ = cli(server.base_url, tmp_path / "r.jsonl", "--api-key", secret, "--cache", str(tmp_path / "c.sqlite"), progress=True, env=env)
         assert f"Bearer {secret}" in server.authorizations  # it was sent, and came back
     assert result.returncode == (2 if leak == "401_body" else 0), result.stderr[-2000:]
     stored = records(tmp_path / "r.jsonl")

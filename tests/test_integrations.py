@@ -81,14 +81,7 @@ def test_inspect_ai_readme_command(tmp_path):
             env[name] = value.replace("http://HOST/v1", server.base_url).replace("KEY", "x")
         assert words[:3] == ["inspect", "eval", "hashhop/hashhop"] and env["OPENAI_BASE_URL"] == server.base_url
         words = [w.replace("openai/NAME", "openai/fake") for w in words]
-        cmd = [
-            os.path.join(os.path.dirname(sys.executable), "inspect"),
-            *words[1:],
-            "--log-dir",
-            str(tmp_path / "logs"),
-            "--log-format",
-            "json",
-        ]
+        cmd = [os.path.join(os.path.dirname(sys.executable), "inspect"), *words[1:], "--log-dir", str(tmp_path / "logs"), "--log-format", "json"]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         assert set(server.paths) == {"/v1/chat/completions"}, Counter(server.paths)

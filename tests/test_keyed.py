@@ -178,9 +178,7 @@ def reference_digits(alphabet, length, seed, index):
 
 
 @given(
-    alphabet=st.sampled_from(
-        sorted(ALPHABETS.values()) + ["ab", "xyz", "zyxw", "aZ09", "".join(chr(c) for c in range(33, 127) if chr(c) not in " ='\"\\")]
-    ),
+    alphabet=st.sampled_from(sorted(ALPHABETS.values()) + ["ab", "xyz", "zyxw", "aZ09", "".join(chr(c) for c in range(33, 127) if chr(c) not in " ='\"\\")]),
     length=st.integers(1, 40),
     seed=st.integers(0, 2**63),
     data=st.data(),

@@ -281,11 +281,7 @@ def test_a_ctrl_c_swallowed_as_unraisable_is_raised_again_not_printed():
     # SIGINT at its default in the child, whatever the suite was started under (a background job's is ignored, and
     # the watcher leaves an ignored SIGINT alone, on purpose)
     result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "interrupted"

@@ -64,19 +64,13 @@ def test_niah_defaults_follow_ruler():
     single = make_ruler(_spec("niah_single"))
     assert len(single.needles) == 1 and len(single.answers) == 1
     assert re.fullmatch(r"One of the special magic numbers for [a-z]+-[a-z]+ is: \d{7}\.", single.needles[0])
-    assert single.prompt.endswith(
-        "The special magic number for " + single.needles[0].split(" for ")[1].split(" is:")[0] + " mentioned in the provided text is"
-    )
+    assert single.prompt.endswith("The special magic number for " + single.needles[0].split(" for ")[1].split(" is:")[0] + " mentioned in the provided text is")
     multikey = make_ruler(_spec("niah_multikey"))
     keys = {n.split(" for ")[1].split(" is:")[0] for n in multikey.needles}
     assert len(multikey.needles) == 4 and len(keys) == 4 and len(multikey.answers) == 1
     multivalue = make_ruler(_spec("niah_multivalue"))
     keys = {n.split(" for ")[1].split(" is:")[0] for n in multivalue.needles}
-    assert (
-        len(multivalue.needles) == 4
-        and len(keys) == 1
-        and sorted(multivalue.answers) == sorted(n.split("is: ")[1][:-1] for n in multivalue.needles)
-    )
+    assert len(multivalue.needles) == 4 and len(keys) == 1 and sorted(multivalue.answers) == sorted(n.split("is: ")[1][:-1] for n in multivalue.needles)
     multiquery = make_ruler(_spec("niah_multiquery"))
     assert len(multiquery.needles) == 4 and len(set(multiquery.answers)) == 4
     question = multiquery.prompt.rsplit("\n", 1)[1]

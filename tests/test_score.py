@@ -67,7 +67,7 @@ def test_empty_and_placeholder_answers_are_diagnosed():
     def outcome(text, cot=False, prefilled=False):
         return score_answer(chain, cot, text, hashes, letters, prefilled).outcome
 
-    for text in ("''", '""', " '' \n", f"{chain.query} = ''", f'**{chain.query}** = ""'):
+    for text in ("''", '""', " '' \n", f"{chain.query} = ''", f"**{chain.query}** = \"\""):
         assert outcome(text) == "empty", text
     assert outcome("", prefilled=True) == "empty" and outcome("'", prefilled=True) == "empty"
     for text in (f"{chain.query} = '<final string>'", "<final string>", f"Sure. {chain.query} = '<string 1> = <string 2>'"):

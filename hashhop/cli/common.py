@@ -125,9 +125,7 @@ COT = {"both": (False, True), "on": (True,), "off": (False,)}
 
 def add_grid_args(p) -> None:
     """The grid options shared by eval and export."""
-    p.add_argument(
-        "--lengths", type=size_list, default=(1000, 4000), metavar="L1,L2,..", help="HashHop prompt lengths in the model's tokens"
-    )
+    p.add_argument("--lengths", type=size_list, default=(1000, 4000), metavar="L1,L2,..", help="HashHop prompt lengths in the model's tokens")
     p.add_argument("--hops", type=int_list, default=(1, 2), metavar="H1,H2,..", help="hop counts")
     p.add_argument("--cot", choices=tuple(COT), default="both", help="chain of thought on, off or both")
     p.add_argument("--samples", type=int, default=2, help="problems per cell")

@@ -22,14 +22,13 @@ def _add_eval(sub) -> None:
         "to --output as they arrive; run the same command again to resume after any interruption.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    add_model_args_arg(p)
     p.add_argument(
         "--model",
         required=True,
         help="openai:NAME (any OpenAI-compatible server), hf:PATH|FILE.gguf|smollm2 (in-process), builtin:ltm (this project's model)",
     )
-    p.add_argument(
-        "--base-url", default=None, help="server URL for openai: models, ending in /v1 (default $OPENAI_BASE_URL, else api.openai.com)"
-    )
+    p.add_argument("--base-url", default=None, help="server URL for openai: models, ending in /v1 (default $OPENAI_BASE_URL, else api.openai.com)")
     p.add_argument("--api-key", default=None, help="API key (default $OPENAI_API_KEY); never written anywhere")
     p.add_argument("--endpoint", choices=("chat", "completions"), default="chat", help="which endpoint openai: models use")
     p.add_argument(
@@ -38,13 +37,8 @@ def _add_eval(sub) -> None:
         help="size prompts with this tokenizer: cl100k_base, o200k_base, a tokenizer.json, server (the server's tokenize "
         "endpoint) or estimate:CHARS_PER_TOKEN; default: the model's own when known, else the server's",
     )
-    p.add_argument(
-        "--max-context", type=size, default=None, metavar="TOKENS", help="the model's context window (default: from the model when known)"
-    )
-    add_model_args_arg(p)
-    p.add_argument(
-        "--template", default="auto", help="chat, native (Magic's completion format), auto (chat for chat models) or a JSON file"
-    )
+    p.add_argument("--max-context", type=size, default=None, metavar="TOKENS", help="the model's context window (default: from the model when known)")
+    p.add_argument("--template", default="auto", help="chat, native (Magic's completion format), auto (chat for chat models) or a JSON file")
     add_grid_args(p)
     p.add_argument(
         "--overflow",
@@ -104,9 +98,7 @@ def _run_eval(args) -> int:
         price_out_per_m=args.price_out,
     )
     if args.dry_run:
-        print(
-            f"{result.model}: {len({(i.length, i.hops, i.cot) for i in result.items})} cells, sized with {result.tokenizer}, template {result.template}\n"
-        )
+        print(f"{result.model}: {len({(i.length, i.hops, i.cot) for i in result.items})} cells, sized with {result.tokenizer}, template {result.template}\n")
         print(result.dry_run)
         return 0
     stats = result.stats

@@ -32,23 +32,14 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=finite_float, default=d.lr)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
-        "--out",
-        default=None,
-        help=f"weights file (default {os.path.relpath(WEIGHTS)} or LTM-2's); its summary and model card go next to it",
+        "--out", default=None, help=f"weights file (default {os.path.relpath(WEIGHTS)} or LTM-2's); its summary and model card go next to it"
     )
     p.add_argument("--runs", default="runs/ltm2", help="ltm2: the lab run folder (checkpoints; rerun the command to resume)")
     p.add_argument("--corpus", default=None, help="ltm2: the training code corpus (built there from pinned packages if missing)")
     p.add_argument("--threads", type=int, default=None, help="ltm2: torch CPU threads")
+    p.add_argument("--read-steps", type=int, default=None, help="ltm2: steps of the second stage (the auxiliary read loss; 0: none; default the config's; trained once per --read-soup seed)")
     p.add_argument(
-        "--read-steps",
-        type=int,
-        default=None,
-        help="ltm2: steps of the second stage (the auxiliary read loss; 0: none; default the config's; trained once per --read-soup seed)",
-    )
-    p.add_argument(
-        "--read-soup",
-        default=None,
-        metavar="SEEDS",
+        "--read-soup", default=None, metavar="SEEDS",
         help="ltm2: more seeds for the second stage, each trained from the same start and the weights averaged (default: the config's, the next seed; 'none': the stage once)",
     )
     p.add_argument("--no-progress", action="store_true")
@@ -83,15 +74,7 @@ def _run_train(args) -> int:
             raise HashHopError(f"cannot create the folder for {out}: {err.strerror or err}") from None
         check_output_file(out, "weights file")
         summary = train_ltm2(
-            out,
-            args.runs,
-            args.corpus,
-            steps,
-            args.seed,
-            args.threads,
-            progress_on(args),
-            command.strip(),
-            read_steps=read_steps,
+            out, args.runs, args.corpus, steps, args.seed, args.threads, progress_on(args), command.strip(), read_steps=read_steps,
             read_soup=read_soup,
         )
         print(f"trained {summary['params']:,} parameters for {summary['steps']} steps; wrote {summary['weights']} and {summary['card']}")
@@ -100,9 +83,7 @@ def _run_train(args) -> int:
     args.steps = TrainConfig().steps if args.steps is None else args.steps
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, context_chars=args.context_chars, lr=args.lr, seed=args.seed)
     if not args.out.endswith(".safetensors"):
-        raise HashHopError(
-            "--out names the weights file: PATH.safetensors (its summary PATH.json and model card PATH.card.md go next to it)"
-        )
+        raise HashHopError("--out names the weights file: PATH.safetensors (its summary PATH.json and model card PATH.card.md go next to it)")
     folder = os.path.dirname(os.path.abspath(args.out))
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise HashHopError(f"cannot write {args.out}: {folder} is not a folder")

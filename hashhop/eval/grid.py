@@ -52,14 +52,8 @@ class Grid:
             object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
         for length in self.lengths:  # every cell's spec checks itself (sizes, hops, alphabet, seed) before any work
             for hops in self.hops:
-                HashHopSpec(
-                    context_tokens=length,
-                    hops=hops,
-                    hash_length=self.hash_length,
-                    alphabet=self.alphabet,
-                    num_queries=self.queries,
-                    seed=self.seed,
-                )
+                HashHopSpec(context_tokens=length, hops=hops, hash_length=self.hash_length,
+                            alphabet=self.alphabet, num_queries=self.queries, seed=self.seed)
 
     def cells(self) -> list[tuple[int, int, bool]]:
         return [(length, hops, cot) for length in self.lengths for hops in self.hops for cot in self.cot]
@@ -222,6 +216,8 @@ def _answer_budget(tokenizer, chain: Chain, cot: bool, template: Template) -> in
     if template.native:
         return tokenizer.count(answer + "'") + 8
     return 2 * tokenizer.count(answer_line(chain.query, answer)) + 32
+
+
 
 
 def dry_run(items: list[Item], price_in_per_m: float | None = None, price_out_per_m: float | None = None) -> str:

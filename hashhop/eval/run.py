@@ -99,7 +99,9 @@ class _Progress:
             self.bar.close()
 
 
-async def run_items(items: list[Item], runner: Runner, template: Template, results_path: str, options: RunOptions, log=None) -> RunStats:
+async def run_items(
+    items: list[Item], runner: Runner, template: Template, results_path: str, options: RunOptions, log=None
+) -> RunStats:
     """Answer every item not already in ``results_path``; append one record per item."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     stats = RunStats(total=len(items))
@@ -199,22 +201,9 @@ async def run_items(items: list[Item], runner: Runner, template: Template, resul
         sample_id = id(item.sample)
         if sample_id not in hashes_of:
             hashes_of[sample_id] = prompt_hashes(item.sample.prompt)
-        score = score_answer(
-            item.chain, item.cot, reply.text, hashes_of[sample_id], item.sample.spec.alphabet_chars, prefilled=template.native
-        )
+        score = score_answer(item.chain, item.cot, reply.text, hashes_of[sample_id], item.sample.spec.alphabet_chars, prefilled=template.native)
         results.append(
-            _record(
-                item,
-                runner,
-                template,
-                status="ok",
-                reply=reply,
-                score=score,
-                attempts=attempts,
-                latency_s=latency,
-                cached=cached,
-                error=error,
-            )
+            _record(item, runner, template, status="ok", reply=reply, score=score, attempts=attempts, latency_s=latency, cached=cached, error=error)
         )
         stats.answered += 1
         stats.cached += cached
@@ -276,6 +265,8 @@ def _record(
         )
     record.update(attempts=attempts, latency_s=round(latency_s, 4), cached=cached, error=error or None, time=round(time.time(), 3))
     return record
+
+
 
 
 # -- one call ----------------------------------------------------------------------------------

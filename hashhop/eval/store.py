@@ -251,3 +251,5 @@ class ResponseCache:
 
     def close(self) -> None:
         self._db.close()
+
+

@@ -51,9 +51,7 @@ class Block(nn.Module):
             self.norm2 = nn.LayerNorm(d)
             self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d))
 
-    def forward(
-        self, x: torch.Tensor, read_targets: torch.Tensor | None = None, ids: torch.Tensor | None = None, embed: nn.Module | None = None
-    ):
+    def forward(self, x: torch.Tensor, read_targets: torch.Tensor | None = None, ids: torch.Tensor | None = None, embed: nn.Module | None = None):
         """(b, t, d) -> (b, t, d); with ``read_targets`` (a mixer with memory reads: ltm2) also its auxiliary read
         loss and how many reads it covers, per kind of target. ``ids`` / ``embed``: the token ids and the embedding,
         for a mixer that builds inputs of its own from tokens in training (``mixer.inputs_from_ids``: ltm2's confusers)."""
@@ -62,9 +60,7 @@ class Block(nn.Module):
             x = x + self.mixer(self.norm1(x))
         else:
             if not getattr(self.mixer, "supervised_reads", False):
-                raise HashHopError(
-                    f"mixer {self.mixer.__class__.__name__} has no memory reads to supervise: read_loss / copy_read_loss need ltm2"
-                )
+                raise HashHopError(f"mixer {self.mixer.__class__.__name__} has no memory reads to supervise: read_loss / copy_read_loss need ltm2")
             extra = {}
             if ids is not None and embed is not None and getattr(self.mixer, "inputs_from_ids", False):
                 extra = {"ids": ids, "inputs_of": lambda tokens: self.norm1(embed(tokens))}

@@ -88,22 +88,13 @@ def initial_weights(model: torch.nn.Module, source: str) -> None:
         state = {name.removeprefix("model."): tensor for name, tensor in state.items()}  # a shipped weights file
     # parameters a module adds as a switch that starts off (a read's query shift, zero at init) may be absent: the
     # model then starts as exactly the network the weights came from
-    optional = {
-        f"{prefix}.{name}" if prefix else name
-        for prefix, module in model.named_modules()
-        for name in getattr(module, "optional_at_init", ())
-    }
-    state = {
-        **{name: torch.zeros_like(tensor) for name, tensor in model.state_dict().items() if name in optional and name not in state},
-        **state,
-    }
+    optional = {f"{prefix}.{name}" if prefix else name for prefix, module in model.named_modules() for name in getattr(module, "optional_at_init", ())}
+    state = {**{name: torch.zeros_like(tensor) for name, tensor in model.state_dict().items() if name in optional and name not in state}, **state}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).strip().splitlines()
-        raise HashHopError(
-            f"init_from {source}: its weights do not fit this model ({first[1].strip() if len(first) > 1 else first[0]})"
-        ) from None
+        raise HashHopError(f"init_from {source}: its weights do not fit this model ({first[1].strip() if len(first) > 1 else first[0]})") from None
 
 
 def answer_runs(targets: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -247,9 +238,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
         tokens_seen += inputs.numel() * world
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{loss.item() / world:.3f}", **({"read": f"{read_losses[0].item() / world:.2f}"} if cfg.read_loss > 0 else {})
-            )
+            bar.set_postfix(loss=f"{loss.item() / world:.3f}", **({"read": f"{read_losses[0].item() / world:.2f}"} if cfg.read_loss > 0 else {}))
         last = step + 1 == cfg.steps
         if (step + 1) % cfg.eval_every == 0 or last:
             now = time.perf_counter()
@@ -278,9 +267,7 @@ def train_run(cfg: RunConfig, out_dir: str, progress: bool = True, log=print) ->
     final = history[-1] if history else {}
     lengths = {}
     for length in cfg.eval_lengths:
-        lengths[str(length)] = evaluate_batches(model, cfg, cfg.eval_batches, task=eval_config(cfg.task, seq_len=length), stream=2)[
-            "exact_match"
-        ]
+        lengths[str(length)] = evaluate_batches(model, cfg, cfg.eval_batches, task=eval_config(cfg.task, seq_len=length), stream=2)["exact_match"]
     summary = {
         "name": cfg.name,
         "config": json.loads(json.dumps(cfg.to_dict())),

@@ -52,9 +52,7 @@ def _size(cfg: dict, key: str, path: str, default: int | None = None) -> int:
     if value is None and default is not None:
         return default
     if value is None:
-        raise HashHopError(
-            f"config {path} lacks {key!r}: a transformer's config.json has num_hidden_layers, num_attention_heads, hidden_size"
-        )
+        raise HashHopError(f"config {path} lacks {key!r}: a transformer's config.json has num_hidden_layers, num_attention_heads, hidden_size")
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 4096.0 is 4096; 1e400 (inf), nan and 3.5 are not whole
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:

@@ -49,7 +49,7 @@ MAX_CHOICES = 128  # OpenAI's own limit on n
 @dataclass
 class ServeOptions:
     model: str = "builtin:ltm"
-    model_args: dict = field(default_factory=dict)  # LTM-2: the engine's decoding and reads (session.ENGINE_ARGS)
+    model_args: dict = field(default_factory=dict)  # LTM-2: the engine's decoding (session.ENGINE_ARGS)
     host: str = "127.0.0.1"
     port: int = 8000
     max_waiting: int = 16  # requests queued behind the one being answered; more get 429
@@ -101,9 +101,7 @@ class ServeOptions:
             self.engine_args = engine_args(self.model, self.model_args)  # checked before any weights load
             self.served_name = model_name(self.model, self.engine_args)
         if (self.context or self.context_cache) and not ltm2:
-            raise HashHopError(
-                "--context and --context-cache need an LTM-2 model (--model builtin:ltm2): builtin:ltm reads its prompt only"
-            )
+            raise HashHopError("--context and --context-cache need an LTM-2 model (--model builtin:ltm2): builtin:ltm reads its prompt only")
         if self.context is not None and not os.path.exists(self.context):
             raise HashHopError(f"context {self.context} does not exist: give a file or a folder")
         if self.context_cache is not None and os.path.exists(self.context_cache) and not os.path.isdir(self.context_cache):

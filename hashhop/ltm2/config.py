@@ -164,9 +164,7 @@ def ltm2_config(
     sees the last 1 + encoder_layers x (conv_kernel - 1) bytes (the stage-2 value must be the stage-1 weights')."""
     from hashhop.lab.config import RunConfig
 
-    second_read_copies, read_query_confusers = resolve_copy_defaults(
-        second_read_copies, copy_read_loss, read_query_confusers, read_confusers
-    )
+    second_read_copies, read_query_confusers = resolve_copy_defaults(second_read_copies, copy_read_loss, read_query_confusers, read_confusers)
     if stage == 2 and second_read_copies and not copy_read_loss:
         raise HashHopError(
             "second_read_copies adds copy targets, which the read loss weighs by copy_read_loss (0 here: copies"
@@ -180,54 +178,8 @@ def ltm2_config(
     return RunConfig.from_dict(
         {
             "name": name,
-            "task": {
-                "name": "ltm_mixture",
-                "seq_len": seq_len,
-                "extra": {
-                    "corpus": corpus,
-                    **({"hashhop_max_queries": max_queries} if stage == 2 else {}),
-                    **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}),
-                    **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}),
-                    **({"hashhop_cot_reads": True} if stage == 2 and cot_reads else {}),
-                    **({"hashhop_second_read_jumps": True} if stage == 2 and second_read_jumps else {}),
-                    **({"hashhop_second_read_copies": second_read_copies} if stage == 2 and second_read_copies else {}),
-                    **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {}),
-                },
-            },
-            "model": {
-                "mixer": mixer
-                if stage == 1
-                else {
-                    **mixer,
-                    "read_negatives": read_negatives,
-                    "read_top_k": read_top_k,
-                    "query_shift": query_shift,
-                    **(
-                        {
-                            "pointer": True,
-                            "pointer_candidates": pointer_candidates,
-                            **({"pointer_length_ref": seq_len} if pointer_length_gain else {}),
-                            **({"pointer_jitter": pointer_jitter} if pointer_jitter != 1 else {}),
-                            **({"pointer_read_loss": pointer_read_loss} if pointer_read_loss != "off" else {}),
-                        }
-                        if pointer
-                        else {}
-                    ),
-                    **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {}),
-                    **(
-                        {
-                            "read_confusers": read_confusers,
-                            **({"read_query_confusers": read_query_confusers} if read_query_confusers else {}),
-                        }
-                        if read_confusers
-                        else {}
-                    ),
-                    **({"copy_read_each_head": True} if copy_read_each_head else {}),
-                },
-                "n_layers": 1,
-                "vocab_size": 256,
-                "mlp_ratio": 0,
-            },
+            "task": {"name": "ltm_mixture", "seq_len": seq_len, "extra": {"corpus": corpus, **({"hashhop_max_queries": max_queries} if stage == 2 else {}), **({"hashhop_near_miss": near_miss} if stage == 2 and near_miss else {}), **({"hashhop_query_reads": True} if stage == 2 and query_reads else {}), **({"hashhop_cot_reads": True} if stage == 2 and cot_reads else {}), **({"hashhop_second_read_jumps": True} if stage == 2 and second_read_jumps else {}), **({"hashhop_second_read_copies": second_read_copies} if stage == 2 and second_read_copies else {}), **(needle_extra(needle_far_keys, needle_asked, needle_reads, needle_share, needle_hold) if stage == 2 else {})}},
+            "model": {"mixer": mixer if stage == 1 else {**mixer, "read_negatives": read_negatives, "read_top_k": read_top_k, "query_shift": query_shift, **({"pointer": True, "pointer_candidates": pointer_candidates, **({"pointer_length_ref": seq_len} if pointer_length_gain else {}), **({"pointer_jitter": pointer_jitter} if pointer_jitter != 1 else {}), **({"pointer_read_loss": pointer_read_loss} if pointer_read_loss != "off" else {})} if pointer else {}), **({"read_far": read_far, "read_far_span": read_far_span} if read_far else {}), **({"read_confusers": read_confusers, **({"read_query_confusers": read_query_confusers} if read_query_confusers else {})} if read_confusers else {}), **({"copy_read_each_head": True} if copy_read_each_head else {})}, "n_layers": 1, "vocab_size": 256, "mlp_ratio": 0},
             "optim": {"lr": lr, "weight_decay": 0.05, "warmup_steps": warmup, "min_lr_ratio": 0.1},
             "steps": steps,
             "batch_size": max(1, BATCH * SEQ_LEN // seq_len),

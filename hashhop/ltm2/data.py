@@ -428,13 +428,7 @@ def build_hashhop(
 
 
 def hashhop_reads(
-    chain,
-    cot: bool,
-    prompt_at: int,
-    answer_at: int,
-    query_reads: bool = False,
-    cot_reads: bool = False,
-    second_read_jumps: bool = False,
+    chain, cot: bool, prompt_at: int, answer_at: int, query_reads: bool = False, cot_reads: bool = False, second_read_jumps: bool = False,
     second_read_copies: int = 0,
 ) -> list[tuple[int, int, tuple[int, ...], int]]:
     """Where each byte of a HashHop answer is read from, for :attr:`Built.reads`: ``chain`` a
@@ -746,9 +740,7 @@ def needle_holds(template: int) -> bool:
     return question.rpartition("{key}")[2] == statement.split("{key}")[1].split("{value}")[0]
 
 
-def needle_sample(
-    rng: Rng | int, length: int, corpus: np.ndarray | None = None, far_keys: float = 0.0, max_asked: int = NEEDLE_ASKED
-) -> Sample:
+def needle_sample(rng: Rng | int, length: int, corpus: np.ndarray | None = None, far_keys: float = 0.0, max_asked: int = NEEDLE_ASKED) -> Sample:
     """1-4 needle sentences (one of :data:`NEEDLE_TEMPLATES`, distinct keys) in a code or prose haystack, then a
     question about one or two of them in the same style; trained on the values and their closing text.
     ``far_keys`` / ``max_asked``: :func:`build_needle`."""
@@ -944,13 +936,7 @@ def mixture_batch(cfg: TaskConfig, batch: int, generator: torch.Generator) -> tu
         "needle": {"far_keys": float(far_keys), "max_asked": max_asked},
     }
     built_options = {  # read targets only: the same text
-        "hashhop": {
-            **options["hashhop"],
-            "query_reads": query_reads,
-            **({"cot_reads": True} if cot_reads else {}),
-            **({"second_read_jumps": True} if second_read_jumps else {}),
-            **({"second_read_copies": second_read_copies} if second_read_copies else {}),
-        },
+        "hashhop": {**options["hashhop"], "query_reads": query_reads, **({"cot_reads": True} if cot_reads else {}), **({"second_read_jumps": True} if second_read_jumps else {}), **({"second_read_copies": second_read_copies} if second_read_copies else {})},
         "needle": {**options["needle"], "reads": needle_reads, **({"hold": True} if needle_hold else {})},
     }
     # One seed per row from the torch generator: the rows are independent and reproducible.

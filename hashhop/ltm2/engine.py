@@ -101,9 +101,7 @@ class Memory:
                     # would cost more than the encoder); the lists' scan is inner product on residual PQ codes
                     bits = min(10, max(3, round(math.log2(nlist) / 2)))
                     quantizer = faiss.MultiIndexQuantizer(head_key_dim, 2, bits)
-                    index = faiss.IndexIVFPQ(
-                        quantizer, head_key_dim, 4**bits, head_key_dim // PQ_DIMS_PER_BYTE, 8, faiss.METRIC_INNER_PRODUCT
-                    )
+                    index = faiss.IndexIVFPQ(quantizer, head_key_dim, 4**bits, head_key_dim // PQ_DIMS_PER_BYTE, 8, faiss.METRIC_INNER_PRODUCT)
                     index.quantizer_trains_alone = 1
                     index.max_codes = int(scan_cap_lists * nprobe * LIST_ENTRIES)
                 else:
@@ -208,14 +206,7 @@ class Memory:
             faiss.write_index(index, os.path.join(folder, f"keys{h}.faiss"))
         np.save(os.path.join(folder, "values.npy"), np.ascontiguousarray(self._values[:base]))
         np.save(os.path.join(folder, "scales.npy"), np.ascontiguousarray(self._scales[:base]))
-        info = {
-            "heads": self.heads,
-            "head_key_dim": self.head_key_dim,
-            "value_dim": self.value_dim,
-            "exact": self.exact,
-            "compact": self.compact,
-            "count": base,
-        }
+        info = {"heads": self.heads, "head_key_dim": self.head_key_dim, "value_dim": self.value_dim, "exact": self.exact, "compact": self.compact, "count": base}
         with open(os.path.join(folder, "memory.json"), "w") as handle:
             json.dump(info, handle)
 
@@ -228,12 +219,7 @@ class Memory:
         with open(os.path.join(folder, "memory.json")) as handle:
             info = json.load(handle)
         memory = cls.__new__(cls)
-        memory.heads, memory.head_key_dim, memory.value_dim, memory.exact = (
-            info["heads"],
-            info["head_key_dim"],
-            info["value_dim"],
-            info["exact"],
-        )
+        memory.heads, memory.head_key_dim, memory.value_dim, memory.exact = info["heads"], info["head_key_dim"], info["value_dim"], info["exact"]
         memory.compact = info.get("compact", False)
         memory.indexes = []
         for h in range(memory.heads):
@@ -432,9 +418,7 @@ class Engine:
             nlist = max(64, context_bytes // LIST_ENTRIES) if ivf else 0
         else:  # about sqrt(N) lists, and at least 39 sample keys per list for k-means (faiss's rule)
             nlist = max(64, min(int(context_bytes**0.5), SAMPLE_WINDOWS * SAMPLE_WINDOW // 39)) if ivf else 0
-        self.memory = Memory(
-            cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact, nlist, self.nprobe, compact, self.scan_cap_lists
-        )
+        self.memory = Memory(cfg.memory_heads, cfg.key_dim // cfg.memory_heads, cfg.value_dim, self.exact, nlist, self.nprobe, compact, self.scan_cap_lists)
         self.text = bytearray()
         self.pending_keys: dict[int, np.ndarray] = {}
         self.pending_values: dict[int, np.ndarray] = {}
@@ -710,15 +694,11 @@ class Engine:
         sink = (unit * sink_keys).sum(-1) * scale + math.log(min(q + 1, self.net.delay))
         logits = (torch.from_numpy(scores) * scale[:, None]).masked_fill(torch.from_numpy(ids < 0), float("-inf"))
         if read.pointer_gain is not None:  # the entries near the last read's, with their bonuses, as more candidates
-            bonus = self._pointer_bonus(
-                read, x, torch.tensor([float(pointer_gain(q - self.reach + 1, self.cfg.log_length_reads, read.pointer_length_ref))])
-            )
+            bonus = self._pointer_bonus(read, x, torch.tensor([float(pointer_gain(q - self.reach + 1, self.cfg.log_length_reads, read.pointer_length_ref))]))
             extra_logits, extra_ids = [], []
             for h in range(heads):
                 row = logits[h : h + 1].numpy().copy()
-                extra_logit, extra_id = self._follow(
-                    block, h, row, ids[h : h + 1], sink[h : h + 1].numpy(), bonus[:, h], np.array([q]), unit[None, h], scale[h : h + 1]
-                )
+                extra_logit, extra_id = self._follow(block, h, row, ids[h : h + 1], sink[h : h + 1].numpy(), bonus[:, h], np.array([q]), unit[None, h], scale[h : h + 1])
                 logits[h] = torch.from_numpy(row[0])
                 extra_logits.append(extra_logit[0])
                 extra_ids.append(extra_id[0])
@@ -952,16 +932,12 @@ class Engine:
             if bonus is not None:  # each position's pointer candidates, one position after another
                 row_ids = np.concatenate(parts_ids, axis=1) if parts_ids else np.zeros((n, 0), np.int64)
                 found = logits.numpy().copy()
-                extra_logit, extra_id = self._follow(
-                    block, h, found, row_ids, sink[:, h].numpy(), bonus[:, h], q_pos.numpy(), unit[:, h], scale[:, h]
-                )
+                extra_logit, extra_id = self._follow(block, h, found, row_ids, sink[:, h].numpy(), bonus[:, h], q_pos.numpy(), unit[:, h], scale[:, h])
                 logits = torch.from_numpy(found)
                 extra_values = torch.zeros(*extra_logit.shape, projected_new.shape[-1])  # (n, m, dv)
                 extra = np.nonzero(extra_logit > -np.inf)
                 if len(extra[0]):
-                    extra_values[extra] = read.value(torch.from_numpy(self.memory.values(extra_id[extra]))).view(len(extra[0]), heads, -1)[
-                        :, h
-                    ]
+                    extra_values[extra] = read.value(torch.from_numpy(self.memory.values(extra_id[extra]))).view(len(extra[0]), heads, -1)[:, h]
                 logits = torch.cat([logits, torch.from_numpy(extra_logit)], dim=1)
                 parts_values.append(extra_values)
             weights = torch.softmax(torch.cat([parts_logits[0], logits], dim=1), dim=1)
@@ -1028,9 +1004,7 @@ class Engine:
         valid &= ~(wanted[:, :, None] == ids[:, None, :]).any(-1)
         return np.array(sorted(set(wanted[valid].tolist())), np.int64)  # (np.unique costs more on a few entries)
 
-    def _rescore(
-        self, heads_of_rows: np.ndarray, unit: np.ndarray, scores: np.ndarray, ids: np.ndarray, also: np.ndarray | None = None
-    ) -> np.ndarray:
+    def _rescore(self, heads_of_rows: np.ndarray, unit: np.ndarray, scores: np.ndarray, ids: np.ndarray, also: np.ndarray | None = None) -> np.ndarray:
         """The index's scores (n, k) of each row's ``rescore`` best indexed entries (ids (n, k), -1: none) replaced by
         exact ones: unit (n, hk) the rows' queries, ``heads_of_rows`` (n,) whose keys each row reads. The index scores
         codes (8-bit or product-quantised keys); a request's own entries (``recent``) are exact already. ``also``:
@@ -1122,10 +1096,7 @@ class Engine:
             norm, (first, gelu, second) = b.norm_mlp, b.mlp
             if gelu.approximate != "none":  # (what mlp_residual computes)
                 raise HashHopError("the engine's block MLP computes the exact GELU")
-            self._mlp_weights[block] = tuple(
-                t.detach() if torch.is_tensor(t) else t
-                for t in (norm.weight, norm.bias, norm.eps, first.weight, first.bias, second.weight, second.bias)
-            )
+            self._mlp_weights[block] = tuple(t.detach() if torch.is_tensor(t) else t for t in (norm.weight, norm.bias, norm.eps, first.weight, first.bias, second.weight, second.bias))
         return self._mlp_weights[block]
 
     def _encoder_args(self) -> tuple:

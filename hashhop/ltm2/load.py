@@ -23,9 +23,7 @@ def load_ltm2(path: str = WEIGHTS, random_init: bool = False):
 
     if os.path.isdir(path):
         config_path = os.path.join(path, "config.json")
-        weights = next(
-            (os.path.join(path, f) for f in ("model.safetensors", "checkpoint.safetensors") if os.path.exists(os.path.join(path, f))), None
-        )
+        weights = next((os.path.join(path, f) for f in ("model.safetensors", "checkpoint.safetensors") if os.path.exists(os.path.join(path, f))), None)
         if not os.path.exists(config_path) or weights is None:
             raise HashHopError(f"{path} is not an LTM-2 run folder (config.json and model.safetensors)")
         try:

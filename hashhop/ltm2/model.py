@@ -131,9 +131,7 @@ class Encoder(nn.Module):
         pad = len(table) // k - 1
         n = (len(self.convs) - 1) * (k - 1) + 1
         taps = ids.unfold(1, k, 1)[:, -n:] + torch.arange(k) * (pad + 1)  # (b, n, k)
-        h = F.embedding(ids[:, -n:], inputs) + F.gelu(
-            F.embedding_bag(taps.reshape(-1, k), table, mode="sum").view(b, n, -1) + self.convs[0].bias
-        )
+        h = F.embedding(ids[:, -n:], inputs) + F.gelu(F.embedding_bag(taps.reshape(-1, k), table, mode="sum").view(b, n, -1) + self.convs[0].bias)
         padded = (ids[:, -n:] == pad).any().item()
         if padded:  # positions before the first are zeros to the next layer, as in forward
             h = h * (ids[:, -n:] != pad)[..., None]
@@ -189,18 +187,8 @@ class MemoryRead(nn.Module):
     induction head learns), and training moves it from there (to skip a quote, to follow a hop)."""
 
     def __init__(
-        self,
-        d_model: int,
-        key_dim: int,
-        value_dim: int,
-        heads: int,
-        query_shift: bool = False,
-        pointer: bool = False,
-        pointer_candidates: int = 1,
-        pointer_length_ref: int = 0,
-        pointer_jitter: float = 1.0,
-        pointer_read_loss: str = "off",
-        copy_read_each_head: bool = False,
+        self, d_model: int, key_dim: int, value_dim: int, heads: int, query_shift: bool = False, pointer: bool = False, pointer_candidates: int = 1,
+        pointer_length_ref: int = 0, pointer_jitter: float = 1.0, pointer_read_loss: str = "off", copy_read_each_head: bool = False,
     ) -> None:
         super().__init__()
         self.heads = heads
@@ -232,11 +220,9 @@ class MemoryRead(nn.Module):
             nn.init.zeros_(self.shift_gate.weight)
             nn.init.zeros_(self.shift_gate.bias)
         # weights trained without these start with them off (zero)
-        self.optional_at_init = (
-            (("shift", "shift_gate.weight", "shift_gate.bias") if query_shift else ())
-            + (("pointer_gain", "pointer_gate.weight", "pointer_gate.bias") if pointer else ())
-            + (("pointer_gain_more", "pointer_more.weight", "pointer_more.bias") if more else ())
-        )
+        self.optional_at_init = (("shift", "shift_gate.weight", "shift_gate.bias") if query_shift else ()) + (
+            ("pointer_gain", "pointer_gate.weight", "pointer_gate.bias") if pointer else ()
+        ) + (("pointer_gain_more", "pointer_more.weight", "pointer_more.bias") if more else ())
         self.query = nn.Linear(d_model, key_dim, bias=False)
         nn.init.zeros_(self.query.weight)
         self.value = nn.Linear(value_dim, value_dim, bias=False)  # this read's view of the stored values
@@ -312,16 +298,7 @@ class MemoryRead(nn.Module):
             pointer = (gated.permute(0, 2, 1, 3) * gain, (per_confidence * POINTER_GAIN)[None, :, None, :] * gain)
         if t > delay and (pointer is not None or far_read is not None or (top_k and t - delay > top_k)):
             # some query sees more than top_k entries, follows a pointer or sees far entries: the gathered read
-            y = self.top_k_read(
-                q,
-                keys,
-                v,
-                delay,
-                min(top_k or t, t - delay),
-                pointer=pointer,
-                far=far_read,
-                keep_pointer=self.pointer_read_loss != "off" and targets is not None,
-            )
+            y = self.top_k_read(q, keys, v, delay, min(top_k or t, t - delay), pointer=pointer, far=far_read, keep_pointer=self.pointer_read_loss != "off" and targets is not None)
             if isinstance(y, tuple):
                 y, (ids, gated_part, confidence_part) = y
                 # "gated": the read loss moves the bonus's part from the hidden state only (its part per unit of the
@@ -406,14 +383,7 @@ class MemoryRead(nn.Module):
 
     @staticmethod
     def _choose_far(
-        q: torch.Tensor,
-        far_keys: torch.Tensor,
-        at: torch.Tensor,
-        offset: torch.Tensor,
-        chosen: torch.Tensor,
-        logits: torch.Tensor,
-        delay: int,
-        chunk: int,
+        q: torch.Tensor, far_keys: torch.Tensor, at: torch.Tensor, offset: torch.Tensor, chosen: torch.Tensor, logits: torch.Tensor, delay: int, chunk: int
     ) -> None:
         """In place: at positions ``at`` (b, t), each query's best entries (chosen, logits: (b, heads, t, k)) become the
         best k of its own and the far entries (ids t + j, logits q . key + offset)."""
@@ -544,9 +514,7 @@ class GatheredRead(torch.autograd.Function):
 
 
 @numba.njit(cache=True, nogil=True)
-def _follow_loop(
-    queries, unit_keys, ids, found, sinks, gates, gains, offsets, delay, follow, follow_logits, confidences
-) -> None:  # pragma: no cover (compiled)
+def _follow_loop(queries, unit_keys, ids, found, sinks, gates, gains, offsets, delay, follow, follow_logits, confidences) -> None:  # pragma: no cover (compiled)
     """:func:`follow_pointers`' sequential part, compiled (numba): each row's pointer walks its positions in order.
     Fills ``follow``, ``follow_logits``, ``confidences``; masks in ``found`` the best entries that are candidates too."""
     rows, t, hk = queries.shape
@@ -597,14 +565,7 @@ def _follow_loop(
 
 
 def follow_pointers(
-    q: torch.Tensor,
-    keys: torch.Tensor,
-    chosen: torch.Tensor,
-    logits: torch.Tensor,
-    sink: torch.Tensor,
-    gated: torch.Tensor,
-    per_confidence: torch.Tensor,
-    delay: int,
+    q: torch.Tensor, keys: torch.Tensor, chosen: torch.Tensor, logits: torch.Tensor, sink: torch.Tensor, gated: torch.Tensor, per_confidence: torch.Tensor, delay: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A pointer read's extra candidates at every position, position by position (each depends on the read before),
     without autograd. q (b, heads, t, hk) scaled queries, keys (b, heads, t, hk) unit keys, chosen / logits (b, heads,
@@ -636,28 +597,11 @@ def follow_pointers(
     follow = np.zeros((rows, t, m), np.int64)
     follow_logits = np.full((rows, t, m), -np.inf, np.float32)
     confidences = np.zeros((rows, t), np.float32)
-    _follow_loop(
-        queries,
-        unit_keys,
-        ids,
-        found,
-        sinks,
-        gates,
-        gains,
-        np.array(POINTER_OFFSETS[:m], np.int64),
-        delay,
-        follow,
-        follow_logits,
-        confidences,
-    )
+    _follow_loop(queries, unit_keys, ids, found, sinks, gates, gains, np.array(POINTER_OFFSETS[:m], np.int64), delay, follow, follow_logits, confidences)
     if found_host.data_ptr() != logits.data_ptr():
         logits.view(rows, t, k).copy_(found_host)  # the masked duplicates, back on the device
     shape = (b, heads, t)
-    out = (
-        torch.from_numpy(follow).view(*shape, m),
-        torch.from_numpy(follow_logits).view(*shape, m),
-        torch.from_numpy(confidences).view(shape),
-    )
+    out = (torch.from_numpy(follow).view(*shape, m), torch.from_numpy(follow_logits).view(*shape, m), torch.from_numpy(confidences).view(shape))
     return tuple(x.to(device) for x in out)
 
 
@@ -668,17 +612,8 @@ class Block(nn.Module):
         self.norm_local, self.norm_read, self.norm_mlp = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.local = LocalAttention(d, cfg.n_heads, cfg.window)
         self.read = MemoryRead(
-            d,
-            cfg.key_dim,
-            cfg.value_dim,
-            cfg.memory_heads,
-            cfg.query_shift,
-            cfg.pointer,
-            cfg.pointer_candidates,
-            cfg.pointer_length_ref,
-            cfg.pointer_jitter,
-            cfg.pointer_read_loss,
-            cfg.copy_read_each_head,
+            d, cfg.key_dim, cfg.value_dim, cfg.memory_heads, cfg.query_shift, cfg.pointer, cfg.pointer_candidates, cfg.pointer_length_ref,
+            cfg.pointer_jitter, cfg.pointer_read_loss, cfg.copy_read_each_head,
         )
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
@@ -737,9 +672,7 @@ class LTM2(nn.Module):
         confusers = None
         if read_targets is not None and self.cfg.read_confusers and self.training:
             if ids is None or inputs_of is None:
-                raise HashHopError(
-                    "read_confusers builds windows from the row's bytes: call the mixer through the lab's LM (ids and inputs_of)"
-                )
+                raise HashHopError("read_confusers builds windows from the row's bytes: call the mixer through the lab's LM (ids and inputs_of)")
             confusers = self.confuser_keys(ids, read_targets, inputs_of)
         for i, block in enumerate(self.blocks):
             h = h + block.local(block.norm_local(h))

@@ -163,9 +163,7 @@ def train_ltm2(
         corpus_info = build_train_corpus(corpus)
     from hashhop.lab.train import train_run
 
-    second_read_copies, read_query_confusers = resolve_copy_defaults(
-        second_read_copies, copy_read_loss, read_query_confusers, read_confusers
-    )
+    second_read_copies, read_query_confusers = resolve_copy_defaults(second_read_copies, copy_read_loss, read_query_confusers, read_confusers)
     if conv_kernel is None:
         conv_kernel = _init_conv_kernel(init_from) if init_from else MIXER["conv_kernel"]
     kernel_name = f"_k{conv_kernel}" if conv_kernel != MIXER["conv_kernel"] else ""
@@ -176,77 +174,21 @@ def train_ltm2(
         stages = [train_run(cfg, runs, progress=progress, log=log)]
         init = os.path.join(runs, cfg.name)
     if read_steps:
-        name = (
-            "ltm2_reads"
-            + kernel_name
-            + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "")
-            + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
-        )
-        name += (
-            (f"_top{read_top_k}" if read_top_k else "")
-            + ("_shift" if query_shift else "")
-            + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "")
-            + (f"_farread{read_far}" if read_far else "")
-            + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "")
-            + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "")
-            + (f"_near{near_miss:g}" if near_miss else "")
-            + ("_qreads" if query_reads else "")
-            + ("_creads" if cot_reads else "")
-            + ("_r1jumps" if second_read_jumps else "")
-            + (f"_r1copies{second_read_copies}" if second_read_copies else "")
-            + (f"_closs{copy_read_loss:g}" if copy_read_loss != COPY_READ_LOSS else "")
-            + ("_ceach" if copy_read_each_head else "")
-        )
-        name += (
-            ("_plen" if pointer and pointer_length_gain else "")
-            + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "")
-            + (f"_ploss{pointer_read_loss}" if pointer and pointer_read_loss != "off" else "")
-            + (f"_conf{read_confusers}" if read_confusers else "")
-            + (f"_qconf{read_query_confusers:g}" if read_confusers and read_query_confusers else "")
-        )
-        name += (
-            (f"_nfar{needle_far_keys:g}" if needle_far_keys else "")
-            + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "")
-            + ("_nreads" if needle_reads else "")
-            + ("_nhold" if needle_hold else "")
-            + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
-        )
+        name = "ltm2_reads" + kernel_name + (f"_{read_seq_len}" if read_seq_len != SEQ_LEN else "") + (f"_far{read_negatives}" if read_negatives != READ_NEGATIVES else "")
+        name += (f"_top{read_top_k}" if read_top_k else "") + ("_shift" if query_shift else "") + (f"_ptr{pointer_candidates if pointer_candidates > 1 else ''}" if pointer else "") + (f"_farread{read_far}" if read_far else "") + (f"_span{read_far_span:.0e}".replace("+", "") if read_far and read_far_span != READ_FAR_SPAN else "") + (f"_q{max_queries}" if max_queries != HASHHOP_MAX_QUERIES else "") + (f"_near{near_miss:g}" if near_miss else "") + ("_qreads" if query_reads else "") + ("_creads" if cot_reads else "") + ("_r1jumps" if second_read_jumps else "") + (f"_r1copies{second_read_copies}" if second_read_copies else "") + (f"_closs{copy_read_loss:g}" if copy_read_loss != COPY_READ_LOSS else "") + ("_ceach" if copy_read_each_head else "")
+        name += ("_plen" if pointer and pointer_length_gain else "") + (f"_jit{pointer_jitter:g}" if pointer and pointer_jitter != 1 else "") + (f"_ploss{pointer_read_loss}" if pointer and pointer_read_loss != "off" else "") + (f"_conf{read_confusers}" if read_confusers else "") + (f"_qconf{read_query_confusers:g}" if read_confusers and read_query_confusers else "")
+        name += (f"_nfar{needle_far_keys:g}" if needle_far_keys else "") + (f"_nq{needle_asked}" if needle_asked != READ_NEEDLE_ASKED else "") + ("_nreads" if needle_reads else "") + ("_nhold" if needle_hold else "") + (f"_ns{needle_share:g}" if needle_share != READ_NEEDLE_SHARE else "")
         read_configs = [
             ltm2_config(  # (the folder names how the stage differs from stage 1; a soup's other seeds, which seed)
-                corpus,
-                read_steps,
-                read_seed,
-                name + (f"_seed{read_seed}" if read_seed != seed else ""),
-                threads,
-                stage=2,
-                init_from=init,
-                seq_len=read_seq_len,
-                read_negatives=read_negatives,
-                read_top_k=read_top_k,
-                query_shift=query_shift,
-                max_queries=max_queries,
-                pointer=pointer,
-                read_far=read_far,
-                read_far_span=read_far_span,
-                pointer_candidates=pointer_candidates,
-                near_miss=near_miss,
-                query_reads=query_reads,
-                pointer_length_gain=pointer_length_gain,
-                needle_far_keys=needle_far_keys,
-                needle_asked=needle_asked,
-                needle_reads=needle_reads,
-                needle_share=needle_share,
-                needle_hold=needle_hold,
-                cot_reads=cot_reads,
-                conv_kernel=conv_kernel,
-                second_read_jumps=second_read_jumps,
-                pointer_jitter=pointer_jitter,
-                pointer_read_loss=pointer_read_loss,
-                read_confusers=read_confusers,
-                read_query_confusers=read_query_confusers,
-                second_read_copies=second_read_copies,
-                copy_read_loss=copy_read_loss,
-                copy_read_each_head=copy_read_each_head,
+                corpus, read_steps, read_seed, name + (f"_seed{read_seed}" if read_seed != seed else ""), threads, stage=2, init_from=init,
+                    seq_len=read_seq_len, read_negatives=read_negatives,
+                read_top_k=read_top_k, query_shift=query_shift, max_queries=max_queries, pointer=pointer, read_far=read_far,
+                read_far_span=read_far_span, pointer_candidates=pointer_candidates, near_miss=near_miss, query_reads=query_reads,
+                pointer_length_gain=pointer_length_gain, needle_far_keys=needle_far_keys, needle_asked=needle_asked, needle_reads=needle_reads,
+                needle_share=needle_share, needle_hold=needle_hold, cot_reads=cot_reads, conv_kernel=conv_kernel,
+                second_read_jumps=second_read_jumps, pointer_jitter=pointer_jitter, pointer_read_loss=pointer_read_loss,
+                read_confusers=read_confusers, read_query_confusers=read_query_confusers, second_read_copies=second_read_copies,
+                copy_read_loss=copy_read_loss, copy_read_each_head=copy_read_each_head,
             )
             for read_seed in (seed, *read_soup)
         ]
@@ -257,9 +199,7 @@ def train_ltm2(
     return ship(os.path.join(runs, cfg.name), out, stages, corpus_info, command, time.time() - started)
 
 
-def ship(
-    run_dir: str | list[str], out: str, stages: list[dict], corpus_info: dict, command: str, wall_s: float, soup: list[dict] | None = None
-) -> dict:
+def ship(run_dir: str | list[str], out: str, stages: list[dict], corpus_info: dict, command: str, wall_s: float, soup: list[dict] | None = None) -> dict:
     """Write a finished run's weights to ``out`` (format hashhop-ltm2, run config in the metadata) and the card.
     ``stages``: the lab summaries of the stages that made them, the last one's run folder is ``run_dir``. A list of
     run folders (a read-stage soup; ``soup`` the summaries of all but the first): the mean of their weights."""
@@ -278,13 +218,7 @@ def ship(
     if config.get("init_from"):
         config["init_from"] = os.path.basename(os.path.normpath(config["init_from"]))
     steps = sum(stage["steps"] for stage in stages + (soup or []))
-    meta = {
-        "format": FORMAT,
-        "config": config,
-        "params": summary["params"],
-        "steps": steps,
-        "stage_steps": [s["steps"] for s in stages + (soup or [])],
-    }
+    meta = {"format": FORMAT, "config": config, "params": summary["params"], "steps": steps, "stage_steps": [s["steps"] for s in stages + (soup or [])]}
     if len(run_dirs) > 1:
         meta["read_soup_seeds"] = [summary["config"]["seed"]] + [s["config"]["seed"] for s in soup or []]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -353,11 +287,7 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             f" Its reads keep each query's {mixer['read_top_k']} best entries and the sink (found without autograd, then"
             " scored with it), as the engine reads; rows of"
             f" {cfg['task']['seq_len']:,} bytes"
-            + (
-                f", a HashHop row asking up to {cfg['task']['extra']['hashhop_max_queries']} queries."
-                if cfg["task"]["extra"].get("hashhop_max_queries")
-                else "."
-            )
+            + (f", a HashHop row asking up to {cfg['task']['extra']['hashhop_max_queries']} queries." if cfg["task"]["extra"].get("hashhop_max_queries") else ".")
         )
     if mixer.get("pointer"):
         second += (
@@ -390,11 +320,7 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
             " The auxiliary read loss scores each supervised read as the read computes it, each pointer candidate's logit"
             " with its bonus, so the targets train the bonuses too (and push a bonus down where the target lies off the"
             " entry the pointer follows)"
-            + (
-                ": only the bonus's part from the hidden state, its part per unit of confidence left to the language-model loss."
-                if mixer["pointer_read_loss"] == "gated"
-                else "."
-            )
+            + (": only the bonus's part from the hidden state, its part per unit of confidence left to the language-model loss." if mixer["pointer_read_loss"] == "gated" else ".")
         )
     if mixer.get("read_confusers"):
         second += (
@@ -450,17 +376,13 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
     needle = [
         *([f"ask up to {extra['needle_max_asked']} questions each"] if extra.get("needle_max_asked") else []),
         *(
-            [
-                f"in {extra['needle_far_keys']:.0%} of them put an aside between the question's key and the answer (the key 15-50 bytes back; half of those answers start with the space)"
-            ]
+            [f"in {extra['needle_far_keys']:.0%} of them put an aside between the question's key and the answer (the key 15-50 bytes back; half of those answers start with the space)"]
             if extra.get("needle_far_keys")
             else []
         ),
         *(["make each answer's value a read target (out of its needle)"] if extra.get("needle_reads") else []),
         *(
-            [
-                "where a question's text after the key is its needle's, hold the reads over the aside on the needle's byte after its key, then step along the needle to the value"
-            ]
+            ["where a question's text after the key is its needle's, hold the reads over the aside on the needle's byte after its key, then step along the needle to the value"]
             if extra.get("needle_hold")
             else []
         ),
@@ -491,18 +413,18 @@ def model_card(stages: list[dict], corpus_info: dict, command: str, wall_s: floa
     return f"""# LTM-2 model card
 
 A byte-level causal language model (256 symbols in, 256 out) with a learnt long-term memory
-(`hashhop/ltm2/model.py`): a causal convolution encoder (width {mixer["conv_kernel"]}, {mixer["encoder_layers"]} layers: each key sees the last
-{1 + mixer["encoder_layers"] * (mixer["conv_kernel"] - 1)} bytes) writes one key and one value per byte of context;
-every position of a small deep stack (local attention over {mixer["window"]} bytes, a memory read, an MLP; {mixer["layers"]}
+(`hashhop/ltm2/model.py`): a causal convolution encoder (width {mixer['conv_kernel']}, {mixer['encoder_layers']} layers: each key sees the last
+{1 + mixer['encoder_layers'] * (mixer['conv_kernel'] - 1)} bytes) writes one key and one value per byte of context;
+every position of a small deep stack (local attention over {mixer['window']} bytes, a memory read, an MLP; {mixer['layers']}
 blocks) reads the memory with a learnt query, softmax over every earlier entry plus a sink. Nothing in the network,
 engine or server parses the text.{second}
 
 | | |
 |---|---|
-| parameters | {summary["params"]:,} |
+| parameters | {summary['params']:,} |
 | command | `{command}` (it trains the lab config `hashhop/ltm2/config.py`, or finishes and ships a run folder that already holds it) |
-| seed | {stages[0]["config"]["seed"]}{f" (stage 1), {cfg['seed']} (stage 2)" if len(stages) > 1 else ""}{"".join(f", {s['config']['seed']}" for s in soup)}{" (the read stages averaged)" if soup else ""} |
-| steps x batch x bytes | {f"({steps})" if len(stages) + len(soup) > 1 else steps} x {cfg["batch_size"]} x {cfg["task"]["seq_len"]} ({total_steps * cfg["batch_size"] * cfg["task"]["seq_len"]:,} bytes) |
+| seed | {stages[0]['config']['seed']}{f" (stage 1), {cfg['seed']} (stage 2)" if len(stages) > 1 else ""}{"".join(f", {s['config']['seed']}" for s in soup)}{" (the read stages averaged)" if soup else ""} |
+| steps x batch x bytes | {f'({steps})' if len(stages) + len(soup) > 1 else steps} x {cfg['batch_size']} x {cfg['task']['seq_len']} ({total_steps * cfg['batch_size'] * cfg['task']['seq_len']:,} bytes) |
 | training time | {elapsed_s:.0f} s (the lab runs' own clocks, resumes included; written {datetime.date.today()}) |
 | machine | {machine} |
 | final eval on the mixture (2 batches) | {_final(summary)}{f" (the seed-{cfg['seed']} run's, before averaging)" if soup else ""} |
@@ -510,8 +432,8 @@ engine or server parses the text.{second}
 ## Data
 Generated on the fly (`hashhop/ltm2/data.py`, mixture {json.dumps(DEFAULT_MIX)}; {SHORT_RECALL:.0%} of the recall rows
 hold a shorter task after a code window):
-- code: the Python sources of {", ".join(TRAIN_PACKAGES)} ({corpus_info.get("bytes", 0):,} bytes, sha256
-  `{corpus_info.get("sha256", "?")}`), random windows;
+- code: the Python sources of {', '.join(TRAIN_PACKAGES)} ({corpus_info.get('bytes', 0):,} bytes, sha256
+  `{corpus_info.get('sha256', '?')}`), random windows;
 - HashHop in Magic's format (hops 1-4, CoT on and off, hash lengths 4-64, six alphabets), other key-value layouts
   (`->`, `:`, JSON, Python, `;`), needle sentences in code or prose, variable chains; loss on the answers only.
 
@@ -587,163 +509,100 @@ def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m hashhop.ltm2.train", description=__doc__.split("\n\n")[0])  # one-line errors, exit 2
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--read-steps", type=int, default=READ_STEPS, help="steps of the second stage (auxiliary read loss); 0: none")
+    ap.add_argument("--read-seq-len", type=int, default=READ_SEQ_LEN, help="bytes per row in the second stage (the memory its reads span; same bytes per step)")
+    ap.add_argument("--read-negatives", type=int, default=READ_NEGATIVES, help="second stage: keys of earlier batches each supervised read must also beat (0: none)")
+    ap.add_argument("--read-top-k", type=int, default=READ_TOP_K, help="second stage: each read keeps its k best entries, as the engine's do (0: every entry)")
     ap.add_argument(
-        "--read-seq-len",
-        type=int,
-        default=READ_SEQ_LEN,
-        help="bytes per row in the second stage (the memory its reads span; same bytes per step)",
-    )
-    ap.add_argument(
-        "--read-negatives",
-        type=int,
-        default=READ_NEGATIVES,
-        help="second stage: keys of earlier batches each supervised read must also beat (0: none)",
-    )
-    ap.add_argument(
-        "--read-top-k",
-        type=int,
-        default=READ_TOP_K,
-        help="second stage: each read keeps its k best entries, as the engine's do (0: every entry)",
-    )
-    ap.add_argument(
-        "--query-shift",
-        action=argparse.BooleanOptionalAction,
-        default=READ_QUERY_SHIFT,
+        "--query-shift", action=argparse.BooleanOptionalAction, default=READ_QUERY_SHIFT,
         help="second stage: each read's query may take in the previous position's key (a learnt share, zero at the start)",
     )
     ap.add_argument(
-        "--pointer",
-        action=argparse.BooleanOptionalAction,
-        default=READ_POINTER,
+        "--pointer", action=argparse.BooleanOptionalAction, default=READ_POINTER,
         help="second stage: each read may follow the entry after the one it read at the previous position (a learnt bonus, zero at the start)",
     )
     ap.add_argument(
-        "--read-far",
-        type=int,
-        default=READ_FAR,
+        "--read-far", type=int, default=READ_FAR,
         help="second stage: far entries of earlier batches the reads at answer positions also see, as a sample of a longer memory (0: none)",
     )
+    ap.add_argument("--read-far-span", type=int, default=READ_FAR_SPAN, help="second stage: the longest memory (entries) the far entries stand for")
     ap.add_argument(
-        "--read-far-span", type=int, default=READ_FAR_SPAN, help="second stage: the longest memory (entries) the far entries stand for"
-    )
-    ap.add_argument(
-        "--pointer-candidates",
-        type=int,
-        default=READ_POINTER_CANDIDATES,
+        "--pointer-candidates", type=int, default=READ_POINTER_CANDIDATES,
         help="second stage: the pointer's candidates: 1 the entry after the last read's; 2 also the same one; 3 also the one after the next",
     )
     ap.add_argument(
-        "--near-miss",
-        type=float,
-        default=READ_NEAR_MISS,
+        "--near-miss", type=float, default=READ_NEAR_MISS,
         help="second stage: the share of HashHop rows whose hashes share their first or last characters with another's (0: none)",
     )
     ap.add_argument(
-        "--query-reads",
-        action=argparse.BooleanOptionalAction,
-        default=READ_QUERY_READS,
+        "--query-reads", action=argparse.BooleanOptionalAction, default=READ_QUERY_READS,
         help="second stage: read targets inside each HashHop question too (its first link's = and the entry before the value)",
     )
     ap.add_argument(
-        "--cot-reads",
-        action=argparse.BooleanOptionalAction,
-        default=READ_COT_READS,
+        "--cot-reads", action=argparse.BooleanOptionalAction, default=READ_COT_READS,
         help="second stage: a read target at the space after each hash a chain-of-thought answer writes (out of the link it starts)",
     )
     ap.add_argument(
-        "--second-read-jumps",
-        action=argparse.BooleanOptionalAction,
-        default=READ_SECOND_READ_JUMPS,
+        "--second-read-jumps", action=argparse.BooleanOptionalAction, default=READ_SECOND_READ_JUMPS,
         help="second stage: a chain-of-thought answer's jumps are read targets of the second block's read too",
     )
     ap.add_argument(
-        "--pointer-jitter",
-        type=float,
-        default=READ_POINTER_JITTER,
+        "--pointer-jitter", type=float, default=READ_POINTER_JITTER,
         help="second stage, with --pointer: each row's pointer bonuses times a factor drawn log-uniformly from [1, this] in training (1: off)",
     )
     ap.add_argument(
-        "--pointer-read-loss",
-        choices=("off", "bonus", "gated"),
-        default=READ_POINTER_READ_LOSS,
+        "--pointer-read-loss", choices=("off", "bonus", "gated"), default=READ_POINTER_READ_LOSS,
         help="second stage, with --pointer: the read loss scores reads with the pointer's bonuses, so its targets train them too (gated: only their part from the hidden state)",
     )
     ap.add_argument(
-        "--read-confusers",
-        type=int,
-        default=READ_CONFUSERS,
+        "--read-confusers", type=int, default=READ_CONFUSERS,
         help="second stage: per step, this many windows like the read targets' with fresh random hash characters, whose keys (same pass) every supervised read must also beat (0: none)",
     )
     ap.add_argument(
-        "--read-query-confusers",
-        type=float,
-        default=None,
-        metavar="SHARE",
+        "--read-query-confusers", type=float, default=None, metavar="SHARE",
         help=f"second stage, with --read-confusers: this share of them drawn from the reading positions' own windows, the trailing run of letters and digits kept (0: none; default {READ_QUERY_CONFUSERS:g}, 0 with --read-confusers 0)",
     )
     ap.add_argument(
-        "--second-read-copies",
-        type=int,
-        default=None,
-        metavar="N",
+        "--second-read-copies", type=int, default=None, metavar="N",
         help=f"second stage: each hash's copied bytes 1..N (after its jump) are read targets of the second block's read too (0: none; default {READ_SECOND_READ_COPIES}, 0 with --copy-read-loss 0)",
     )
     ap.add_argument(
-        "--copy-read-loss",
-        type=float,
-        default=COPY_READ_LOSS,
-        metavar="W",
+        "--copy-read-loss", type=float, default=COPY_READ_LOSS, metavar="W",
         help=f"second stage: the weight of the copy read targets in the read loss (default {COPY_READ_LOSS:g}; 0: copies unsupervised; --second-read-copies needs > 0)",
     )
     ap.add_argument(
-        "--copy-read-each-head",
-        action="store_true",
+        "--copy-read-each-head", action="store_true",
         help="second stage: the copy read targets score each head on its own share, not the heads' average (needs --copy-read-loss > 0)",
     )
     ap.add_argument(
-        "--pointer-length-gain",
-        action=argparse.BooleanOptionalAction,
-        default=READ_POINTER_LENGTH_GAIN,
+        "--pointer-length-gain", action=argparse.BooleanOptionalAction, default=READ_POINTER_LENGTH_GAIN,
         help="second stage, with --pointer: beyond the stage's row length a pointer's bonus grows by the read's length gain once more",
     )
     ap.add_argument(
-        "--needle-far-keys",
-        type=float,
-        default=READ_NEEDLE_FAR_KEYS,
+        "--needle-far-keys", type=float, default=READ_NEEDLE_FAR_KEYS,
         help="second stage: the share of needle rows whose questions put an aside between the key and the answer (0: none)",
     )
     ap.add_argument("--needle-asked", type=int, default=READ_NEEDLE_ASKED, help="second stage: a needle row asks up to this many questions")
     ap.add_argument(
-        "--needle-reads",
-        action=argparse.BooleanOptionalAction,
-        default=READ_NEEDLE_READS,
+        "--needle-reads", action=argparse.BooleanOptionalAction, default=READ_NEEDLE_READS,
         help="second stage: each needle answer's value is a read target (out of its needle)",
     )
     ap.add_argument(
-        "--needle-hold",
-        action=argparse.BooleanOptionalAction,
-        default=READ_NEEDLE_HOLD,
+        "--needle-hold", action=argparse.BooleanOptionalAction, default=READ_NEEDLE_HOLD,
         help="second stage, with --needle-reads and --needle-far-keys: read targets from the question's key to the answer (held over the aside)",
     )
     ap.add_argument(
-        "--needle-share",
-        type=float,
-        default=READ_NEEDLE_SHARE,
+        "--needle-share", type=float, default=READ_NEEDLE_SHARE,
         help=f"second stage: the needle rows' share of the mixture, the code rows' moving by as much (default {READ_NEEDLE_SHARE}: the first stage's)",
     )
     ap.add_argument("--read-queries", type=int, default=READ_QUERIES, help="second stage: a HashHop row asks up to this many queries")
     ap.add_argument("--init-from", default=None, help="weights (e.g. the shipped file) to start the second stage from: no first stage")
     ap.add_argument(
-        "--conv-kernel",
-        type=int,
-        default=None,
+        "--conv-kernel", type=int, default=None,
         help=f"the encoder's convolution width (each key sees 1 + {MIXER['encoder_layers']} x (width - 1) bytes); default {MIXER['conv_kernel']}, or the --init-from weights' own",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--read-soup",
-        default=None,
-        metavar="SEEDS",
+        "--read-soup", default=None, metavar="SEEDS",
         help=(
             "more seeds for the read stage, comma-separated: it is trained once more with each from the same start, and the weights"
             f" written are the mean of all the runs' (a uniform model soup); 'none': the read stage once; default: {READ_SOUP} runs in all, seeds --seed, --seed + 1, ..."

@@ -139,11 +139,7 @@ class OpenAIRunner(BaseRunner):
         if status in (401, 403):
             raise FatalError(f"HTTP {status} from {self.base_url}: the server refused the API key ({detail[:120]})")
         if status == 404:
-            hint = (
-                ""
-                if self.base_url.endswith("/v1")
-                else " (the base URL has no /v1: OpenAI-compatible servers answer under http://HOST:PORT/v1)"
-            )
+            hint = "" if self.base_url.endswith("/v1") else " (the base URL has no /v1: OpenAI-compatible servers answer under http://HOST:PORT/v1)"
             raise FatalError(f"HTTP 404 from {self.base_url + path}{hint}: {detail[:120]}")
         if status >= 400:
             raise PermanentError(f"HTTP {status}: {detail}")

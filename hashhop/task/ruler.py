@@ -93,16 +93,12 @@ class RulerSpec:
             if not _is_int(value) or not 1 <= value <= _MAX_SIZE:
                 raise HashHopError(f"{name} must be a whole number from 1 to {_MAX_SIZE:.0e}, got {value!r}")
         if self.num_queries > self.num_keys:
-            raise HashHopError(
-                f"num_queries ({self.num_queries}) must be at most num_keys ({self.num_keys}): only keys in the text can be asked"
-            )
+            raise HashHopError(f"num_queries ({self.num_queries}) must be at most num_keys ({self.num_keys}): only keys in the text can be asked")
         if self.task == "variable_tracking":
             if self.haystack != "noise":
                 raise HashHopError(f"haystack for variable_tracking must be 'noise', got {self.haystack!r}")
             if (self.var_hops + 1) * _MIN_VAR_CHARS > self.context_chars:
-                raise HashHopError(
-                    f"context_chars {self.context_chars:,} cannot hold a chain of var_hops {self.var_hops:,}: raise context_chars or lower var_hops"
-                )
+                raise HashHopError(f"context_chars {self.context_chars:,} cannot hold a chain of var_hops {self.var_hops:,}: raise context_chars or lower var_hops")
         elif self.num_keys * self.num_values * _MIN_NEEDLE_CHARS > self.context_chars:
             raise HashHopError(
                 f"context_chars {self.context_chars:,} cannot hold {self.num_keys * self.num_values:,} needles: raise context_chars or lower num_keys/num_values"
@@ -134,9 +130,7 @@ def make_ruler(spec: RulerSpec) -> RulerSample:
     needle_lines = [n + "\n" for n in needles]
     budget = spec.context_chars - len(header) - len(question) - sum(map(len, needle_lines))
     if budget < 0:
-        raise HashHopError(
-            f"context_chars {spec.context_chars:,} is too small for the needles and question ({spec.context_chars - budget:,} characters): raise context_chars"
-        )
+        raise HashHopError(f"context_chars {spec.context_chars:,} is too small for the needles and question ({spec.context_chars - budget:,} characters): raise context_chars")
     if spec.haystack == "noise":
         count = budget // len(NOISE_LINE)
         lines = None

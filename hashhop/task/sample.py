@@ -21,13 +21,8 @@ class Chain:
 
     __slots__ = ("hashes", "lines", "_offsets", "_locate")
 
-    def __init__(
-        self,
-        hashes: tuple[str, ...],
-        lines: tuple[int, ...],
-        offsets: tuple[int, ...] | None = None,
-        locate: Callable[[tuple[int, ...]], Sequence[int]] | None = None,
-    ) -> None:
+    def __init__(self, hashes: tuple[str, ...], lines: tuple[int, ...], offsets: tuple[int, ...] | None = None,
+                 locate: Callable[[tuple[int, ...]], Sequence[int]] | None = None) -> None:
         if (offsets is None) == (locate is None):
             raise TypeError("Chain needs either offsets or locate")
         object.__setattr__(self, "hashes", tuple(hashes))

@@ -42,7 +42,6 @@ def _chars_per_token_bound(tokenizer: str) -> int:
             return _MAX_CHARS_PER_TOKEN  # get_tokenizer names the bad ratio
     return _MAX_CHARS_PER_TOKEN
 
-
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbg]?)\s*$", re.IGNORECASE)
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000, "g": 1_000_000_000}
 

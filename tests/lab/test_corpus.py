@@ -132,22 +132,14 @@ def test_failed_build_leaves_no_partial_file_and_keeps_the_old_one(tmp_path):
 def test_command_line(tmp_path):
     out = tmp_path / "c.bin"
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}
-    ok = subprocess.run(
-        [sys.executable, "-m", "hashhop.lab.corpus", "--out", str(out), "--packages", SECOND, "--no-stdlib"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    ok = subprocess.run([sys.executable, "-m", "hashhop.lab.corpus", "--out", str(out), "--packages", SECOND, "--no-stdlib"],
+                        capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     lines = dict(line.split(" ", 1) for line in ok.stdout.splitlines())
     assert int(lines["bytes"]) == out.stat().st_size and lines["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert int(lines["files"]) == len(held_out_files([SECOND], stdlib=False))
-    bad = subprocess.run(
-        [sys.executable, "-m", "hashhop.lab.corpus", "--out", str(tmp_path / "x.bin"), "--packages", "nope_pkg_q", "--no-stdlib"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    bad = subprocess.run([sys.executable, "-m", "hashhop.lab.corpus", "--out", str(tmp_path / "x.bin"), "--packages", "nope_pkg_q", "--no-stdlib"],
+                         capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "pip install nope_pkg_q" in bad.stderr
     assert not (tmp_path / "x.bin").exists()

@@ -19,9 +19,7 @@ from hashhop.lab.mixers import (
 from hashhop.lab.model import LM, ModelConfig
 
 
-@pytest.mark.parametrize(
-    "name", ["attention", "sliding_window", "short_conv", "s4d", "linear_attention", "deltanet", "mamba", "hybrid", "ltm2"]
-)
+@pytest.mark.parametrize("name", ["attention", "sliding_window", "short_conv", "s4d", "linear_attention", "deltanet", "mamba", "hybrid", "ltm2"])
 def test_every_mixer_is_causal_and_reports_its_state(name):
     torch.manual_seed(0)
     mixer = make_mixer(MixerConfig(name=name, d_model=32, n_heads=2, window=8, chunk=16))

@@ -46,6 +46,7 @@ def test_early_stop_and_finished_runs_are_not_redone(tmp_path):
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, run_interrupted):
     from safetensors.torch import load_file
 
+
     cfg = tiny(name="resume", steps=30, eval_every=10)
     train_run(cfg, str(tmp_path / "a"), progress=False)
     run_interrupted(cfg, str(tmp_path / "b"))

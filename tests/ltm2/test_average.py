@@ -39,12 +39,7 @@ def test_average_of_weight_files_is_their_mean(tmp_path):
     meta = read_checkpoint_meta(WEIGHTS)
     meta["config"]["model"]["mixer"]["read_top_k"] = 16  # another network's config
     save_checkpoint(str(tmp_path / "wide.safetensors"), wide, None, meta)
-    for bad in (
-        [WEIGHTS, "--out", str(tmp_path / "x.safetensors")],
-        [WEIGHTS, str(other), "--out", str(other)],
-        [WEIGHTS, str(tmp_path / "wide.safetensors"), "--out", str(tmp_path / "x.safetensors")],
-        [WEIGHTS, str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "x.safetensors")],
-    ):
+    for bad in ([WEIGHTS, "--out", str(tmp_path / "x.safetensors")], [WEIGHTS, str(other), "--out", str(other)], [WEIGHTS, str(tmp_path / "wide.safetensors"), "--out", str(tmp_path / "x.safetensors")], [WEIGHTS, str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "x.safetensors")]):
         failed = run(*bad)
         assert failed.returncode == 2 and failed.stderr.count("\n") == 1 and "error" in failed.stderr, (bad, failed.stderr)
     assert not (tmp_path / "x.safetensors").exists()

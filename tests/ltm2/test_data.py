@@ -421,9 +421,7 @@ def test_hashhop_rows_ask_up_to_the_configured_number_of_queries(corpus_path):
     keeps the rows of the shipped recipe exactly."""
 
     def queries(**extra) -> list[int]:
-        x, y = d.mixture_batch(
-            cfg(16384, corpus=corpus_path, mix={"hashhop": 1.0, "code": 0.0}, short_recall=0, **extra), 6, torch.Generator().manual_seed(1)
-        )
+        x, y = d.mixture_batch(cfg(16384, corpus=corpus_path, mix={"hashhop": 1.0, "code": 0.0}, short_recall=0, **extra), 6, torch.Generator().manual_seed(1))
         texts = [bytes(row.tolist()).decode("ascii") for row in x]  # (the row's last byte, a newline, is a target)
         return [len(parse_completion("COMPLETION:" + text.split("COMPLETION:")[-1])[2]) for text in texts]
 
@@ -501,14 +499,6 @@ def test_needle_options_reach_the_mixture_rows(corpus_path):
     assert more.sum() > 2 * (jumps >= 0).sum() and ((held >= 0) | (entries < 0)).all()
     for row, p in more.nonzero().tolist():  # in a question, before its answer: the needle read from the key on
         assert y[row, p] == IGNORE or x[row, held[row, p, 0, d.JUMP, 0] + 1] == y[row, p]
-    for key, bad in (
-        ("needle_far_keys", 2),
-        ("needle_far_keys", True),
-        ("needle_max_asked", 1),
-        ("needle_max_asked", 300),
-        ("needle_reads", 1),
-        ("needle_hold", 1),
-        ("needle_hold", True),
-    ):
+    for key, bad in (("needle_far_keys", 2), ("needle_far_keys", True), ("needle_max_asked", 1), ("needle_max_asked", 300), ("needle_reads", 1), ("needle_hold", 1), ("needle_hold", True)):
         with pytest.raises(HashHopError, match=key):
             d.mixture_batch(cfg(512, corpus=corpus_path, **{key: bad}), 1, torch.Generator())

@@ -45,17 +45,7 @@ def engine_logprobs(engine: Engine, data: bytes, prefix: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "prefix,log_length,shift",
-    [
-        (1, False, False),
-        (40, False, False),
-        (150, False, False),
-        (1, True, False),
-        (150, True, False),
-        (1, True, True),
-        (40, False, True),
-        (150, True, True),
-    ],
+    "prefix,log_length,shift", [(1, False, False), (40, False, False), (150, False, False), (1, True, False), (150, True, False), (1, True, True), (40, False, True), (150, True, True)]
 )
 def test_exact_engine_matches_dense_forward(prefix, log_length, shift):
     lm = small_lm(log_length_reads=log_length, query_shift=shift)
@@ -186,15 +176,7 @@ def test_errors():
 
 @pytest.mark.parametrize(
     "prefix,chunk,log_length,shift",
-    [
-        (1, 37, False, False),
-        (20, 16, False, False),
-        (200, 1024, False, False),
-        (20, 16, True, False),
-        (200, 64, True, False),
-        (1, 37, True, True),
-        (200, 64, False, True),
-    ],
+    [(1, 37, False, False), (20, 16, False, False), (200, 1024, False, False), (20, 16, True, False), (200, 64, True, False), (1, 37, True, True), (200, 64, False, True)],
 )
 def test_chunked_feed_matches_dense_forward(prefix, chunk, log_length, shift):
     """feed_chunks (a chunk's positions together, its reads as one batched search plus a dense read over its own
@@ -402,17 +384,7 @@ def pointer_lm(candidates: int, **mixer) -> LM:
 
 @pytest.mark.parametrize(
     "prefix,log_length,candidates,reference",
-    [
-        (1, False, 1, 0),
-        (40, True, 1, 0),
-        (150, False, 1, 0),
-        (150, True, 1, 0),
-        (40, True, 3, 0),
-        (150, False, 2, 0),
-        (1, True, 3, 16),
-        (150, True, 1, 16),
-        (40, True, 3, 16),
-    ],
+    [(1, False, 1, 0), (40, True, 1, 0), (150, False, 1, 0), (150, True, 1, 0), (40, True, 3, 0), (150, False, 2, 0), (1, True, 3, 16), (150, True, 1, 16), (40, True, 3, 16)],
 )
 def test_pointer_engine_matches_dense_forward(prefix, log_length, candidates, reference):
     """Reads with a pointer (MixerConfig.pointer, with 1 to 3 candidates): decode steps and chunks carry each block's
@@ -476,10 +448,7 @@ def test_pointer_gain_is_the_read_gain_within_its_reference():
     for reference in (16384, 93, 4096):
         entries = torch.arange(0, reference + 1)
         assert torch.equal(pointer_gain(entries, True, reference), read_gain(entries, True))  # training rows: unchanged
-        assert (
-            pointer_gain(torch.arange(reference + 1, reference + 50), True, reference)
-            > read_gain(torch.arange(reference + 1, reference + 50), True)
-        ).all()
+        assert (pointer_gain(torch.arange(reference + 1, reference + 50), True, reference) > read_gain(torch.arange(reference + 1, reference + 50), True)).all()
     assert pointer_gain(10**7, True, 0) == read_gain(10**7, True) and pointer_gain(10**7, False, 16384) == 1.0
     beyond = pointer_gain(10**7, True, 16384)
     assert beyond == pytest.approx(read_gain(10**7, True) ** 2 / read_gain(16384, True))
@@ -847,6 +816,4 @@ def test_scripted_encoder_windows_compute_what_the_encoder_does():
             assert np.abs(engine._compute_exact_keys(entries[:size]) - batch[:size]).max() < 1e-6
         h = torch.randn(3, engine.cfg.d_model)
         for i, block in enumerate(net.blocks):  # the step's block MLP
-            assert (
-                engine_module._scripted(engine_module.mlp_residual)(h, *engine._mlp_args(i)) - (h + block.mlp(block.norm_mlp(h)))
-            ).abs().max() < 1e-6
+            assert (engine_module._scripted(engine_module.mlp_residual)(h, *engine._mlp_args(i)) - (h + block.mlp(block.norm_mlp(h)))).abs().max() < 1e-6

@@ -33,9 +33,7 @@ def walk_reference(q, keys, chosen, logits, sink, gated, per_confidence, delay):
                     content = float(q[row, head, p] @ keys[row, head, n]) if ok else -math.inf
                     follow[row, head, p, j] = n if ok else 0
                     follow_logits[row, head, p, j] = content
-                    own.append(
-                        content + float(gated[row, head, p, j]) + float(per_confidence[row, head, p, j]) * confidence if ok else -math.inf
-                    )
+                    own.append(content + float(gated[row, head, p, j]) + float(per_confidence[row, head, p, j]) * confidence if ok else -math.inf)
                 best_row = [(-math.inf if int(chosen[row, head, p, i]) in nxt else float(logits[row, head, p, i])) for i in range(k)]
                 masked[row, head, p] = torch.tensor(best_row)
                 best = max(range(k), key=lambda i: (best_row[i], -i))

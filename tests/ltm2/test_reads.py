@@ -29,9 +29,7 @@ def small_lm(seed: int = 0, **mixer) -> LM:
 
 @pytest.mark.parametrize("hops,cot", [(1, True), (1, False), (2, True), (3, True), (2, False), (3, False)])
 def test_hashhop_read_targets_point_at_the_links_an_answer_jumps_to_and_copies_from(hops, cot):
-    problem = plan(
-        HashHopSpec(context_tokens=400, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops)
-    )
+    problem = plan(HashHopSpec(context_tokens=400, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops))
     text = problem.prompt + "\n\n"
     for chain in problem.queries:
         start = len(text) + len(chain.query) + 4  # after `Q = '`
@@ -73,9 +71,7 @@ def test_query_reads_point_the_question_at_its_first_link(hops, cot):
     """hashhop_reads(query_reads=True): the same targets plus two jumps inside the question ``H1 = '``: after ``H1 ``
     to the first link's ``=`` (the same window), after ``H1 = `` to the byte after the link's ``= `` (its value, or
     the last link's quote); the entries read are one byte before (a read at p predicts byte p + 1)."""
-    problem = plan(
-        HashHopSpec(context_tokens=400, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 7)
-    )
+    problem = plan(HashHopSpec(context_tokens=400, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 7))
     text = problem.prompt + "\n\n"
     for chain in problem.queries:
         start = len(text) + len(chain.query) + 4  # after `Q = '`
@@ -98,9 +94,7 @@ def test_cot_reads_point_the_space_after_each_written_hash_at_the_link_it_starts
     """hashhop_reads(cot_reads=True): the same targets plus one jump per hash a CoT answer writes before the last (for
     each read), at the space after it, out of the link that hash starts (a space at a line's start + the hash); the link the hash was
     copied from holds another byte there. No chain of thought, or one hop: nothing added."""
-    problem = plan(
-        HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 11)
-    )
+    problem = plan(HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 11))
     text = problem.prompt + "\n\n"
     for chain in problem.queries:
         start = len(text) + len(chain.query) + 4  # after `Q = '`
@@ -130,9 +124,7 @@ def test_second_read_jumps_give_the_second_read_the_first_reads_jumps(hops, cot)
     """hashhop_reads(second_read_jumps=True): every earlier target kept, in order, plus the answer's JUMPs of the first
     read (not the question's) for the second read, the same bytes and entries; without chain of thought (hops > 1,
     where the second read has a target of its own) nothing added."""
-    problem = plan(
-        HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 17)
-    )
+    problem = plan(HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 17))
     text = problem.prompt + "\n\n"
     for chain in problem.queries:
         start = len(text) + len(chain.query) + 4  # after `Q = '`
@@ -154,9 +146,7 @@ def test_second_read_copies_give_the_second_read_each_hashs_first_copied_bytes(h
     """hashhop_reads(second_read_copies=N): every earlier target kept, in order, plus for each hash the answer writes
     the first read's COPYs of its bytes 1..N for the second read, the same bytes and entries (each entry the byte
     before the one to write, in a link of the prompt)."""
-    problem = plan(
-        HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 23)
-    )
+    problem = plan(HashHopSpec(context_tokens=600, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=6, num_queries=2, seed=hops + 23))
     text = problem.prompt + "\n\n"
     for chain in problem.queries:
         start = len(text) + len(chain.query) + 4  # after `Q = '`
@@ -171,9 +161,7 @@ def test_second_read_copies_give_the_second_read_each_hashs_first_copied_bytes(h
         assert all((b, s) in first_copies for b, _, s, _ in extra)
         for b, _, sources, _ in extra:  # the byte to write follows each target entry in the prompt
             assert all(text[source + 1] == text[b + 1] for source in sources) and all(source < start for source in sources)
-    assert d.hashhop_reads(chain, cot, 0, start, second_read_copies=99) == d.hashhop_reads(
-        chain, cot, 0, start, second_read_copies=5
-    )  # at most a hash's bytes
+    assert d.hashhop_reads(chain, cot, 0, start, second_read_copies=99) == d.hashhop_reads(chain, cot, 0, start, second_read_copies=5)  # at most a hash's bytes
 
 
 def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
@@ -181,13 +169,11 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     corpus.write_bytes(b"def f(x):\n    return x + 1\n\n" * 2000)
     base = {"corpus": str(corpus)}
     x, y = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra=base), 16, torch.Generator().manual_seed(2))
-    x2, y2, r = d.mixture_batch(
-        TaskConfig(name="ltm_mixture", seq_len=1024, extra={**base, "read_targets": True}), 16, torch.Generator().manual_seed(2)
-    )
+    x2, y2, r = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**base, "read_targets": True}), 16, torch.Generator().manual_seed(2))
     assert torch.equal(x, x2) and torch.equal(y, y2) and r.shape == (16, 1024, d.READS, d.KINDS, d.SOURCES)
     first, second = r[:, :, 0, d.JUMP, 0], r[:, :, 1, d.JUMP, 0]
     assert int((first >= 0).sum()) > 10
-    assert (y[first >= 0] != IGNORE).all()  # targets only on trained answer bytes
+    assert ((y[first >= 0] != IGNORE).all())  # targets only on trained answer bytes
     p = torch.arange(1024)
     assert (first[first >= 0] <= p.expand_as(first)[first >= 0] - 15).all()  # the entries are readable there
     # read 1 has targets only where read 0 composes (no chain of thought): the intermediate, not the answer byte
@@ -215,9 +201,7 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     with pytest.raises(HashHopError, match="hashhop_query_reads"):
         d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_query_reads": 1}), 1, torch.Generator())
     # hashhop_cot_reads: the same rows and targets, and a jump at the space after each hash a CoT answer writes (trained)
-    x4, y4, r4 = d.mixture_batch(
-        TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_cot_reads": True}), 16, torch.Generator().manual_seed(2)
-    )
+    x4, y4, r4 = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_cot_reads": True}), 16, torch.Generator().manual_seed(2))
     first4 = r4[:, :, 0, d.JUMP, 0]
     spaces = (first4 >= 0) & (first3 < 0)
     assert torch.equal(x4, x) and torch.equal(y4, y) and torch.equal(first4[first3 >= 0], first3[first3 >= 0])
@@ -229,35 +213,22 @@ def test_mixture_read_targets_are_the_same_rows_with_copied_bytes(tmp_path):
     with pytest.raises(HashHopError, match="hashhop_cot_reads"):
         d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_cot_reads": "yes"}), 1, torch.Generator())
     # hashhop_second_read_jumps: the same rows and first-read targets; the second read gets the first's jumps where it had none
-    x5, y5, r5 = d.mixture_batch(
-        TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_jumps": True}),
-        16,
-        torch.Generator().manual_seed(2),
-    )
+    x5, y5, r5 = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_jumps": True}), 16, torch.Generator().manual_seed(2))
     second3, second5 = r3[:, :, 1, d.JUMP, 0], r5[:, :, 1, d.JUMP, 0]
     new = (second5 >= 0) & (second3 < 0)
-    assert (
-        torch.equal(x5, x)
-        and torch.equal(y5, y)
-        and torch.equal(r5[:, :, 0], r3[:, :, 0])
-        and torch.equal(r5[:, :, :, d.COPY], r3[:, :, :, d.COPY])
-    )
+    assert torch.equal(x5, x) and torch.equal(y5, y) and torch.equal(r5[:, :, 0], r3[:, :, 0]) and torch.equal(r5[:, :, :, d.COPY], r3[:, :, :, d.COPY])
     assert torch.equal(second5[second3 >= 0], second3[second3 >= 0]) and int(new.sum()) > 10
     assert torch.equal(second5[new], first3[new])  # the first read's own targets there
     with pytest.raises(HashHopError, match="hashhop_second_read_jumps"):
         d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_jumps": 1}), 1, torch.Generator())
     # hashhop_second_read_copies: the same rows and first-read targets; the second read's copies are the first read's
-    x6, y6, r6 = d.mixture_batch(
-        TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_copies": 2}), 16, torch.Generator().manual_seed(2)
-    )
+    x6, y6, r6 = d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_copies": 2}), 16, torch.Generator().manual_seed(2))
     copies6 = r6[:, :, 1, d.COPY, 0]
     assert torch.equal(x6, x) and torch.equal(y6, y) and torch.equal(r6[:, :, 0], r3[:, :, 0]) and int((copies6 >= 0).sum()) > 10
     assert torch.equal(copies6[copies6 >= 0], r3[:, :, 0, d.COPY, 0][copies6 >= 0]) and (r3[:, :, 1, d.COPY, 0] < 0).all()
     for bad in (-1, True, 65):
         with pytest.raises(HashHopError, match="hashhop_second_read_copies"):
-            d.mixture_batch(
-                TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_copies": bad}), 1, torch.Generator()
-            )
+            d.mixture_batch(TaskConfig(name="ltm_mixture", seq_len=1024, extra={**extra, "hashhop_second_read_copies": bad}), 1, torch.Generator())
 
 
 def test_target_loss_is_minus_log_of_the_reads_share_on_its_targets():
@@ -402,11 +373,7 @@ def test_lab_trains_the_read_loss_from_given_weights(tmp_path):
         train_run(bigger, str(tmp_path), progress=False)
     assert "\n" not in str(err.value)
     with pytest.raises(HashHopError, match="gives no read targets"):
-        train_run(
-            RunConfig.from_dict({"name": "ar", "task": {"name": "ar", "seq_len": 64}, "read_loss": 0.5, "steps": 1, "batch_size": 2}),
-            str(tmp_path),
-            progress=False,
-        )
+        train_run(RunConfig.from_dict({"name": "ar", "task": {"name": "ar", "seq_len": 64}, "read_loss": 0.5, "steps": 1, "batch_size": 2}), str(tmp_path), progress=False)
 
 
 def test_kinds_weighted_zero_cost_nothing():
@@ -490,39 +457,14 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out = tmp_path / "w.safetensors"
-    args = [
-        "--init-from",
-        WEIGHTS,
-        "--read-steps",
-        "1",
-        "--read-negatives",
-        "64",
-        "--read-confusers",
-        "0",
-        "--read-top-k",
-        "16",
-        "--pointer",
-        "--pointer-candidates",
-        "3",
-        "--read-soup",
-        "none",
-    ]
+    args = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-negatives", "64", "--read-confusers", "0", "--read-top-k", "16", "--pointer", "--pointer-candidates", "3", "--read-soup", "none"]
     args += ["--needle-far-keys", "0.5", "--needle-asked", "16", "--needle-reads", "--needle-hold", "--needle-share", "0.2", "--cot-reads"]
-    assert (
-        main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
-    )
+    assert main([*args, "--runs", str(tmp_path / "runs"), "--out", str(out), "--corpus", str(corpus), "--threads", "1", "--no-progress"]) == 0
     from hashhop.ltm2.load import load_ltm2
 
     trained = load_ltm2(str(out))
     assert trained.blocks[0].mixer.cfg.read_negatives == 64 and trained.blocks[0].mixer.cfg.read_top_k == 16
-    assert (
-        trained.blocks[0].mixer.cfg.pointer
-        and (
-            tmp_path
-            / "runs"
-            / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_creads_r1jumps_r1copies3_plen_nfar0.5_nq16_nreads_nhold_ns0.2"
-        ).is_dir()
-    )
+    assert trained.blocks[0].mixer.cfg.pointer and (tmp_path / "runs" / "ltm2_reads_16384_far64_top16_ptr3_q64_near0.5_qreads_creads_r1jumps_r1copies3_plen_nfar0.5_nq16_nreads_nhold_ns0.2").is_dir()
     assert len(list((tmp_path / "runs").iterdir())) == 1  # --read-soup none: the read stage once
     assert trained.blocks[0].mixer.cfg.pointer_candidates == 3 and trained.blocks[0].mixer.cfg.pointer_length_ref == 16384
     card = (tmp_path / "w.card.md").read_text()
@@ -537,36 +479,9 @@ def test_read_stage_alone_from_shipped_weights(tmp_path, capsys):
     from hashhop.ltm2.train import cpu_model
 
     assert f"CPU cores ({cpu_model()})" in card and cpu_model()  # the CPU model: runs drift across CPU types
-    assert (
-        "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card
-        and "a read target (out of its needle); where a question's text" in card
-        and "step along the needle to the value." in card
-    )
+    assert "Its needle rows ask up to 16 questions each; in 50% of them put an aside" in card and "a read target (out of its needle); where a question's text" in card and "step along the needle to the value." in card
     assert 'Its mixture: {"code": 0.27, "hashhop": 0.35, "kv": 0.12, "needle": 0.2, "vartrack": 0.06}.' in card
-    for bad in (
-        ["--read-top-k", "-1"],
-        ["--read-queries", "1"],
-        ["--pointer-candidates", "4"],
-        ["--read-far", "-1"],
-        ["--read-far-span", "0"],
-        ["--read-far", "8", "--read-negatives", "8"],
-        ["--read-negatives", "8"],
-        ["--near-miss", "1.5"],
-        ["--near-miss", "nan"],
-        ["--needle-far-keys", "2"],
-        ["--needle-asked", "1"],
-        ["--needle-share", "0.5"],
-        ["--needle-hold"],
-        ["--needle-hold", "--needle-reads"],
-        ["--conv-kernel", "1"],
-        ["--conv-kernel", "65"],
-        ["--read-query-confusers", "1.5"],
-        ["--read-query-confusers", "0.5", "--read-confusers", "0"],
-        ["--second-read-copies", "-1"],
-        ["--second-read-copies", "3", "--copy-read-loss", "0"],
-        ["--copy-read-loss", "-1"],
-        ["--copy-read-each-head", "--copy-read-loss", "0"],
-    ):
+    for bad in (["--read-top-k", "-1"], ["--read-queries", "1"], ["--pointer-candidates", "4"], ["--read-far", "-1"], ["--read-far-span", "0"], ["--read-far", "8", "--read-negatives", "8"], ["--read-negatives", "8"], ["--near-miss", "1.5"], ["--near-miss", "nan"], ["--needle-far-keys", "2"], ["--needle-asked", "1"], ["--needle-share", "0.5"], ["--needle-hold"], ["--needle-hold", "--needle-reads"], ["--conv-kernel", "1"], ["--conv-kernel", "65"], ["--read-query-confusers", "1.5"], ["--read-query-confusers", "0.5", "--read-confusers", "0"], ["--second-read-copies", "-1"], ["--second-read-copies", "3", "--copy-read-loss", "0"], ["--copy-read-loss", "-1"], ["--copy-read-each-head", "--copy-read-loss", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
@@ -599,19 +514,7 @@ def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, caps
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     out, runs = tmp_path / "soup.safetensors", tmp_path / "runs"
-    common = [
-        "--init-from",
-        WEIGHTS,
-        "--read-steps",
-        "1",
-        "--read-seq-len",
-        "2048",
-        "--corpus",
-        str(corpus),
-        "--threads",
-        "1",
-        "--no-progress",
-    ]
+    common = ["--init-from", WEIGHTS, "--read-steps", "1", "--read-seq-len", "2048", "--corpus", str(corpus), "--threads", "1", "--no-progress"]
     from hashhop.ltm2.config import READ_SOUP
 
     assert READ_SOUP == 3  # the shipped weights' recipe: three read stages averaged
@@ -638,13 +541,7 @@ def test_read_soup_ships_the_mean_of_the_read_stages_of_each_seed(tmp_path, caps
     assert "uniform model soup" in card and "seeds 3, 1" in card and "| seed | 3, 1 (the read stages averaged) |" in card
     assert "`python -m hashhop.ltm2.train --init-from" in card and "--read-soup 0" in card
     capsys.readouterr()
-    for bad in (
-        ["--seed", "2", "--read-soup", "2"],
-        ["--read-soup", "1,1"],
-        ["--read-soup", "a"],
-        ["--read-soup", "none,1"],
-        ["--read-soup", "1", "--read-steps", "0"],
-    ):
+    for bad in (["--seed", "2", "--read-soup", "2"], ["--read-soup", "1,1"], ["--read-soup", "a"], ["--read-soup", "none,1"], ["--read-soup", "1", "--read-steps", "0"]):
         try:
             code = main([*common, *bad, "--runs", str(tmp_path / "bad"), "--out", str(tmp_path / "bad.safetensors")])
         except SystemExit as exit_info:  # the parser's own errors
@@ -664,9 +561,7 @@ def test_encoder_width_trains_both_stages_and_a_second_stage_keeps_it(tmp_path, 
     corpus.write_bytes(b"def f(x):\n    return x + 1\n" * 2000)
     common = ["--corpus", str(corpus), "--threads", "1", "--no-progress", "--read-seq-len", "2048"]
     out = tmp_path / "k12.safetensors"
-    assert (
-        main(["--steps", "1", "--read-steps", "1", "--conv-kernel", "12", "--runs", str(tmp_path / "r1"), "--out", str(out), *common]) == 0
-    )
+    assert main(["--steps", "1", "--read-steps", "1", "--conv-kernel", "12", "--runs", str(tmp_path / "r1"), "--out", str(out), *common]) == 0
     assert (tmp_path / "r1" / "ltm2_k12").is_dir() and any(p.name.startswith("ltm2_reads_k12_") for p in (tmp_path / "r1").iterdir())
     assert load_ltm2(str(out)).blocks[0].mixer.encoder.reach == 23
     assert "encoder (width 12, 2 layers: each key sees the last\n23 bytes)" in (tmp_path / "k12.card.md").read_text()
@@ -675,24 +570,7 @@ def test_encoder_width_trains_both_stages_and_a_second_stage_keeps_it(tmp_path, 
     assert main(["--init-from", str(out), "--read-steps", "1", "--runs", str(tmp_path / "r2"), "--out", str(again), *common]) == 0
     assert load_ltm2(str(again)).blocks[0].mixer.cfg.conv_kernel == 12
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "--init-from",
-                str(out),
-                "--conv-kernel",
-                "8",
-                "--read-steps",
-                "1",
-                "--runs",
-                str(tmp_path / "r3"),
-                "--out",
-                str(tmp_path / "x.safetensors"),
-                *common,
-            ]
-        )
-        == 2
-    )
+    assert main(["--init-from", str(out), "--conv-kernel", "8", "--read-steps", "1", "--runs", str(tmp_path / "r3"), "--out", str(tmp_path / "x.safetensors"), *common]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "do not fit this model" in error and not (tmp_path / "x.safetensors").exists()
 
@@ -857,9 +735,7 @@ def test_far_entries_join_the_reads_at_answer_positions(pointer):
     at[:, : delay + 3] = False
     mine, theirs = [x.clone().requires_grad_() for x in leaves], [x.clone().requires_grad_() for x in leaves]
     q, keys, v, gated, per_confidence, far_keys, far_values = mine
-    got = read.top_k_read(
-        q, keys, v, delay, k, pointer=(gated, per_confidence) if pointer else None, far=(far_keys, far_values, at, offset)
-    )
+    got = read.top_k_read(q, keys, v, delay, k, pointer=(gated, per_confidence) if pointer else None, far=(far_keys, far_values, at, offset))
     q2, keys2, v2, gated2, per_confidence2, far_keys2, far_values2 = theirs
     pos = torch.arange(t)
     sink = (q2 * read.sink_keys()[None, :, None, :]).sum(-1) + torch.log(torch.clamp(pos + 1, max=delay).float())
@@ -1009,10 +885,7 @@ def test_needle_options_are_stage_two_task_extras():
     assert "hashhop_second_read_copies" not in extra(second_read_copies=0)
     assert "hashhop_second_read_copies" not in extra(copy_read_loss=0)  # copies unsupervised: their default follows
     assert "hashhop_second_read_copies" not in extra(stage=1, second_read_copies=3)
-    assert (
-        ltm2_config("c.bin", stage=2, init_from="w").copy_read_loss == 0.1
-        and ltm2_config("c.bin", stage=2, init_from="w", copy_read_loss=0).copy_read_loss == 0
-    )
+    assert ltm2_config("c.bin", stage=2, init_from="w").copy_read_loss == 0.1 and ltm2_config("c.bin", stage=2, init_from="w", copy_read_loss=0).copy_read_loss == 0
     assert ltm2_config("c.bin", stage=1).copy_read_loss == 0  # stage 1 has no read loss
     with pytest.raises(HashHopError, match="copy_read_loss"):  # copies weighted 0: the option would do nothing
         extra(second_read_copies=3, copy_read_loss=0)
@@ -1060,9 +933,7 @@ def test_pointer_read_loss_is_minus_log_of_the_reads_own_share(candidates):
     q, keys, _, gated, per_confidence = pointer_leaves(b, heads, t, hk, 1, candidates if candidates > 1 else 0)
     gated = (gated + 3).requires_grad_()  # strong bonuses: the pointer's candidates carry much of each read
     v = torch.eye(t).expand(b, heads, t, t)  # entry j's value is e_j: the read's output is its weight per entry
-    y, (ids, gated_part, confidence_part) = read.top_k_read(
-        q, keys, v, delay, t - delay, pointer=(gated, per_confidence), keep_pointer=True
-    )
+    y, (ids, gated_part, confidence_part) = read.top_k_read(q, keys, v, delay, t - delay, pointer=(gated, per_confidence), keep_pointer=True)
     assert ids.shape == gated_part.shape == confidence_part.shape == (b, heads, t, candidates)
     followed = (ids, gated_part + confidence_part)
     targets = torch.full((b, t, 1, 2), -1, dtype=torch.long)
@@ -1077,9 +948,7 @@ def test_pointer_read_loss_is_minus_log_of_the_reads_own_share(candidates):
     assert abs(content_only.item() - want.item()) > 1e-2  # without the bonuses it scores another read
     loss.sum().backward()
     assert gated.grad.abs().max() > 0  # the read loss now reaches the bonuses
-    assert (
-        read.top_k_read(q, keys, v, delay, t - delay, pointer=(gated, per_confidence)).shape == y.shape
-    )  # (one tensor without keep_pointer)
+    assert read.top_k_read(q, keys, v, delay, t - delay, pointer=(gated, per_confidence)).shape == y.shape  # (one tensor without keep_pointer)
 
 
 @pytest.mark.parametrize("mode", ["off", "bonus", "gated"])
@@ -1087,7 +956,6 @@ def test_pointer_read_loss_modes_reach_the_bonus_parts_they_name(mode):
     """Through the whole network: the read loss alone gives the last read's pointer gradients in its hidden-state part (its gate)
     with "bonus" and "gated", to its part per unit of confidence (pointer_gain) with "bonus" only, and to neither
     with "off"; the loss itself is the same with "bonus" and "gated" and differs from "off"."""
-
     def loss_of(mode: str):
         lm = small_lm(pointer=True, pointer_candidates=3, pointer_read_loss=mode)
         for block in lm.blocks[0].mixer.blocks:

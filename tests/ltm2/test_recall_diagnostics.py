@@ -14,9 +14,7 @@ from hashhop.task.spec import HashHopSpec  # noqa: E402
 
 
 def test_first_hash_source_tells_quoted_last_links_from_inner_ones():
-    problem = plan(
-        HashHopSpec(context_tokens=4000, tokenizer="chars", hops=2, chain_of_thought=True, hash_length=16, num_queries=3, seed=4)
-    )
+    problem = plan(HashHopSpec(context_tokens=4000, tokenizer="chars", hops=2, chain_of_thought=True, hash_length=16, num_queries=3, seed=4))
     for chain in problem.queries:
         h1, h2, h3 = chain.hashes
         assert first_hash_source(problem.prompt, h2 + " = " + h3 + "'", 16) == "unquoted link"  # the first link, H1 = H2
@@ -46,9 +44,7 @@ def test_jump_reads_trace_each_heads_read_at_a_cot_answers_jumps():
     trace gives every block and head one read per jump, with weights that are shares of a read; off after the step."""
     from ltm2_jump_reads import copied_from, jump_reads, link_span
 
-    problem = plan(
-        HashHopSpec(context_tokens=6000, tokenizer="chars", hops=3, chain_of_thought=True, hash_length=16, num_queries=2, seed=5)
-    )
+    problem = plan(HashHopSpec(context_tokens=6000, tokenizer="chars", hops=3, chain_of_thought=True, hash_length=16, num_queries=2, seed=5))
     for chain in problem.queries:
         h1, h2, h3, h4 = chain.hashes
         first, end = link_span(problem.prompt, h2)  # middle link `H2 = H3`: from H2's last byte to the space after =
@@ -59,16 +55,9 @@ def test_jump_reads_trace_each_heads_read_at_a_cot_answers_jumps():
         assert problem.prompt[first:end] == h2[-1] + "\n" and problem.prompt[first - 34 : first - 15] == h1 + " = "
     runner = make_variant("trained", None)
     cells = jump_reads(runner, 6000, 3, 2, 5)
-    assert (
-        set(cells)
-        == {
-            "middle link",
-            "last link (quoted)",
-            "end of the copied hash, middle link next",
-            "end of the copied hash, last link (quoted) next",
-        }
-        and runner.engine.read_trace is None
-    )
+    assert set(cells) == {
+        "middle link", "last link (quoted)", "end of the copied hash, middle link next", "end of the copied hash, last link (quoted) next"
+    } and runner.engine.read_trace is None
     blocks, heads = len(runner.engine.net.blocks), runner.engine.cfg.memory_heads
     for label, cell in cells.items():
         assert cell["asked"] == 2 and 0 <= cell["right"] + cell["newline"] <= 2
@@ -85,9 +74,7 @@ def test_copy_reads_find_a_first_hashs_sources_and_the_question_shaped_entries()
     step gives every block and head its shares of the read."""
     from ltm2_jump_reads import hash_starts, jump_reads, question_shaped, quote_ends
 
-    problem = plan(
-        HashHopSpec(context_tokens=6000, tokenizer="chars", hops=2, chain_of_thought=True, hash_length=16, num_queries=2, seed=5)
-    )
+    problem = plan(HashHopSpec(context_tokens=6000, tokenizer="chars", hops=2, chain_of_thought=True, hash_length=16, num_queries=2, seed=5))
     text = np.frombuffer(problem.prompt.encode(), dtype=np.uint8)
     quotes = quote_ends(text)
     assert len(quotes) == problem.prompt.count("= '") and all(problem.prompt[q - 2 : q + 1] == "= '" for q in quotes)
@@ -117,17 +104,11 @@ def test_first_wrong_step_names_each_byte_of_real_answers():
     from ltm2_recall import FIRST_WRONG_STEPS, first_wrong_step, step_counts
 
     for hops, cot, hash_length in ((3, True, 16), (2, True, 8), (2, False, 16), (1, True, 12)):
-        problem = plan(
-            HashHopSpec(
-                context_tokens=3000, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=hash_length, num_queries=2, seed=1
-            )
-        )
+        problem = plan(HashHopSpec(context_tokens=3000, tokenizer="chars", hops=hops, chain_of_thought=cot, hash_length=hash_length, num_queries=2, seed=1))
         expected = problem.queries[0].answer(cot) + "'"
         hashes = set(problem.queries[0].hashes)
         for at in range(len(expected)):
-            start = max(
-                (i for i in range(at + 1) if expected[i : i + hash_length] in hashes and (i == 0 or expected[i - 1] == " ")), default=None
-            )
+            start = max((i for i in range(at + 1) if expected[i : i + hash_length] in hashes and (i == 0 or expected[i - 1] == " ")), default=None)
             if at == len(expected) - 1:
                 want = "closing quote"
             elif start is not None and at - start < hash_length:
@@ -136,14 +117,7 @@ def test_first_wrong_step_names_each_byte_of_real_answers():
                 want = "hash end" if expected[at : at + 2] == " =" else "separator"
             assert first_wrong_step(hops, cot, hash_length, at) == want, (hops, cot, at, expected)
     assert list(step_counts(2, True, 16, [0, 2, 16, 16, 35])) == list(FIRST_WRONG_STEPS)
-    assert step_counts(2, True, 16, [0, 2, 16, 16, 35]) == {
-        "jump": 1,
-        "early copy": 1,
-        "copy": 0,
-        "hash end": 2,
-        "separator": 0,
-        "closing quote": 1,
-    }
+    assert step_counts(2, True, 16, [0, 2, 16, 16, 35]) == {"jump": 1, "early copy": 1, "copy": 0, "hash end": 2, "separator": 0, "closing quote": 1}
     text = "<!-- s:begin -->\n- trained, 1,000 chars, 2 hops CoT, 16 letters: 2 wrong; x; right bytes before the first wrong one: 0, 16; y\n<!-- s:end -->"
     assert section_failures(text, "s") == [("trained", 1000, 2, True, 16, [0, 16])]
     dotted = text.replace("- trained,", "- bonus x1.25,")  # variant names with numbers in them (benchmarks' "bonus xF")
