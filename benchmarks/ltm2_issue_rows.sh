@@ -2,11 +2,14 @@
 # Every row of the LTM-2 issue's numbers table for one weights file, one command after another, each writing its own
 # benchmarks/RESULTS.md section named <row>_<TAG>: what shipping new weights must re-measure ("same weights for all").
 # A row whose section already exists is skipped, so a stopped run resumes where it was. About 4 hours on 2 cores
-# (the three 100M HashHop rows ~23 min each, the 100M decode ~30, the signatures over the whole held-out corpus ~40).
+# (the three 100M HashHop rows ~23 min each, the 100M decode ~30, the signatures over the whole held-out corpus ~40),
+# plus ~1 hour for the beam-search rows (beam_*: greedy decoding and a 4-wide beam search at every length penalty, one
+# prefill; 10M over prompt seeds 0-7).
 #
 # Usage: bash benchmarks/ltm2_issue_rows.sh WEIGHTS TAG [ROW ...]
 #   ROW: recall_1m recall_1m_s1 recall_10m recall_10m_s1 recall_10m_1hop recall_100m_1hop recall_100m_2cot
-#        recall_100m_3cot every_task shapes other 4letters code signatures decode_1m decode_100m (default: all)
+#        recall_100m_3cot every_task shapes other 4letters code signatures decode_1m decode_100m beam_1m beam_10m
+#        beam_100m (default: all)
 # Run it in the project's environment (. .venv/bin/activate). Progress and each row's time: runs/evals/issue_rows_<TAG>.log
 set -euo pipefail
 if [ $# -lt 2 ]; then
@@ -35,6 +38,12 @@ hashhop_row() {  # section, then ltm2_recall.py's options
     shift
     row "$section" python benchmarks/ltm2_recall.py --weights "$weights" "$@" --section "$section" --failures "runs/evals/$section.jsonl"
 }
+beam_row() {  # section, then ltm2_beam_alpha.py's options: 2 / 3 hops CoT, greedy and a 4-wide beam at a = 0, 1, 2
+    local section=$1
+    shift
+    row "$section" python benchmarks/ltm2_beam_alpha.py --weights "$weights" "$@" --tasks 2cot,3cot --beams 4 --alphas 0,1,2 \
+        --out "runs/evals/$section.jsonl" --section "$section"
+}
 row() {  # section, then the command that writes it
     local section=$1
     shift
@@ -47,7 +56,7 @@ row() {  # section, then the command that writes it
     "$@"
     echo "$(date +%H:%M:%S) $section: done in $((SECONDS - started)) s" | tee -a "$log"
 }
-all=(recall_1m recall_1m_s1 recall_10m recall_10m_s1 recall_10m_1hop recall_100m_1hop recall_100m_2cot recall_100m_3cot every_task shapes other 4letters code signatures decode_1m decode_100m)
+all=(recall_1m recall_1m_s1 recall_10m recall_10m_s1 recall_10m_1hop recall_100m_1hop recall_100m_2cot recall_100m_3cot every_task shapes other 4letters code signatures decode_1m decode_100m beam_1m beam_10m beam_100m)
 wanted=("$@")
 [ ${#wanted[@]} -eq 0 ] && wanted=("${all[@]}")
 for name in "${wanted[@]}"; do  # every name checked before any row runs
@@ -75,5 +84,8 @@ for name in "${wanted[@]}"; do
         signatures) row "ltm2_signatures_$tag" python benchmarks/ltm2_signatures.py --weights "$weights" --context all --count 100 --variants trained --section "ltm2_signatures_$tag" ;;
         decode_1m) row "ltm2_rescore_cost_1m_$tag" python benchmarks/ltm2_rescore_cost.py --weights "$weights" --context 1M --decode 128 --rounds 4 --threads 2 --section "ltm2_rescore_cost_1m_$tag" ;;
         decode_100m) row "ltm2_rescore_cost_100m_$tag" python benchmarks/ltm2_rescore_cost.py --weights "$weights" --context 100M --decode 128 --rounds 3 --threads 2 --section "ltm2_rescore_cost_100m_$tag" ;;
+        beam_1m) beam_row "ltm2_beam_alpha_1m_$tag" --length 1M --seeds 0,1 --queries 30 ;;
+        beam_10m) beam_row "ltm2_beam_alpha_10m_$tag" --length 10M --seeds 0,1,2,3,4,5,6,7 --queries 30 ;;
+        beam_100m) beam_row "ltm2_beam_alpha_100m_$tag" --length 100M --seeds 0 --queries 10 ;;
     esac
 done
