@@ -58,8 +58,8 @@ class BuiltinRunner(BaseRunner):
 class LTM2Runner(BaseRunner):
     """LTM-2 over raw bytes through :class:`hashhop.ltm2.session.Session`: the queries of one long prompt share its
     prefill (a byte-count prefix cache; nothing reads the prompt's format). ``options.model_args`` may set the
-    engine's decoding and reads (:data:`hashhop.ltm2.session.ENGINE_ARGS`, e.g. ``beams=4,length_penalty=1``: a beam
-    search over four answers compared by log-probability per byte); they become part of the name results record."""
+    engine's decoding (:data:`hashhop.ltm2.session.ENGINE_ARGS`, e.g. ``beams=4,length_penalty=2``: a beam search over
+    four answers compared by summed log-probability / length**2); it becomes part of the name results record."""
 
     def __init__(self, path: str | None, options: RunnerOptions) -> None:
         if options.tokenizer not in (None, "chars"):
