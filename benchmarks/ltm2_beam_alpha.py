@@ -4,7 +4,7 @@ length ** a), and a = 0 (the summed search, whose early stop drops no better out
 a exactly. Greedy decoding's answer on the same prefill stands beside them, and "any" counts the questions where
 some output of the search is right (what no choice among them can beat).
 
-Prompts are ``hashhop generate``'s (Magic's format, 16-letter hashes) as in ``ltm2_recall.py``'s long rows: one
+Prompts are ``hashhop generate``'s (Magic's format, 16-letter hashes or ``--shapes``) as in ``ltm2_recall.py``'s long rows: one
 problem per (seed, task), ``--queries`` questions each, answers capped at the right answer's length + 2 bytes and
 stopped at a quote or a newline (as there). Choose a on some seeds, then confirm it on seeds it was not chosen on.
 
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import run_script, update_section  # noqa: E402
-from ltm2_recall import continue_prompt, make_variant  # noqa: E402
+from ltm2_recall import SHAPES, continue_prompt, make_variant  # noqa: E402
 
 from hashhop.errors import HashHopError  # noqa: E402
 from hashhop.ltm2.config import WEIGHTS  # noqa: E402
@@ -34,6 +34,7 @@ from hashhop.task.grammar import native_request  # noqa: E402
 from hashhop.task.spec import HashHopSpec, parse_size  # noqa: E402
 
 TASKS = {"1": (1, False), "2cot": (2, True), "3cot": (3, True), "2": (2, False)}
+SHAPE_OF = {"16 letters": (16, "letters"), **{label: (length, alphabet) for label, length, alphabet in SHAPES}}
 STOPS = (b"'", b"\n")
 
 
@@ -43,19 +44,32 @@ def chosen(candidates: list, power: float) -> str:
     return max(candidates, key=lambda c: c[0] / max(len(c[1].encode("utf-8", errors="surrogateescape")), 1) ** power)[1]
 
 
-def run_questions(weights: str, length: int, seeds: list[int], tasks: list[str], queries: int, beams: int) -> list[dict]:
-    """One record per question: its seed, task, the right answer, greedy decoding's and the search's outputs."""
+def run_questions(
+    weights: str, length: int, seeds: list[int], tasks: list[str], queries: int, beams: int, shapes: tuple[str, ...] = ("16 letters",)
+) -> list[dict]:
+    """One record per question: its seed, task (with its hash shape unless 16 letters), the right answer, greedy
+    decoding's and the search's outputs."""
     runner = make_variant("trained", weights)
     engine = runner.engine
     records = []
     for seed in seeds:
-        for task in tasks:
+        for shape, task in [(s, t) for s in shapes for t in tasks]:
             hops, cot = TASKS[task]
-            problem = plan(
-                HashHopSpec(context_tokens=length, tokenizer="chars", hops=hops, chain_of_thought=cot, num_queries=queries, seed=seed)
+            hash_length, alphabet = SHAPE_OF[shape]
+            spec = HashHopSpec(
+                context_tokens=length,
+                tokenizer="chars",
+                hops=hops,
+                chain_of_thought=cot,
+                hash_length=hash_length,
+                alphabet=alphabet,
+                num_queries=queries,
+                seed=seed,
             )
+            problem = plan(spec)
+            label = task if shape == "16 letters" else f"{shape} {task}"
             started = time.perf_counter()
-            for chain in tqdm(problem.queries, desc=f"seed {seed}, {task}", leave=False):
+            for chain in tqdm(problem.queries, desc=f"seed {seed}, {label}", leave=False):
                 expected = chain.answer(cot) + "'"
                 continue_prompt(runner, native_request(problem.prompt, hops, cot, chain.query))
                 before = engine.snapshot()
@@ -71,7 +85,7 @@ def run_questions(weights: str, length: int, seeds: list[int], tasks: list[str],
                 records.append(
                     {
                         "seed": seed,
-                        "task": task,
+                        "task": label,
                         "length": length,
                         "beams": beams,
                         "query": chain.query,
@@ -80,13 +94,14 @@ def run_questions(weights: str, length: int, seeds: list[int], tasks: list[str],
                         "outputs": [[s, text(o), f] for s, o, f in outputs],
                     }
                 )
-            print(f"seed {seed} {task}: {len(problem.queries)} questions in {time.perf_counter() - started:.0f} s", flush=True)
+            print(f"seed {seed} {label}: {len(problem.queries)} questions in {time.perf_counter() - started:.0f} s", flush=True)
     return records
 
 
 def table(records: list[dict], alphas: list[float]) -> list[str]:
     """Right answers per (seed, task) for greedy decoding, each length penalty and "any"; fixed / broken against greedy."""
-    cells = sorted({(r["seed"], r["task"]) for r in records}, key=lambda c: (c[0], list(TASKS).index(c[1])))
+    order = list(dict.fromkeys(r["task"] for r in records))  # as run
+    cells = sorted({(r["seed"], r["task"]) for r in records}, key=lambda c: (c[0], order.index(c[1])))
     head = "| decoding | " + " | ".join(f"seed {s} {t}" for s, t in cells) + " | all | fixed / broken against greedy |"
     lines = [head, "|" + "---|" * (len(cells) + 3)]
 
@@ -113,6 +128,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1", help="prompt seeds (comma-separated)")
     ap.add_argument("--tasks", default="2cot,3cot", help=f"comma-separated: {', '.join(TASKS)}")
     ap.add_argument("--queries", type=int, default=30)
+    ap.add_argument("--shapes", default="16 letters", help=f"hash shapes, comma-separated: {', '.join(SHAPE_OF)}")
     ap.add_argument("--beams", type=int, default=4)
     ap.add_argument("--alphas", default="0,0.5,1,1.5,2,3", help="length penalties to score (comma-separated, 0-4)")
     ap.add_argument("--out", default=None, metavar="FILE.jsonl", help="write every question's outputs here")
@@ -129,6 +145,9 @@ def main() -> None:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not tasks or any(t not in TASKS for t in tasks):
         raise HashHopError(f"--tasks takes {', '.join(TASKS)} (comma-separated), got {args.tasks!r}")
+    shapes = tuple(s.strip() for s in args.shapes.split(",") if s.strip())
+    if not shapes or any(s not in SHAPE_OF for s in shapes):
+        raise HashHopError(f"--shapes takes {', '.join(SHAPE_OF)} (comma-separated), got {args.shapes!r}")
     if any(not 0 <= a <= 4 for a in alphas):
         raise HashHopError(f"--alphas must be from 0 to 4, got {args.alphas!r}")
     if args.beams < 2 or args.queries < 1:
@@ -144,7 +163,7 @@ def main() -> None:
             raise HashHopError(f"{args.source} holds no questions")
         where = f"the outputs saved in `{args.source}`"
     else:
-        records = run_questions(args.weights, parse_size(args.length), seeds, tasks, args.queries, args.beams)
+        records = run_questions(args.weights, parse_size(args.length), seeds, tasks, args.queries, args.beams, shapes)
         if args.out:
             tmp = args.out + ".tmp"
             with open(tmp, "w") as handle:
@@ -153,7 +172,7 @@ def main() -> None:
         where = f"{len(records)} questions run in {time.perf_counter() - started:,.0f} s"
     command = "python benchmarks/ltm2_beam_alpha.py " + shlex.join(sys.argv[1:])
     lines = [
-        f"LTM-2, HashHop at {records[0]['length']:,} characters (Magic's format, 16-letter hashes), answers by a beam search of "
+        f"LTM-2, HashHop at {records[0]['length']:,} characters (Magic's format; 16-letter hashes where a column names no shape), answers by a beam search of "
         f"width {records[0]['beams']} scored for every length penalty a from one search per question ({where}). "
         f"Command: `{command.strip()}`.",
         "",
