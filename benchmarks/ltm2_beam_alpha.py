@@ -152,6 +152,8 @@ def main() -> None:
         raise HashHopError(f"--alphas must be from 0 to 4, got {args.alphas!r}")
     if args.beams < 2 or args.queries < 1:
         raise HashHopError(f"--beams must be >= 2 and --queries >= 1, got {args.beams} and {args.queries}")
+    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):  # before the run, not after it
+        raise HashHopError(f"--out {args.out}: its folder does not exist")
     started = time.perf_counter()
     if args.source:
         try:
@@ -159,8 +161,9 @@ def main() -> None:
                 records = [json.loads(line) for line in handle if line.strip()]
         except (OSError, ValueError) as err:
             raise HashHopError(f"cannot read {args.source}: {err}") from None
-        if not records:
-            raise HashHopError(f"{args.source} holds no questions")
+        fields = {"seed", "task", "length", "beams", "expected", "greedy", "outputs"}
+        if not records or any(not isinstance(r, dict) or not fields <= set(r) for r in records):
+            raise HashHopError(f"{args.source} holds no questions of this script (each line needs {', '.join(sorted(fields))})")
         where = f"the outputs saved in `{args.source}`"
     else:
         records = run_questions(args.weights, parse_size(args.length), seeds, tasks, args.queries, args.beams, shapes)
